@@ -1,0 +1,114 @@
+"""Python API for notebooks and scripts.
+
+  from tcts_jax.api import TextToImage
+  t2i = TextToImage.load()                      # shipped weights, configs/shapes.py
+  out = t2i.generate(['a large red circle in the middle'], num_samples=4, strategy='random_revoke')
+  out.images  # (4, 32, 32, 3) uint8
+"""
+
+import dataclasses
+import importlib.util
+import json
+import pathlib
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from tcts_jax import checkpoint
+from tcts_jax.models import Models, abstract_params, build_models
+from tcts_jax.sampling.sampler import Sampler
+from tcts_jax.visualize import to_uint8
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = 'configs/shapes.py:sample'
+
+
+def load_config(spec: str = DEFAULT_CONFIG) -> ml_collections.ConfigDict:
+  """Load `path/to/config.py[:arg]` (relative paths are tried from the cwd, then the repo root)."""
+  path, _, arg = spec.partition(':')
+  file = pathlib.Path(path)
+  if not file.is_file() and (REPO_ROOT / path).is_file():
+    file = REPO_ROOT / path
+  if not file.is_file():
+    raise FileNotFoundError(f'config file not found: {path}')
+  module_spec = importlib.util.spec_from_file_location(f'_tcts_config_{file.stem}', file)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def resolve_path(path: str) -> pathlib.Path:
+  """A relative path from the cwd if it exists there, else from the repo root (for shipped weights)."""
+  p = pathlib.Path(path)
+  return p if p.is_absolute() or p.exists() else REPO_ROOT / p
+
+
+def read_vocabulary(weights_dir) -> list[str]:
+  path = pathlib.Path(weights_dir) / 'vocab.json'
+  if not path.is_file():
+    raise FileNotFoundError(f'no vocab.json in {weights_dir}')
+  return json.loads(path.read_text())
+
+
+@dataclasses.dataclass
+class Generation:
+  prompts: list[str]            # one per image
+  images: np.ndarray            # (B, H, W, 3) uint8
+  tokens: np.ndarray            # (B, N) int32
+  trajectory: Optional[dict]    # per step (T, B, ...) numpy arrays, when asked for
+
+
+class TextToImage:
+  """A loaded model (config + modules + params) that turns prompts into images."""
+
+  def __init__(self, config, models: Models, params):
+    self.config, self.models, self.params = config, models, params
+    self._samplers = {}
+
+  @classmethod
+  def load(cls, config: Optional[ml_collections.ConfigDict] = None, weights: Optional[str] = None) -> 'TextToImage':
+    config = config if config is not None else load_config()
+    weights_dir = resolve_path(weights or config.weights)
+    if not weights_dir.is_dir():
+      raise FileNotFoundError(f'weights directory not found: {weights_dir}')
+    models = build_models(config, read_vocabulary(weights_dir))
+    expected = abstract_params(models, config.data.image_size)
+    params = {part: checkpoint.load_part(weights_dir, part, expected[part]) for part in expected}
+    return cls(config, models, jax.device_put(params))
+
+  def encode_prompts(self, prompts: Sequence[str]) -> np.ndarray:
+    strict = self.config.text.unknown_words == 'error'
+    for p in prompts:
+      if not p.strip():
+        raise ValueError('empty prompt')
+    return self.models.word_tokenizer.encode_batch(prompts, strict=strict)
+
+  def sampler(self, trajectory: bool = False, **overrides) -> Sampler:
+    """The compiled sampler for these settings (built once and cached)."""
+    cfg = self.config.sampler.copy_and_resolve_references()
+    with cfg.unlocked():
+      for key, value in overrides.items():
+        if key not in cfg:
+          raise ValueError(f'unknown sampler setting {key!r}')
+        cfg[key] = value
+    key = (cfg.to_json(), trajectory)
+    if key not in self._samplers:
+      self._samplers[key] = Sampler(self.models, cfg, trajectory=trajectory)
+    return self._samplers[key]
+
+  def generate(self, prompts: Sequence[str], num_samples: int = 1, seed: int = 0, trajectory: bool = False,
+               negative_prompt: Optional[str] = None, **sampler_overrides) -> Generation:
+    """`num_samples` images per prompt (images of one prompt are adjacent)."""
+    if isinstance(prompts, str):
+      prompts = [prompts]
+    if num_samples < 1:
+      raise ValueError(f'num_samples must be >= 1, got {num_samples}')
+    expanded = [p for p in prompts for _ in range(num_samples)]
+    ids = self.encode_prompts(expanded)
+    negative = None if negative_prompt is None else np.repeat(self.encode_prompts([negative_prompt]), len(ids), 0)
+    out = self.sampler(trajectory, **sampler_overrides)(self.params, ids, jax.random.key(seed), negative)
+    traj = jax.tree.map(np.asarray, out.trajectory) if trajectory else None
+    return Generation(expanded, to_uint8(out.images), np.asarray(out.tokens), traj)

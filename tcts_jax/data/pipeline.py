@@ -1,0 +1,63 @@
+"""Input pipeline: captioned shapes through `tfds` random access + grain, as numpy batches.
+
+Reading does not import TensorFlow. The returned grain iterator supports `get_state()` /
+`set_state()` for checkpointing.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import grain
+import numpy as np
+
+from tcts_jax.data import shapes_tfds
+
+
+def _to_numpy(example: dict, tokenize: Callable[[str], np.ndarray] | None) -> dict:
+  caption = example['caption']
+  if isinstance(caption, bytes):
+    caption = caption.decode('utf-8')
+  out = {
+      'image': np.asarray(example['image'], np.uint8),
+      'caption': caption,
+      'objects': np.asarray(example['objects'], np.int32),
+      'num_objects': np.int32(example['num_objects']),
+  }
+  if tokenize is not None:
+    out['text_ids'] = np.asarray(tokenize(caption), np.int32)
+  return out
+
+
+def _collate(examples: list[dict]) -> dict:
+  # Captions stay python strings (object array); np.stack would make fixed-width '<U' arrays.
+  batch = {k: np.stack([e[k] for e in examples]) for k in examples[0] if k != 'caption'}
+  batch['caption'] = np.array([e['caption'] for e in examples], dtype=object)
+  return batch
+
+
+def make_loader(split: str, batch_size: int, *, config_name: str = 'default',
+                data_dir: str | None = None, seed: int = 0, shuffle: bool = True,
+                num_epochs: int | None = None, drop_remainder: bool = True,
+                process_index: int | None = None, process_count: int | None = None,
+                tokenize: Callable[[str], np.ndarray] | None = None) -> Iterator[dict]:
+  """Iterator of numpy batches of `batch_size` (per process) examples.
+
+  Batches: image uint8 (B, S, S, 3), caption object array of str (B,), objects int32 (B, 3, 4),
+  num_objects int32 (B,), and text_ids int32 (B, L) when `tokenize` is given. Each process reads
+  a disjoint shard (every `process_count`-th record); the order is a function of `seed` alone.
+  `num_epochs=None` repeats forever. Prepares the dataset on first use.
+  """
+  if process_index is None or process_count is None:
+    import jax  # Lazily: the pipeline itself does not need jax.
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+
+  source = shapes_tfds.build(config_name, data_dir).as_data_source(split)
+  ds = grain.MapDataset.source(source)[process_index::process_count]
+  if shuffle:
+    ds = ds.shuffle(seed=seed)  # Reshuffled differently every epoch by `repeat`.
+  ds = ds.repeat(num_epochs)
+  ds = ds.map(lambda example: _to_numpy(example, tokenize))
+  ds = ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=_collate)
+  return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=16)))

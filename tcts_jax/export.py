@@ -1,0 +1,46 @@
+r"""Exports trained stages to a weights directory (what the repo ships and the samplers load).
+
+  python -m tcts_jax.export --config=configs/shapes.py \
+      --tokenizer=workdirs/shapes/tokenizer --generator=workdirs/shapes/generator --out=weights/shapes
+
+Writes <part>.safetensors for tokenizer, text and generator, and vocab.json (the text vocabulary the
+model was trained with).
+"""
+
+import json
+import pathlib
+
+from absl import flags
+from ml_collections import config_flags
+
+from tcts_jax import checkpoint
+from tcts_jax.cli import run_main
+from tcts_jax.data import shapes
+from tcts_jax.models import abstract_params, build_models
+
+config_flags.DEFINE_config_file('config', 'configs/shapes.py', 'Config file.', lock_config=True)
+flags.DEFINE_string('tokenizer', None, 'Tokenizer workdir (or weights dir).', required=True)
+flags.DEFINE_string('generator', None, 'Generator workdir (or weights dir); holds text + generator.', required=True)
+flags.DEFINE_string('out', None, 'Output weights directory.', required=True)
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  config, out = FLAGS.config, pathlib.Path(FLAGS.out)
+  vocabulary = shapes.vocabulary()
+  models = build_models(config, vocabulary)
+  expected = abstract_params(models, config.data.image_size)
+  sources = {'tokenizer': FLAGS.tokenizer, 'text': FLAGS.generator, 'generator': FLAGS.generator}
+  params = {part: checkpoint.load_part(src, part, expected[part]) for part, src in sources.items()}
+  out.mkdir(parents=True, exist_ok=True)
+  for part, p in params.items():
+    checkpoint.save_weights(out / f'{part}.safetensors', p)
+  (out / 'vocab.json').write_text(json.dumps(vocabulary))
+  sizes = {p.name: p.stat().st_size for p in out.iterdir()}
+  print(f'exported to {out}: ' + ', '.join(f'{k} {v / 1e6:.2f} MB' for k, v in sorted(sizes.items())))
+
+
+if __name__ == '__main__':
+  run_main(main)

@@ -1,0 +1,201 @@
+"""The sampler: every step (generator with CFG, token draw, strategy, selection) in ONE `lax.scan`.
+
+All per-step quantities (k_t, guidance scale, temperature, noise scale, strategy index) are NumPy
+arrays built from the config before tracing, so the step count is static, nothing in the loop depends
+on Python control flow over traced values, and a new prompt or seed reuses the compiled program.
+"""
+
+import dataclasses
+from typing import Optional
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tcts_jax.models import Models
+from tcts_jax.models.generator import generator_forward
+from tcts_jax.sampling import schedules
+from tcts_jax.sampling import strategies as strat
+from tcts_jax.sampling.select import gumbel_top_k
+
+STRATEGIES = ('uniform', 'purity', 'random_revoke', 'persistent', 'fas')
+PRESETS = {  # per-step switching (paper §4.5): first half / second half.
+    'u2r': ('uniform', 'random_revoke'),
+    'r2u': ('random_revoke', 'uniform'),
+}
+
+
+@flax.struct.dataclass
+class SampleOutput:
+  tokens: jnp.ndarray                       # (B, N) final token ids
+  images: jnp.ndarray                       # (B, H, W, 3) float in [0, 1]
+  # Per step (T, B, ...): x̂ `tokens` and their decoded `images`, the `kept` mask after the step, and
+  # the FAS `high_freq` map. None unless the sampler was built with trajectory=True.
+  trajectory: Optional[dict] = None
+
+
+def _make_strategy(name: str, cfg) -> strat.Strategy:
+  if name == 'uniform':
+    return strat.uniform()
+  if name == 'purity':
+    return strat.purity(cfg.purity_noise)
+  if name == 'random_revoke':
+    return strat.random_revoke()
+  if name == 'persistent':
+    return strat.persistent(cfg.persistent_weight)
+  if name == 'fas':
+    if cfg.fas_base == 'fas' or cfg.fas_base not in STRATEGIES:
+      raise ValueError(f'unknown FAS base strategy {cfg.fas_base!r}')
+    return strat.fas(_make_strategy(cfg.fas_base, cfg), cfg.persistent_weight)
+  raise ValueError(f'unknown strategy {name!r}; expected one of {STRATEGIES + tuple(PRESETS)}')
+
+
+def strategy_per_step(cfg) -> list[str]:
+  """The strategy name used at each step: one name, a preset, or 'name:steps,name:steps,...'."""
+  spec, steps = cfg.strategy, cfg.steps
+  if spec in PRESETS:
+    first, second = PRESETS[spec]
+    return [first] * (steps // 2) + [second] * (steps - steps // 2)
+  if ':' in spec or ',' in spec:
+    names = []
+    for part in spec.split(','):
+      name, _, count = part.partition(':')
+      if not count.strip().isdigit():
+        raise ValueError(f'bad strategy schedule part {part!r}; expected name:steps')
+      names += [name.strip()] * int(count)
+    if len(names) != steps:
+      raise ValueError(f'strategy schedule {spec!r} covers {len(names)} steps, but steps={steps}')
+    return names
+  return [spec] * steps
+
+
+def _truncate(logits, top_k: int, top_p: float):
+  """Top-k / nucleus truncation of the logits (static settings; 0 and 1.0 switch them off)."""
+  if top_k:
+    kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
+    logits = jnp.where(logits < kth, -jnp.inf, logits)
+  if top_p < 1.0:
+    sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
+    cum = jnp.cumsum(jax.nn.softmax(sorted_logits, axis=-1), axis=-1)
+    # Smallest logit still inside the nucleus (the first token is always inside).
+    cutoff_idx = jnp.sum(cum - jax.nn.softmax(sorted_logits, axis=-1) < top_p, axis=-1, keepdims=True) - 1
+    cutoff = jnp.take_along_axis(sorted_logits, cutoff_idx, axis=-1)
+    logits = jnp.where(logits < cutoff, -jnp.inf, logits)
+  return logits
+
+
+def high_frequency_map(self_attention, threshold: float):
+  """FAS split (DESIGN §3): attention each token receives, averaged over heads; > threshold is 'high'."""
+  received = jnp.sum(jnp.mean(self_attention, axis=1), axis=1)  # (B, N), mean over tokens is 1
+  return received > threshold
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedules:
+  keep_counts: np.ndarray     # (T,) int32
+  guidance: np.ndarray        # (T,) float32
+  temperature: np.ndarray     # (T,) float32
+  noise_scale: np.ndarray     # (T,) float32
+  strategy_index: np.ndarray  # (T,) int32 into Sampler.strategies
+  freeze: np.ndarray          # (T,) bool: visible tokens keep their value this step
+
+
+class Sampler:
+  """`Sampler(models, cfg)(params, text_ids, rng)` -> SampleOutput. Compiles once per batch shape."""
+
+  def __init__(self, models: Models, cfg, trajectory: bool = False):
+    validate(cfg, models)
+    self.models, self.cfg, self.trajectory = models, cfg, trajectory
+    names = strategy_per_step(cfg)
+    unique = list(dict.fromkeys(names))
+    self.strategies = tuple(_make_strategy(n, cfg) for n in unique)
+    index = np.array([unique.index(n) for n in names], np.int32)
+    progress = np.arange(1, cfg.steps + 1) / cfg.steps
+    noise = np.array([self.strategies[i].noise_scale(p) for i, p in zip(index, progress)], np.float32)
+    revocable = np.array([self.strategies[i].revocable for i in index])
+    self.schedules = Schedules(
+        keep_counts=schedules.keep_counts(cfg.steps, models.num_tokens, cfg.mask_schedule),
+        guidance=schedules.guidance_scales(cfg.steps, cfg.guidance_scale, cfg.guidance_schedule),
+        temperature=np.full(cfg.steps, cfg.temperature, np.float32),
+        noise_scale=noise,
+        strategy_index=index,
+        freeze=~revocable | cfg.freeze_visible,
+    )
+    self.needs_attention = any(n == 'fas' for n in names)
+    self._sample = jax.jit(self._sample_impl)
+
+  def __call__(self, params, text_ids, rng, negative_ids=None) -> SampleOutput:
+    return self._sample(params, jnp.asarray(text_ids), rng, negative_ids)
+
+  def _sample_impl(self, params, text_ids, rng, negative_ids):
+    m, cfg, sch = self.models, self.cfg, self.schedules
+    b, n = text_ids.shape[0], m.num_tokens
+    # Conditional and unconditional (null text, or the negative prompt) branches in one batch.
+    uncond_ids = text_ids if negative_ids is None else negative_ids
+    text, text_mask = m.text_encoder.apply({'params': params['text']}, jnp.concatenate([text_ids, uncond_ids]))
+    drop = jnp.concatenate([jnp.zeros(b, bool), jnp.full(b, negative_ids is None)])
+    attention_layer = cfg.fas_layer if self.needs_attention else None
+    keep_logit_fns = [s.keep_logits for s in self.strategies]
+
+    def step(carry, per_step):
+      x, rng = carry
+      rng, r_draw, r_select = jax.random.split(rng, 3)
+      kept = x != m.mask_id
+      logits, self_attn, _ = generator_forward(
+          m.generator, params['generator'], jnp.concatenate([x, x]), text, text_mask, drop, attention_layer)
+      cond, uncond = logits[:b], logits[b:]
+      guided = cond + per_step['guidance'] * (cond - uncond)
+      guided = _truncate(guided / per_step['temperature'], cfg.top_k, cfg.top_p)
+      x_hat = jax.random.categorical(r_draw, guided)
+      logp = jnp.take_along_axis(jax.nn.log_softmax(guided), x_hat[..., None], axis=-1)[..., 0]
+      x_hat = jnp.where(kept & per_step['freeze'], x, x_hat)
+      high_freq = (high_frequency_map(self_attn[:b], cfg.fas_threshold) if self_attn is not None
+                   else jnp.ones((b, n), bool))
+      inputs = strat.StepInputs(kept=kept, logp=logp, high_freq=high_freq)
+      keep_logits = jax.lax.switch(per_step['strategy'], keep_logit_fns, inputs)
+      keep = gumbel_top_k(r_select, keep_logits, per_step['k'], per_step['noise'])
+      x_next = jnp.where(keep, x_hat, m.mask_id)
+      out = dict(tokens=x_hat, kept=keep, high_freq=high_freq) if self.trajectory else None
+      return (x_next, rng), out
+
+    per_step = dict(k=sch.keep_counts, guidance=sch.guidance, temperature=sch.temperature,
+                    noise=sch.noise_scale, strategy=sch.strategy_index, freeze=sch.freeze)
+    x0 = jnp.full((b, n), m.mask_id, jnp.int32)
+    (tokens, _), traj = jax.lax.scan(step, (x0, rng), per_step)
+    images = self.decode(params['tokenizer'], tokens)
+    if self.trajectory:
+      t = cfg.steps
+      traj['images'] = self.decode(params['tokenizer'], traj['tokens'].reshape(t * b, n)).reshape(
+          (t, b) + images.shape[1:])
+    return SampleOutput(tokens=tokens, images=images, trajectory=traj)
+
+  def decode(self, tokenizer_params, tokens):
+    """(B, N) token ids -> (B, H, W, 3) images in [0, 1]."""
+    g = self.models.grid_size
+    images = self.models.tokenizer.apply({'params': tokenizer_params},
+                                         tokens.reshape(-1, g, g), method='decode')
+    return jnp.clip((images + 1) / 2, 0, 1)
+
+
+def validate(cfg, models: Models) -> None:
+  """One-line errors for bad sampler settings, raised before anything is traced."""
+  n = models.num_tokens
+  if not 1 <= cfg.steps <= n:
+    raise ValueError(f'steps must be in [1, {n}] (the number of image tokens), got {cfg.steps}')
+  for name in set(strategy_per_step(cfg)):
+    _make_strategy(name, cfg)
+  if cfg.persistent_weight <= 0:
+    raise ValueError(f'persistent_weight must be > 0, got {cfg.persistent_weight}')
+  if not 0 <= cfg.fas_layer < models.generator.num_layers:
+    raise ValueError(f'fas_layer {cfg.fas_layer} out of range [0, {models.generator.num_layers})')
+  if cfg.guidance_scale < 0:
+    raise ValueError(f'guidance_scale must be >= 0, got {cfg.guidance_scale}')
+  schedules.guidance_scales(cfg.steps, cfg.guidance_scale, cfg.guidance_schedule)
+  schedules.mask_ratio(0.0, cfg.mask_schedule)
+  if cfg.temperature <= 0:
+    raise ValueError(f'temperature must be > 0, got {cfg.temperature}')
+  if not 0 <= cfg.top_k <= models.generator.codebook_size:
+    raise ValueError(f'top_k must be in [0, {models.generator.codebook_size}], got {cfg.top_k}')
+  if not 0 < cfg.top_p <= 1:
+    raise ValueError(f'top_p must be in (0, 1], got {cfg.top_p}')

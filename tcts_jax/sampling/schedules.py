@@ -1,0 +1,47 @@
+"""Per-step schedules, built as NumPy arrays before the sampling scan (so they are compile-time constants)."""
+
+import jax.numpy as jnp
+import numpy as np
+
+GUIDANCE_SCHEDULES = ('constant', 'linear', 'cosine')
+MASK_SCHEDULES = ('cosine', 'linear')
+
+
+def mask_ratio(progress, schedule: str = 'cosine'):
+  """Fraction of tokens still masked after `progress` in [0, 1] of the generation (MaskGIT).
+
+  Works on NumPy and traced JAX arrays alike (training draws ratios with it inside jit).
+  """
+  if schedule == 'cosine':
+    return jnp.cos(0.5 * jnp.pi * progress)
+  if schedule == 'linear':
+    return 1.0 - progress
+  raise ValueError(f'unknown mask schedule {schedule!r}; expected one of {MASK_SCHEDULES}')
+
+
+def keep_counts(steps: int, num_tokens: int, schedule: str = 'cosine') -> np.ndarray:
+  """k_t: tokens kept after step t = 0..steps-1; strictly increasing, k_{T-1} = num_tokens."""
+  if not 1 <= steps <= num_tokens:
+    raise ValueError(f'steps must be in [1, {num_tokens}] (the number of tokens), got {steps}')
+  t = np.arange(1, steps + 1) / steps
+  k = num_tokens - np.floor(num_tokens * np.asarray(mask_ratio(t, schedule), np.float64) + 1e-6).astype(np.int64)
+  # At least one new token per step, and room left for the steps after.
+  k = np.maximum(k, np.arange(1, steps + 1))
+  k = np.minimum(k, num_tokens - np.arange(steps - 1, -1, -1))
+  return np.maximum.accumulate(k).astype(np.int32)
+
+
+def guidance_scales(steps: int, scale: float, schedule: str = 'constant') -> np.ndarray:
+  """Classifier-free guidance scale per step; 'linear' rises from 0 to `scale` (Muse), 'cosine' smoothly."""
+  if scale < 0:
+    raise ValueError(f'guidance scale must be >= 0, got {scale}')
+  t = np.arange(1, steps + 1) / steps
+  if schedule == 'constant':
+    s = np.ones(steps)
+  elif schedule == 'linear':
+    s = t
+  elif schedule == 'cosine':
+    s = 0.5 * (1 - np.cos(np.pi * t))
+  else:
+    raise ValueError(f'unknown guidance schedule {schedule!r}; expected one of {GUIDANCE_SCHEDULES}')
+  return (scale * s).astype(np.float32)

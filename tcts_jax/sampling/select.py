@@ -1,0 +1,28 @@
+"""The one selection primitive every strategy goes through (DESIGN §2).
+
+Keeping k positions without replacement with probabilities proportional to w_i is exactly keeping the k
+largest `log w_i + g_i`, g_i ~ Gumbel(0, 1) (Gumbel-top-k). Strategies only supply the keep logits
+`log w_i` (+inf = always keep) and a noise scale; `k` may be a traced value because the choice is a
+rank comparison, not a `top_k` with a static size.
+"""
+
+import jax
+import jax.numpy as jnp
+
+
+def ranks(scores):
+  """0-based descending rank of each entry along the last axis (ties broken by position)."""
+  order = jnp.argsort(-scores, axis=-1, stable=True)
+  return jnp.argsort(order, axis=-1, stable=True)
+
+
+def gumbel_top_k(rng, keep_logits, k, noise_scale=1.0):
+  """Boolean mask with exactly `k` True per row: the k largest `keep_logits + noise_scale * Gumbel`.
+
+  `k` is a scalar or a (B,) array (per row); `noise_scale` a scalar. With noise_scale 1 this samples
+  k positions without replacement with probabilities proportional to exp(keep_logits).
+  """
+  noise = jax.random.gumbel(rng, keep_logits.shape, keep_logits.dtype)
+  scores = jnp.where(jnp.isposinf(keep_logits), jnp.inf, keep_logits + noise_scale * noise)
+  k = jnp.asarray(k)
+  return ranks(scores) < (k[..., None] if k.ndim else k)

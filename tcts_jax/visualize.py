@@ -1,0 +1,85 @@
+"""Pictures: captioned sample grids, trajectory strips, and atomic PNG writing."""
+
+import os
+import pathlib
+import tempfile
+import textwrap
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+
+def to_uint8(images) -> np.ndarray:
+  """Float images in [0, 1] (or uint8) -> uint8."""
+  images = np.asarray(images)
+  if images.dtype == np.uint8:
+    return images
+  return np.round(np.clip(images, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def _upscale(image: np.ndarray, scale: int) -> Image.Image:
+  return Image.fromarray(image).resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST)
+
+
+def _font(size=11):
+  try:
+    return ImageFont.load_default(size=size)
+  except TypeError:  # older Pillow: fixed-size bitmap font
+    return ImageFont.load_default()
+
+
+def caption_grid(images, captions: Optional[Sequence[str]] = None, cols: int = 4, scale: int = 4,
+                 caption_lines: int = 4) -> np.ndarray:
+  """Images (N, H, W, 3) in a grid, each upscaled `scale`x with its caption wrapped above it."""
+  images = to_uint8(images)
+  n, h, w, _ = images.shape
+  cols = max(1, min(cols, n))
+  rows = -(-n // cols)
+  cell_w, text_h = w * scale, (12 * caption_lines if captions is not None else 0)
+  canvas = Image.new('RGB', (cols * (cell_w + 4), rows * (h * scale + text_h + 4)), 'white')
+  draw, font = ImageDraw.Draw(canvas), _font()
+  chars = max(8, cell_w // 6)
+  for i in range(n):
+    x, y = (i % cols) * (cell_w + 4), (i // cols) * (h * scale + text_h + 4)
+    if captions is not None:
+      lines = textwrap.wrap(captions[i], chars)[:caption_lines]
+      draw.multiline_text((x + 2, y), '\n'.join(lines), fill='black', font=font, spacing=1)
+    canvas.paste(_upscale(images[i], scale), (x, y + text_h))
+  return np.asarray(canvas)
+
+
+def trajectory_strip(x_hat_images, kept, high_freq, grid_size: int, caption: str = '', scale: int = 3) -> np.ndarray:
+  """One prompt's steps left to right: row 1 the decoded x̂ of each step, row 2 the kept tokens after the
+  step (masked ones darkened), row 3 the FAS high-frequency map (red = high frequency / revocable)."""
+  x_hat = to_uint8(x_hat_images)                       # (T, H, W, 3)
+  t, h, w, _ = x_hat.shape
+  cell = h // grid_size
+
+  def token_map(mask):  # (N,) bool -> (H, W, 1) float
+    return np.kron(np.asarray(mask, np.float32).reshape(grid_size, grid_size), np.ones((cell, cell)))[..., None]
+
+  kept_rows = [(x_hat[i] * (0.25 + 0.75 * token_map(kept[i]))).astype(np.uint8) for i in range(t)]
+  hf_rows = [(255 * np.concatenate([token_map(high_freq[i])] + [np.zeros_like(token_map(high_freq[i]))] * 2, -1)
+              * 0.8 + 0.2 * x_hat[i]).astype(np.uint8) for i in range(t)]
+  rows = [np.concatenate(list(x_hat), 1), np.concatenate(kept_rows, 1), np.concatenate(hf_rows, 1)]
+  strip = np.asarray(_upscale(np.concatenate(rows, 0), scale))
+  header = Image.new('RGB', (strip.shape[1], 16), 'white')
+  ImageDraw.Draw(header).text((2, 2), f'{caption}   (rows: prediction per step | kept tokens | high-frequency map in red)',
+                              fill='black', font=_font())
+  return np.concatenate([np.asarray(header), strip], 0)
+
+
+def save_png(path, image: np.ndarray) -> None:
+  """Write a PNG atomically: a temp file in the same directory, then rename (no half-written outputs)."""
+  path = pathlib.Path(path)
+  if path.parent and not path.parent.exists():
+    raise FileNotFoundError(f'output directory does not exist: {path.parent}')
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+  os.close(fd)
+  try:
+    Image.fromarray(to_uint8(image)).save(tmp, format='PNG')
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)

@@ -1,0 +1,197 @@
+"""Sampler properties (DESIGN §2-3), on the tiny config with random weights: the properties hold for any
+generator, so no training is needed."""
+
+import jax
+import numpy as np
+import pytest
+
+from tcts_jax.sampling import schedules
+from tcts_jax.sampling.sampler import Sampler, strategy_per_step
+
+PROMPTS = ['a large red circle in the middle', 'a small blue square at the top left',
+           'a big green triangle at the bottom', 'a tiny yellow disk on the right side']
+
+
+def sampler_cfg(config, **overrides):
+  cfg = config.sampler.copy_and_resolve_references()
+  with cfg.unlocked():
+    cfg.update(overrides)
+  return cfg
+
+
+@pytest.fixture(scope='module')
+def run(tiny_model):
+  """run(seed=0, negative=None, **sampler overrides) -> SampleOutput with trajectory (samplers cached)."""
+  config, models, params = tiny_model
+  ids = models.word_tokenizer.encode_batch(PROMPTS)
+  cache = {}
+
+  def _run(seed=0, negative=None, ids=ids, **overrides):
+    cfg = sampler_cfg(config, **overrides)
+    key = cfg.to_json()
+    if key not in cache:
+      cache[key] = Sampler(models, cfg, trajectory=True)
+    out = cache[key](params, ids, jax.random.key(seed), negative)
+    return jax.tree.map(np.asarray, out), cache[key]
+  return _run
+
+
+def token_states(traj, mask_id):
+  """Canvas after each step: x̂ where kept, [MASK] elsewhere. (T, B, N)."""
+  return np.where(traj['kept'], traj['tokens'], mask_id)
+
+
+ALL = ['uniform', 'purity', 'random_revoke', 'persistent', 'fas', 'u2r', 'r2u']
+
+
+@pytest.mark.parametrize('strategy', ALL)
+def test_exactly_k_kept_and_no_mask_left(run, tiny_model, strategy):
+  _, models, _ = tiny_model
+  out, sampler = run(strategy=strategy)
+  counts = out.trajectory['kept'].sum(-1)  # (T, B)
+  np.testing.assert_array_equal(counts, np.broadcast_to(sampler.schedules.keep_counts[:, None], counts.shape))
+  assert (out.tokens != models.mask_id).all()
+  assert out.tokens.min() >= 0 and out.tokens.max() < models.generator.codebook_size
+  assert out.images.shape == (len(PROMPTS), 32, 32, 3)
+
+
+@pytest.mark.parametrize('strategy', ['uniform', 'purity'])
+def test_fixed_strategies_never_change_a_kept_token(run, tiny_model, strategy):
+  out, _ = run(strategy=strategy)
+  canvas = token_states(out.trajectory, tiny_model[1].mask_id)
+  kept = out.trajectory['kept']
+  for t in range(len(kept) - 1):
+    assert (kept[t + 1] | ~kept[t]).all()                      # never revoked
+    np.testing.assert_array_equal(canvas[t + 1][kept[t]], canvas[t][kept[t]])  # never changed
+
+
+def test_random_revoke_revokes(run):
+  out, _ = run(strategy='random_revoke')
+  kept = out.trajectory['kept']
+  revoked = (kept[:-1] & ~kept[1:]).sum()
+  # With 4 images x 16 steps, a uniformly random keep set revokes a large fraction of kept tokens.
+  assert revoked > 0.2 * kept[:-1].sum()
+
+
+def test_same_seed_same_output_other_seed_differs(run):
+  a, _ = run(seed=1, strategy='random_revoke')
+  b, _ = run(seed=1, strategy='random_revoke')
+  c, _ = run(seed=2, strategy='random_revoke')
+  np.testing.assert_array_equal(a.tokens, b.tokens)
+  assert (a.tokens != c.tokens).any()
+
+
+def test_persistent_with_huge_weight_equals_uniform(run):
+  # Uniform freezes visible tokens, so compare with persistent sampling that freezes them too.
+  uni, _ = run(seed=3, strategy='uniform')
+  per, _ = run(seed=3, strategy='persistent', persistent_weight=1e30, freeze_visible=True)
+  np.testing.assert_array_equal(uni.tokens, per.tokens)
+  np.testing.assert_array_equal(uni.trajectory['kept'], per.trajectory['kept'])
+
+
+def test_persistent_with_weight_one_equals_random_revoke(run):
+  rr, _ = run(seed=4, strategy='random_revoke')
+  per, _ = run(seed=4, strategy='persistent', persistent_weight=1.0)
+  np.testing.assert_array_equal(rr.tokens, per.tokens)
+
+
+def test_fas_all_high_frequency_equals_base_all_low_equals_persistent(run):
+  # Attention received averages 1 per token, so threshold -1 marks everything high, 1e9 everything low.
+  base, _ = run(seed=5, strategy='random_revoke')
+  per, _ = run(seed=5, strategy='persistent', persistent_weight=7.0)
+  all_high, _ = run(seed=5, strategy='fas', fas_base='random_revoke', fas_threshold=-1.0, persistent_weight=7.0)
+  all_low, _ = run(seed=5, strategy='fas', fas_base='random_revoke', fas_threshold=1e9, persistent_weight=7.0)
+  assert all_high.trajectory['high_freq'].all() and not all_low.trajectory['high_freq'].any()
+  np.testing.assert_array_equal(all_high.tokens, base.tokens)
+  np.testing.assert_array_equal(all_low.tokens, per.tokens)
+
+
+def test_fas_map_splits_the_image(run):
+  out, _ = run(strategy='fas')
+  frac = out.trajectory['high_freq'].mean()
+  assert 0.0 < frac < 1.0
+
+
+def test_switching_presets_switch_at_the_middle(run, tiny_config):
+  cfg = sampler_cfg(tiny_config, strategy='u2r', steps=16)
+  assert strategy_per_step(cfg) == ['uniform'] * 8 + ['random_revoke'] * 8
+  out, _ = run(strategy='u2r')
+  kept = out.trajectory['kept']
+  revoked = kept[:-1] & ~kept[1:]   # revoked[t]: kept after step t, masked after step t+1
+  assert not revoked[:7].any()     # steps 1..7 use uniform: nothing revoked
+  assert revoked[7:].any()
+  out, _ = run(strategy='r2u')
+  revoked = out.trajectory['kept'][:-1] & ~out.trajectory['kept'][1:]
+  assert revoked[:7].any() and not revoked[7:].any()
+
+
+def test_schedule_string(tiny_config):
+  cfg = sampler_cfg(tiny_config, strategy='uniform:4,purity:12')
+  assert strategy_per_step(cfg) == ['uniform'] * 4 + ['purity'] * 12
+  with pytest.raises(ValueError, match='covers 5 steps'):
+    strategy_per_step(sampler_cfg(tiny_config, strategy='uniform:5'))
+
+
+def test_guidance_zero_is_the_conditional_path(run, tiny_model):
+  # With scale 0 the unconditional branch must not matter: a different negative prompt changes nothing.
+  _, models, _ = tiny_model
+  negative = models.word_tokenizer.encode_batch(['a purple triangle'] * len(PROMPTS))
+  a, _ = run(seed=6, guidance_scale=0.0, strategy='purity')
+  b, _ = run(seed=6, guidance_scale=0.0, strategy='purity', negative=negative)
+  np.testing.assert_array_equal(a.tokens, b.tokens)
+  c, _ = run(seed=6, guidance_scale=3.0, strategy='purity', negative=negative)
+  assert (a.tokens != c.tokens).any()
+
+
+def test_one_scan_with_static_length(tiny_model):
+  config, models, params = tiny_model
+  sampler = Sampler(models, sampler_cfg(config, strategy='fas'))
+  ids = models.word_tokenizer.encode_batch(PROMPTS[:2])
+  jaxpr = jax.make_jaxpr(sampler._sample_impl)(params, ids, jax.random.key(0), None)
+  scans = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == 'scan']
+  assert len(scans) == 1 and scans[0].params['length'] == config.sampler.steps
+  # No other loop primitive at top level, and none inside the scan other than what XLA needs.
+  assert not [e for e in jaxpr.jaxpr.eqns if e.primitive.name == 'while']
+
+
+def test_no_recompilation_across_prompts_and_seeds(tiny_model):
+  config, models, params = tiny_model
+  sampler = Sampler(models, sampler_cfg(config, strategy='random_revoke', steps=4))
+  for seed, prompts in enumerate([PROMPTS[:2], PROMPTS[2:]]):
+    sampler(params, models.word_tokenizer.encode_batch(prompts), jax.random.key(seed))
+  assert sampler._sample._cache_size() == 1
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(strategy='nope'), 'unknown strategy'),
+    (dict(strategy='fas', fas_base='nope'), 'unknown FAS base'),
+    (dict(persistent_weight=0.0), 'persistent_weight must be > 0'),
+    (dict(steps=0), 'steps must be in'),
+    (dict(steps=65), 'steps must be in'),
+    (dict(fas_layer=7), 'fas_layer 7 out of range'),
+    (dict(guidance_scale=-1.0), 'guidance_scale must be >= 0'),
+    (dict(guidance_schedule='wobbly'), 'unknown guidance schedule'),
+    (dict(mask_schedule='wobbly'), 'unknown mask schedule'),
+    (dict(temperature=0.0), 'temperature must be > 0'),
+])
+def test_bad_settings_fail_before_compiling(tiny_model, overrides, message):
+  config, models, _ = tiny_model
+  with pytest.raises(ValueError, match=message):
+    Sampler(models, sampler_cfg(config, **overrides))
+
+
+def test_keep_counts():
+  for steps in [1, 2, 8, 16, 64]:
+    k = schedules.keep_counts(steps, 64)
+    assert len(k) == steps and k[-1] == 64 and k[0] >= 1
+    assert (np.diff(k) >= 1).all()
+  with pytest.raises(ValueError):
+    schedules.keep_counts(65, 64)
+
+
+def test_guidance_schedules():
+  np.testing.assert_allclose(schedules.guidance_scales(4, 2.0, 'constant'), [2, 2, 2, 2])
+  lin = schedules.guidance_scales(4, 2.0, 'linear')
+  np.testing.assert_allclose(lin, [0.5, 1.0, 1.5, 2.0])
+  cos = schedules.guidance_scales(4, 2.0, 'cosine')
+  assert (np.diff(cos) > 0).all() and np.isclose(cos[-1], 2.0)
