@@ -24,6 +24,9 @@ from tcts_jax.visualize import to_uint8
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = 'configs/shapes.py:sample'
+# Parts a weights dir may lack: without selector.safetensors the model loads, and only the strategies
+# that need the selector (tcts, tcts_fas) refuse to run.
+OPTIONAL_PARTS = ('selector',)
 
 
 def load_config(spec: str = DEFAULT_CONFIG) -> ml_collections.ConfigDict:
@@ -69,14 +72,23 @@ class TextToImage:
     self._samplers = {}
 
   @classmethod
-  def load(cls, config: Optional[ml_collections.ConfigDict] = None, weights: Optional[str] = None) -> 'TextToImage':
+  def load(cls, config: Optional[ml_collections.ConfigDict] = None, weights: Optional[str] = None,
+           selector: Optional[str] = None) -> 'TextToImage':
+    """`selector`: a selector workdir or weights dir overriding (or adding) the weights dir's selector."""
     config = config if config is not None else load_config()
     weights_dir = resolve_path(weights or config.weights)
     if not weights_dir.is_dir():
       raise FileNotFoundError(f'weights directory not found: {weights_dir}')
     models = build_models(config, read_vocabulary(weights_dir))
     expected = abstract_params(models, config.data.image_size)
-    params = {part: checkpoint.load_part(weights_dir, part, expected[part]) for part in expected}
+    sources = {part: weights_dir for part in expected}
+    if selector is not None and 'selector' in expected:
+      sources['selector'] = resolve_path(selector)
+    params = {}
+    for part, src in sources.items():
+      if part in OPTIONAL_PARTS and src == weights_dir and not (weights_dir / f'{part}.safetensors').is_file():
+        continue  # e.g. no selector shipped: the strategies that need it say so when asked for
+      params[part] = checkpoint.load_part(src, part, expected[part])
     return cls(config, models, jax.device_put(params))
 
   def encode_prompts(self, prompts: Sequence[str]) -> np.ndarray:

@@ -4,7 +4,7 @@ r"""Exports trained stages to a weights directory (what the repo ships and the s
       --tokenizer=workdirs/shapes/tokenizer --generator=workdirs/shapes/generator --out=weights/shapes
 
 Writes <part>.safetensors for tokenizer, text and generator, and vocab.json (the text vocabulary the
-model was trained with).
+model was trained with). With --selector=workdirs/shapes/selector also selector.safetensors (TCTS).
 """
 
 import json
@@ -22,6 +22,7 @@ config_flags.DEFINE_config_file('config', 'configs/shapes.py', 'Config file.', l
 flags.DEFINE_string('tokenizer', None, 'Tokenizer workdir (or weights dir).', required=True)
 flags.DEFINE_string('generator', None, 'Generator workdir (or weights dir); holds text + generator.', required=True)
 flags.DEFINE_string('out', None, 'Output weights directory.', required=True)
+flags.DEFINE_string('selector', None, 'Optional TCTS selector workdir (or weights dir).')
 
 FLAGS = flags.FLAGS
 
@@ -33,6 +34,8 @@ def main(argv):
   models = build_models(config, vocabulary)
   expected = abstract_params(models, config.data.image_size)
   sources = {'tokenizer': FLAGS.tokenizer, 'text': FLAGS.generator, 'generator': FLAGS.generator}
+  if FLAGS.selector:
+    sources['selector'] = FLAGS.selector
   params = {part: checkpoint.load_part(src, part, expected[part]) for part, src in sources.items()}
   out.mkdir(parents=True, exist_ok=True)
   for part, p in params.items():

@@ -11,7 +11,7 @@ import optax
 
 from tcts_jax import checkpoint
 from tcts_jax.corruption import corrupt
-from tcts_jax.models import Models, abstract_params
+from tcts_jax.models import Models, abstract_params, init_selector
 
 
 def images_to_model(images_uint8):
@@ -113,7 +113,139 @@ class GeneratorStage:
     return image_grid([batch['image'][:8].astype(jnp.float32) / 255.0, out.images])
 
 
-STAGES = {'tokenizer': TokenizerStage, 'generator': GeneratorStage}
+def image_tokens(models: Models, tokenizer_params, images_uint8):
+  """(B, H, W, 3) uint8 images -> (B, N) codebook ids through the frozen tokenizer."""
+  grid = models.tokenizer.apply({'params': tokenizer_params}, images_to_model(images_uint8), method='encode')
+  return grid.reshape(grid.shape[0], -1)
+
+
+def auroc(scores, labels):
+  """Area under the ROC curve of `scores` for boolean `labels` (rank form of Mann-Whitney U; ties count
+  half). NaN when only one class is present. Pure, jittable, O(n log n)."""
+  scores = jnp.ravel(jnp.asarray(scores, jnp.float32))
+  labels = jnp.ravel(jnp.asarray(labels, bool))
+  sorted_scores = jnp.sort(scores)
+  # Average 1-based rank of each score among all scores (tied scores share their mean rank).
+  rank = (jnp.searchsorted(sorted_scores, scores, 'left') + jnp.searchsorted(sorted_scores, scores, 'right') + 1) / 2
+  n_pos = jnp.sum(labels).astype(jnp.float32)
+  n_neg = labels.size - n_pos
+  u = jnp.sum(jnp.where(labels, rank, 0.0)) - n_pos * (n_pos + 1) / 2
+  return jnp.where((n_pos > 0) & (n_neg > 0), u / jnp.maximum(n_pos * n_neg, 1.0), jnp.nan)
+
+
+def selector_metrics(logits, labels):
+  """BCE, accuracy at logit 0, AUROC and the positive rate (the accuracy of always saying 'real' is 1 - it)."""
+  labels = labels.astype(jnp.float32)
+  return {'bce': jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels)),
+          'accuracy': jnp.mean((logits > 0) == (labels > 0)),
+          'auroc': auroc(logits, labels > 0),
+          'positive_rate': jnp.mean(labels)}
+
+
+def selector_examples(models: Models, frozen, images_uint8, text_ids, rng, *, corrupt_prob: float,
+                      guidance: float, label: str):
+  """Selector training examples made on the fly from real data (DESIGN §4), all frozen models.
+
+  Real tokens -> the generator's training corruption at a random (cosine) ratio -> ONE generator forward
+  with CFG (cond + null text in one batch) -> x̂ drawn at every position, as the sampler does. Returns
+  x_hat (B, N), ratio (B,) = masked fraction of the generator input, labels (B, N) bool (True = the
+  position was corrupted, or with label='mismatch' x̂ differs from the real token), text, text_mask.
+  """
+  m = models
+  r_corrupt, r_draw = jax.random.split(rng)
+  target = image_tokens(m, frozen['tokenizer'], images_uint8)
+  inputs, masked, replaced = corrupt(r_corrupt, target, mask_id=m.mask_id,
+                                     codebook_size=m.generator.codebook_size, corrupt_prob=corrupt_prob)
+  text, text_mask = m.text_encoder.apply({'params': frozen['text']}, text_ids)
+  b = target.shape[0]
+  drop = jnp.concatenate([jnp.zeros(b, bool), jnp.ones(b, bool)])
+  logits = m.generator.apply({'params': frozen['generator']}, jnp.concatenate([inputs, inputs]),
+                             jnp.concatenate([text, text]), jnp.concatenate([text_mask, text_mask]), drop)
+  cond, uncond = logits[:b], logits[b:]
+  x_hat = jax.random.categorical(r_draw, cond + guidance * (cond - uncond))
+  labels = (masked | replaced) if label == 'corrupted' else (x_hat != target)
+  return dict(x_hat=x_hat, ratio=jnp.mean(masked, axis=-1), labels=labels, text=text, text_mask=text_mask)
+
+
+def load_frozen_generator(config, models: Models) -> dict:
+  """tokenizer + text + generator params from config.generator_checkpoint (weights dir or generator
+  workdir; a generator workdir has no tokenizer, which then comes from config.tokenizer_checkpoint)."""
+  source = config.generator_checkpoint
+  if not source:
+    raise ValueError('the selector stage needs --config.generator_checkpoint (a weights dir or generator workdir)')
+  expected = abstract_params(models, config.data.image_size)
+  frozen = {part: checkpoint.load_part(source, part, expected[part]) for part in ('text', 'generator')}
+  try:
+    frozen['tokenizer'] = checkpoint.load_part(source, 'tokenizer', expected['tokenizer'])
+  except checkpoint.CheckpointError:
+    if not config.tokenizer_checkpoint:
+      raise ValueError(f'{source} has no tokenizer weights: also give --config.tokenizer_checkpoint') from None
+    frozen['tokenizer'] = checkpoint.load_part(config.tokenizer_checkpoint, 'tokenizer', expected['tokenizer'])
+  return frozen
+
+
+SELECTOR_LABELS = ('corrupted', 'mismatch')
+
+
+class SelectorStage:
+  """TCTS selector on the frozen tokenizer, text encoder and generator (DESIGN §4): BCE per position."""
+  parts = ('selector',)
+  needs_text = True
+
+  def __init__(self, config, models: Models):
+    if models.selector is None:
+      raise ValueError('the selector stage needs a `selector` config section')
+    if config.selector.label not in SELECTOR_LABELS:
+      raise ValueError(f'unknown selector.label {config.selector.label!r}; expected one of {SELECTOR_LABELS}')
+    self.config, self.models = config, models
+
+  def frozen(self):
+    return load_frozen_generator(self.config, self.models)
+
+  def init(self, rng, batch):
+    del batch
+    return {'selector': init_selector(self.models, rng, self.models.text_encoder.width)}
+
+  def examples(self, frozen, batch, rng):
+    s = self.config.selector
+    return selector_examples(self.models, frozen, batch['image'], batch['text_ids'], rng,
+                             corrupt_prob=self.config.generator.corrupt_prob, guidance=s.generator_guidance,
+                             label=s.label)
+
+  def loss(self, params, frozen, batch, rng):
+    r_examples, r_drop = jax.random.split(rng)
+    ex = self.examples(frozen, batch, r_examples)
+    # Caption dropout trains the learned null text, so the selector has its own CFG.
+    drop = jax.random.uniform(r_drop, ex['ratio'].shape) < self.config.selector.caption_dropout
+    logits = self.models.selector.apply({'params': params['selector']}, ex['x_hat'], ex['ratio'], ex['text'],
+                                        ex['text_mask'], drop)
+    metrics = selector_metrics(logits, ex['labels'])
+    return metrics['bce'], metrics
+
+  def images(self, params, frozen, batch):
+    """Rows: data; x̂ decoded; label map (white = corrupted); predicted P(not real) map."""
+    if not hasattr(self, '_images'):
+      self._images = jax.jit(self._images_impl)
+    return self._images(params, frozen, jax.tree.map(lambda a: a[:8], batch))
+
+  def _images_impl(self, params, frozen, batch):
+    m = self.models
+    ex = self.examples(frozen, batch, jax.random.key(0))
+    logits = m.selector.apply({'params': params['selector']}, ex['x_hat'], ex['ratio'], ex['text'],
+                              ex['text_mask'], jnp.zeros(ex['ratio'].shape, bool))
+    g = m.grid_size
+    x_hat = m.tokenizer.apply({'params': frozen['tokenizer']}, ex['x_hat'].reshape(-1, g, g), method='decode')
+    size = batch['image'].shape[1]
+
+    def as_image(values):  # (B, N) in [0, 1] -> (B, size, size, 3) nearest-neighbour upsampled
+      grid = values.reshape(-1, g, g)
+      grid = jnp.repeat(jnp.repeat(grid, size // g, axis=1), size // g, axis=2)
+      return jnp.broadcast_to(grid[..., None], grid.shape + (3,))
+    return image_grid([batch['image'].astype(jnp.float32) / 255.0, model_to_images(x_hat),
+                       as_image(ex['labels'].astype(jnp.float32)), as_image(jax.nn.sigmoid(logits))])
+
+
+STAGES = {'tokenizer': TokenizerStage, 'generator': GeneratorStage, 'selector': SelectorStage}
 
 
 def make_stage(config, models: Models):

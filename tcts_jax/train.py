@@ -39,7 +39,7 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
 def train_step(stage, state, frozen, batch, rng):
   rng = jax.random.fold_in(rng, state.step)
   (loss, metrics), grads = jax.value_and_grad(stage.loss, has_aux=True)(state.params, frozen, batch, rng)
-  metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads), **metrics}
+  metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads), **metrics}
   return state.apply_gradients(grads=grads), metrics
 
 
@@ -51,7 +51,8 @@ def _check_workdir(workdir) -> pathlib.Path:
   return path
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> train_state.TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
+  """Trains `config.stage` in `workdir`; returns the final state and the logged [(step, metric means)]."""
   workdir = _check_workdir(workdir)
   models = build_models(config, shapes.vocabulary())
   stage = make_stage(config, models)
@@ -92,7 +93,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> train_stat
   writer = metric_writers.create_default_writer(str(workdir), just_logging=jax.process_index() > 0)
   writer.write_hparams({k: str(v) for k, v in config.items()})
   hooks = [periodic_actions.ReportProgress(num_train_steps=cfg.num_steps, writer=writer, every_steps=cfg.log_every)]
-  totals, count = None, 0
+  totals, count, history = None, 0, []
   for step in range(start + 1, cfg.num_steps + 1):
     state, metrics = step_fn(state, frozen, batch, rng)
     totals = metrics if totals is None else jax.tree.map(lambda a, b: a + b, totals, metrics)
@@ -102,10 +103,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> train_stat
     if step % cfg.log_every == 0 or step == cfg.num_steps:
       means = {k: float(v) / count for k, v in jax.device_get(totals).items()}
       writer.write_scalars(step, means)
+      history.append((step, means))
       print(f'[{config.stage}] step {step}/{cfg.num_steps} ' + ' '.join(f'{k}={v:.4f}' for k, v in means.items()),
             flush=True)
       totals, count = None, 0
-    if step % cfg.image_every == 0 or step == cfg.num_steps:
+    if cfg.image_every and (step % cfg.image_every == 0 or step == cfg.num_steps):
       writer.write_images(step, {'samples': np.asarray(images_fn(state.params, frozen, batch))[None]})
     mngr.save(step, args=checkpoint.ocp.args.StandardSave(state), force=step == cfg.num_steps)
     if step < cfg.num_steps:
@@ -113,7 +115,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir) -> train_stat
   mngr.wait_until_finished()
   mngr.close()
   writer.flush()
-  return state
+  return state, history
 
 
 def main(argv):

@@ -40,3 +40,14 @@ class TransformerBlock(nn.Module):
 def sown_attention(intermediates, layer: int, kind: str = 'self_attn'):
   """Attention probabilities (B, heads, Nq, Nk) of block `layer` from an `intermediates` collection."""
   return intermediates[f'block_{layer}'][kind]['attention_weights'][0]
+
+
+def with_null_text(null, text, text_mask, drop_text):
+  """Replace the text of rows with `drop_text` (B,) by a learned null embedding `null` (1, 1, D).
+
+  A dropped row attends only to its first slot (the null token), so the caption cannot leak through.
+  """
+  drop = drop_text[:, None]
+  text = jnp.where(drop[..., None], jnp.broadcast_to(null, text.shape), text)
+  only_first = jnp.arange(text.shape[1]) == 0
+  return text, jnp.where(drop, only_first[None], text_mask)

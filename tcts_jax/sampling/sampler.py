@@ -15,11 +15,12 @@ import numpy as np
 
 from tcts_jax.models import Models
 from tcts_jax.models.generator import generator_forward
+from tcts_jax.models.selector import guided_selector_logits
 from tcts_jax.sampling import schedules
 from tcts_jax.sampling import strategies as strat
 from tcts_jax.sampling.select import gumbel_top_k
 
-STRATEGIES = ('uniform', 'purity', 'random_revoke', 'persistent', 'fas')
+STRATEGIES = ('uniform', 'purity', 'random_revoke', 'persistent', 'fas', 'tcts', 'tcts_fas')
 PRESETS = {  # per-step switching (paper §4.5): first half / second half.
     'u2r': ('uniform', 'random_revoke'),
     'r2u': ('random_revoke', 'uniform'),
@@ -30,8 +31,9 @@ PRESETS = {  # per-step switching (paper §4.5): first half / second half.
 class SampleOutput:
   tokens: jnp.ndarray                       # (B, N) final token ids
   images: jnp.ndarray                       # (B, H, W, 3) float in [0, 1]
-  # Per step (T, B, ...): x̂ `tokens` and their decoded `images`, the `kept` mask after the step, and
-  # the FAS `high_freq` map. None unless the sampler was built with trajectory=True.
+  # Per step (T, B, ...): x̂ `tokens` and their decoded `images`, the `kept` mask after the step, the
+  # FAS `high_freq` map, and `selector_logits` (guided TCTS scores of x̂) when a strategy uses the
+  # selector. None unless the sampler was built with trajectory=True.
   trajectory: Optional[dict] = None
 
 
@@ -45,9 +47,13 @@ def _make_strategy(name: str, cfg) -> strat.Strategy:
   if name == 'persistent':
     return strat.persistent(cfg.persistent_weight)
   if name == 'fas':
-    if cfg.fas_base == 'fas' or cfg.fas_base not in STRATEGIES:
+    if cfg.fas_base in ('fas', 'tcts_fas') or cfg.fas_base not in STRATEGIES:
       raise ValueError(f'unknown FAS base strategy {cfg.fas_base!r}')
     return strat.fas(_make_strategy(cfg.fas_base, cfg), cfg.persistent_weight)
+  if name == 'tcts':
+    return strat.tcts(cfg.get('tcts_sharpness', 1.0), cfg.get('tcts_noise', 1.0))
+  if name == 'tcts_fas':  # the paper's TCTS + FAS: fas over tcts, whatever fas_base says
+    return strat.fas(_make_strategy('tcts', cfg), cfg.persistent_weight)
   raise ValueError(f'unknown strategy {name!r}; expected one of {STRATEGIES + tuple(PRESETS)}')
 
 
@@ -99,6 +105,9 @@ class Schedules:
   noise_scale: np.ndarray     # (T,) float32
   strategy_index: np.ndarray  # (T,) int32 into Sampler.strategies
   freeze: np.ndarray          # (T,) bool: visible tokens keep their value this step
+  # (T,) float32: masked fraction of the canvas entering step t, 1 - k_{t-1}/N (the selector's ratio input,
+  # as in its training: the masked fraction of the generator input that produced x̂).
+  input_mask_ratio: Optional[np.ndarray] = None
 
 
 class Sampler:
@@ -114,18 +123,25 @@ class Sampler:
     progress = np.arange(1, cfg.steps + 1) / cfg.steps
     noise = np.array([self.strategies[i].noise_scale(p) for i, p in zip(index, progress)], np.float32)
     revocable = np.array([self.strategies[i].revocable for i in index])
+    keep_counts = schedules.keep_counts(cfg.steps, models.num_tokens, cfg.mask_schedule)
     self.schedules = Schedules(
-        keep_counts=schedules.keep_counts(cfg.steps, models.num_tokens, cfg.mask_schedule),
+        keep_counts=keep_counts,
         guidance=schedules.guidance_scales(cfg.steps, cfg.guidance_scale, cfg.guidance_schedule),
         temperature=np.full(cfg.steps, cfg.temperature, np.float32),
         noise_scale=noise,
         strategy_index=index,
         freeze=~revocable | cfg.freeze_visible,
+        input_mask_ratio=(1.0 - np.concatenate([[0], keep_counts[:-1]]) / models.num_tokens).astype(np.float32),
     )
-    self.needs_attention = any(n == 'fas' for n in names)
+    self.needs_attention = any(s.needs_high_freq for s in self.strategies)
+    self.needs_selector = any(s.needs_selector for s in self.strategies)
+    self.selector_guidance = float(cfg.get('selector_guidance', 1.0))
     self._sample = jax.jit(self._sample_impl)
 
   def __call__(self, params, text_ids, rng, negative_ids=None) -> SampleOutput:
+    if self.needs_selector and 'selector' not in params:
+      raise ValueError(f'strategy {self.cfg.strategy!r} needs TCTS selector weights, but none are loaded '
+                       '(no selector.safetensors in the weights dir; train one with the selector stage)')
     return self._sample(params, jnp.asarray(text_ids), rng, negative_ids)
 
   def _sample_impl(self, params, text_ids, rng, negative_ids):
@@ -152,15 +168,23 @@ class Sampler:
       x_hat = jnp.where(kept & per_step['freeze'], x, x_hat)
       high_freq = (high_frequency_map(self_attn[:b], cfg.fas_threshold) if self_attn is not None
                    else jnp.ones((b, n), bool))
-      inputs = strat.StepInputs(kept=kept, logp=logp, high_freq=high_freq)
+      # The selector scores the x̂ the strategy chooses from (after the freeze rule), in this same step;
+      # the uncond half of its CFG reuses the generator's uncond text rows (null text or negative prompt).
+      scores = (guided_selector_logits(m.selector, params['selector'], x_hat, per_step['ratio'], text, text_mask,
+                                        drop, self.selector_guidance)
+                if self.needs_selector else jnp.zeros((b, n)))
+      inputs = strat.StepInputs(kept=kept, logp=logp, high_freq=high_freq, selector_logits=scores)
       keep_logits = jax.lax.switch(per_step['strategy'], keep_logit_fns, inputs)
       keep = gumbel_top_k(r_select, keep_logits, per_step['k'], per_step['noise'])
       x_next = jnp.where(keep, x_hat, m.mask_id)
       out = dict(tokens=x_hat, kept=keep, high_freq=high_freq) if self.trajectory else None
+      if self.trajectory and self.needs_selector:
+        out['selector_logits'] = scores
       return (x_next, rng), out
 
     per_step = dict(k=sch.keep_counts, guidance=sch.guidance, temperature=sch.temperature,
-                    noise=sch.noise_scale, strategy=sch.strategy_index, freeze=sch.freeze)
+                    noise=sch.noise_scale, strategy=sch.strategy_index, freeze=sch.freeze,
+                    ratio=sch.input_mask_ratio)
     x0 = jnp.full((b, n), m.mask_id, jnp.int32)
     (tokens, _), traj = jax.lax.scan(step, (x0, rng), per_step)
     images = self.decode(params['tokenizer'], tokens)
@@ -183,8 +207,15 @@ def validate(cfg, models: Models) -> None:
   n = models.num_tokens
   if not 1 <= cfg.steps <= n:
     raise ValueError(f'steps must be in [1, {n}] (the number of image tokens), got {cfg.steps}')
-  for name in set(strategy_per_step(cfg)):
-    _make_strategy(name, cfg)
+  used = [_make_strategy(name, cfg) for name in set(strategy_per_step(cfg))]
+  if any(s.needs_selector for s in used) and models.selector is None:
+    raise ValueError(f'strategy {cfg.strategy!r} needs a TCTS selector, but the config has no selector section')
+  if cfg.get('selector_guidance', 1.0) < 0:
+    raise ValueError(f'selector_guidance must be >= 0, got {cfg.selector_guidance}')
+  if cfg.get('tcts_sharpness', 1.0) <= 0:
+    raise ValueError(f'tcts_sharpness must be > 0, got {cfg.tcts_sharpness}')
+  if cfg.get('tcts_noise', 1.0) < 0:
+    raise ValueError(f'tcts_noise must be >= 0, got {cfg.tcts_noise}')
   if cfg.persistent_weight <= 0:
     raise ValueError(f'persistent_weight must be > 0, got {cfg.persistent_weight}')
   if not 0 <= cfg.fas_layer < models.generator.num_layers:

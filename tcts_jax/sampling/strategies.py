@@ -7,7 +7,7 @@ revocable strategies may re-mask any token.
 """
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Optional
 
 import flax.struct
 import jax.numpy as jnp
@@ -19,6 +19,8 @@ class StepInputs:
   kept: jnp.ndarray        # (B, N) bool: visible before this step
   logp: jnp.ndarray        # (B, N) log-probability of the freshly sampled token x̂
   high_freq: jnp.ndarray   # (B, N) bool: FAS high-frequency map of this step (all True when unused)
+  # (B, N) selector logit of x̂ (high = NOT real/text-aligned), after selector CFG; zeros when unused.
+  selector_logits: Optional[jnp.ndarray] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +30,9 @@ class Strategy:
   keep_logits: Callable[[StepInputs], jnp.ndarray]
   # Gumbel noise scale at progress p = (t + 1) / T; 1 everywhere means exact weighted sampling.
   noise_scale: Callable[[np.ndarray], np.ndarray] = lambda p: np.ones_like(p)
+  # What the sampler must compute for it (static): the selector score, the FAS frequency map.
+  needs_selector: bool = False
+  needs_high_freq: bool = False
 
 
 def _always_keep_visible(inputs: StepInputs, logits):
@@ -53,9 +58,19 @@ def persistent(weight: float) -> Strategy:
   return Strategy(f'persistent', True, lambda s: jnp.where(s.kept, log_w, 0.0))
 
 
+def tcts(sharpness: float = 1.0, noise: float = 1.0) -> Strategy:
+  """TCTS (paper §3.2): keep the tokens the selector finds aligned, keep logit = -sharpness * score.
+
+  Revocable: a visible token the selector now doubts can be re-masked. The Gumbel noise is annealed
+  noise * (1 - t/T) like purity, so early steps explore and late steps follow the selector.
+  """
+  return Strategy('tcts', True, lambda s: -sharpness * s.selector_logits, lambda p: noise * (1.0 - p),
+                  needs_selector=True)
+
+
 def fas(base: Strategy, weight: float) -> Strategy:
   """Frequency adaptive sampling: persistent weight only where kept AND low-frequency."""
   log_w = float(np.log(weight))
   return Strategy(f'fas[{base.name}]', base.revocable,
                   lambda s: base.keep_logits(s) + jnp.where(s.kept & ~s.high_freq, log_w, 0.0),
-                  base.noise_scale)
+                  base.noise_scale, needs_selector=base.needs_selector, needs_high_freq=True)

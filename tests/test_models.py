@@ -1,0 +1,105 @@
+"""Model shapes, attention maps, the training corruption, the word tokenizer and weight files."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tcts_jax import checkpoint
+from tcts_jax.corruption import corrupt
+from tcts_jax.models.generator import generator_forward
+from tcts_jax.models.text import UnknownWordsError
+
+
+def test_tokenizer_round_trip_shapes(tiny_model):
+  config, models, params = tiny_model
+  images = jnp.zeros((2, 32, 32, 3))
+  tokens = models.tokenizer.apply({'params': params['tokenizer']}, images, method='encode')
+  assert tokens.shape == (2, models.grid_size, models.grid_size) and tokens.dtype == jnp.int32
+  assert int(tokens.max()) < config.tokenizer.codebook_size
+  recon = models.tokenizer.apply({'params': params['tokenizer']}, tokens, method='decode')
+  assert recon.shape == images.shape
+
+
+def test_generator_logits_and_attention_maps(tiny_model):
+  config, models, params = tiny_model
+  ids = models.word_tokenizer.encode_batch(['a red circle', 'a small blue square at the top'])
+  text, mask = models.text_encoder.apply({'params': params['text']}, ids)
+  tokens = jnp.full((2, models.num_tokens), models.mask_id).at[:, :5].set(3)
+  logits, self_attn, cross_attn = generator_forward(
+      models.generator, params['generator'], tokens, text, mask, jnp.array([False, True]), attention_layer=1)
+  assert logits.shape == (2, models.num_tokens, config.tokenizer.codebook_size)
+  heads = config.generator.num_heads
+  assert self_attn.shape == (2, heads, models.num_tokens, models.num_tokens)
+  assert cross_attn.shape == (2, heads, models.num_tokens, config.text.max_length)
+  np.testing.assert_allclose(self_attn.sum(-1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(cross_attn.sum(-1), 1.0, atol=1e-5)
+  # Padding words get no attention; the dropped caption attends only to the null slot.
+  assert float(jnp.abs(cross_attn[0][..., ~np.asarray(mask[0])]).max()) < 1e-6
+  np.testing.assert_allclose(cross_attn[1][..., 0], 1.0, atol=1e-5)
+  plain, _, _ = generator_forward(models.generator, params['generator'], tokens, text, mask, jnp.array([False, True]))
+  np.testing.assert_allclose(plain, logits, atol=1e-5)
+
+
+def test_caption_dropout_ignores_the_caption(tiny_model):
+  _, models, params = tiny_model
+  ids = models.word_tokenizer.encode_batch(['a red circle', 'a small blue square at the top'])
+  text, mask = models.text_encoder.apply({'params': params['text']}, ids)
+  tokens = jnp.full((2, models.num_tokens), models.mask_id)
+  logits = models.generator.apply({'params': params['generator']}, tokens, text, mask, jnp.array([True, True]))
+  np.testing.assert_allclose(logits[0], logits[1], atol=1e-5)
+
+
+def test_corruption_masks_the_drawn_fraction():
+  tokens = jnp.tile(jnp.arange(64)[None] % 10, (256, 1))
+  ratio = jnp.linspace(0.01, 1.0, 256)
+  out, masked, replaced = corrupt(jax.random.key(0), tokens, mask_id=99, codebook_size=10, corrupt_prob=0.1,
+                                  ratio=ratio)
+  np.testing.assert_array_equal(masked.sum(-1), np.clip(np.ceil(np.asarray(ratio) * 64), 1, 64))
+  assert (np.asarray(out)[np.asarray(masked)] == 99).all()
+  assert not (masked & replaced).any()
+  visible = ~masked
+  assert 0.05 < replaced.sum() / visible.sum() < 0.15   # corrupt_prob of the visible tokens
+  unchanged = visible & ~replaced
+  np.testing.assert_array_equal(out[unchanged], tokens[unchanged])
+
+
+def test_corruption_default_ratio_follows_the_cosine_schedule():
+  tokens = jnp.zeros((4096, 64), jnp.int32)
+  _, masked, _ = corrupt(jax.random.key(1), tokens, mask_id=5, codebook_size=5, corrupt_prob=0.0)
+  frac = np.asarray(masked.mean(-1))
+  # ratio = cos(pi/2 u): its mean is 2/pi; the median is cos(pi/4).
+  assert abs(frac.mean() - 2 / np.pi) < 0.02
+  assert abs(np.median(frac) - np.cos(np.pi / 4)) < 0.03
+
+
+def test_word_tokenizer(tiny_model):
+  words = tiny_model[1].word_tokenizer
+  ids = words.encode('A Large RED circle')
+  assert ids.shape == (words.max_length,) and (ids[:4] > 1).all() and (ids[4:] == 0).all()
+  assert words.decode(ids) == 'a large red circle'
+  assert words.encode('a zebra')[1] == 1        # unknown word -> [UNK]
+  with pytest.raises(UnknownWordsError, match='zebra'):
+    words.encode('a zebra', strict=True)
+  with pytest.raises(ValueError, match='empty prompt'):
+    words.encode('   ')
+
+
+def test_weights_round_trip_and_clear_errors(tiny_model, tmp_path):
+  _, models, params = tiny_model
+  expected = jax.eval_shape(lambda: params['generator'])
+  checkpoint.save_weights(tmp_path / 'g.safetensors', params['generator'])
+  loaded = checkpoint.load_weights(tmp_path / 'g.safetensors', expected)
+  jax.tree.map(np.testing.assert_array_equal, loaded, jax.device_get(params['generator']))
+
+  wrong = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[:-1] + (x.shape[-1] + 1,), x.dtype), expected)
+  with pytest.raises(checkpoint.CheckpointError, match='does not match the config'):
+    checkpoint.load_weights(tmp_path / 'g.safetensors', wrong)
+  with pytest.raises(checkpoint.CheckpointError, match='does not match the config: missing'):
+    checkpoint.load_weights(tmp_path / 'g.safetensors', {**expected, 'extra': expected['head']})
+  (tmp_path / 'bad.safetensors').write_bytes(b'not a checkpoint')
+  with pytest.raises(checkpoint.CheckpointError, match='corrupt checkpoint'):
+    checkpoint.load_weights(tmp_path / 'bad.safetensors', expected)
+  with pytest.raises(checkpoint.CheckpointError, match='not found'):
+    checkpoint.load_weights(tmp_path / 'missing.safetensors', expected)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.safetensors', 'g.safetensors']  # no temp files
