@@ -8,6 +8,7 @@ the conditional caption (no dropout); metrics are pooled over all positions of a
 """
 
 import json
+from typing import Optional
 
 import jax
 import numpy as np
@@ -20,8 +21,8 @@ from tcts_jax.models import Models, abstract_params, build_models
 from tcts_jax.stages import SelectorStage, selector_metrics
 
 
-def evaluate_selector(config, params, num_batches: int = 16, models: Models = None, batch_size: int = None,
-                      seed: int = 0) -> dict:
+def evaluate_selector(config, params, num_batches: int = 16, models: Optional[Models] = None,
+                      batch_size: Optional[int] = None, seed: int = 0) -> dict:
   """Pooled metrics of params['selector'] on up to `num_batches` test batches; params also hold the frozen
   'tokenizer', 'text' and 'generator'. Returns floats: bce, accuracy, auroc, positive_rate, num_positions."""
   models = models or build_models(config, shapes.vocabulary())

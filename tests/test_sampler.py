@@ -195,3 +195,24 @@ def test_guidance_schedules():
   np.testing.assert_allclose(lin, [0.5, 1.0, 1.5, 2.0])
   cos = schedules.guidance_scales(4, 2.0, 'cosine')
   assert (np.diff(cos) > 0).all() and np.isclose(cos[-1], 2.0)
+
+
+@pytest.mark.parametrize('strategy', ['uniform', 'random_revoke', 'fas'])
+def test_completion_never_changes_locked_tokens(tiny_model, strategy):
+  # Inpainting: tokens outside the region are locked; the region is generated; counts follow the schedule.
+  config, models, params = tiny_model
+  sampler = Sampler(models, sampler_cfg(config, strategy=strategy, steps=6), trajectory=True)
+  ids = models.word_tokenizer.encode_batch(PROMPTS[:2])
+  rng = np.random.default_rng(0)
+  original = rng.integers(0, models.generator.codebook_size, (2, models.num_tokens))
+  region = np.zeros((2, models.num_tokens), bool)
+  region[0, 10:30], region[1, :50] = True, True
+  init = np.where(region, models.mask_id, original)
+  out = jax.tree.map(np.asarray, sampler(params, ids, jax.random.key(0), init_tokens=init, locked=~region))
+  np.testing.assert_array_equal(out.tokens[~region], original[~region])
+  assert (out.tokens != models.mask_id).all()
+  kept = out.trajectory['kept'].sum(-1)                          # (T, B)
+  assert (np.diff(kept, axis=0) >= 0).all() and (kept[-1] == models.num_tokens).all()
+  assert (kept[0] >= (~region).sum(-1)).all()
+  with pytest.raises(ValueError, match='locked positions must hold tokens'):
+    sampler(params, ids, jax.random.key(0), init_tokens=init, locked=np.ones_like(region))

@@ -1,10 +1,8 @@
 """The masked generator: image tokens + text -> logits over the codebook at every position."""
 
 import flax.linen as nn
-import jax
-import jax.numpy as jnp
 
-from tcts_jax.models.layers import TransformerBlock, sown_attention
+from tcts_jax.models.layers import TransformerBlock, sown_attention, with_null_text
 
 
 class Generator(nn.Module):
@@ -28,10 +26,7 @@ class Generator(nn.Module):
   @nn.compact
   def __call__(self, tokens, text, text_mask, drop_text, sow_attention=False):
     null = self.param('null_text', nn.initializers.normal(0.02), (1, 1, text.shape[-1]))
-    drop = drop_text[:, None]
-    text = jnp.where(drop[..., None], jnp.broadcast_to(null, text.shape), text)
-    only_first = jnp.arange(text.shape[1]) == 0
-    text_mask = jnp.where(drop, only_first[None], text_mask)
+    text, text_mask = with_null_text(null, text, text_mask, drop_text)
 
     x = nn.Embed(self.codebook_size + 1, self.width)(tokens)
     x = x + self.param('pos_embedding', nn.initializers.normal(0.02), (1, self.num_tokens, self.width))

@@ -9,7 +9,6 @@ import re
 from typing import Sequence
 
 import flax.linen as nn
-import jax.numpy as jnp
 import numpy as np
 
 from tcts_jax.models.layers import TransformerBlock

@@ -18,9 +18,9 @@ from tcts_jax.models.generator import generator_forward
 from tcts_jax.models.selector import guided_selector_logits
 from tcts_jax.sampling import schedules
 from tcts_jax.sampling import strategies as strat
-from tcts_jax.sampling.select import gumbel_top_k
+from tcts_jax.sampling.select import gumbel_top_k, sample_categorical
 
-STRATEGIES = ('uniform', 'purity', 'random_revoke', 'persistent', 'fas', 'tcts', 'tcts_fas')
+STRATEGIES = ('uniform', 'purity', 'random_revoke', 'persistent', 'fas', 'tcts', 'tcts_fas', 'tcts_persistent')
 PRESETS = {  # per-step switching (paper §4.5): first half / second half.
     'u2r': ('uniform', 'random_revoke'),
     'r2u': ('random_revoke', 'uniform'),
@@ -30,7 +30,7 @@ PRESETS = {  # per-step switching (paper §4.5): first half / second half.
 @flax.struct.dataclass
 class SampleOutput:
   tokens: jnp.ndarray                       # (B, N) final token ids
-  images: jnp.ndarray                       # (B, H, W, 3) float in [0, 1]
+  images: Optional[jnp.ndarray]             # (B, H, W, 3) float in [0, 1]; None if not decoded
   # Per step (T, B, ...): x̂ `tokens` and their decoded `images`, the `kept` mask after the step, the
   # FAS `high_freq` map, and `selector_logits` (guided TCTS scores of x̂) when a strategy uses the
   # selector. None unless the sampler was built with trajectory=True.
@@ -47,13 +47,15 @@ def _make_strategy(name: str, cfg) -> strat.Strategy:
   if name == 'persistent':
     return strat.persistent(cfg.persistent_weight)
   if name == 'fas':
-    if cfg.fas_base in ('fas', 'tcts_fas') or cfg.fas_base not in STRATEGIES:
+    if cfg.fas_base in ('fas', 'tcts_fas', 'tcts_persistent') or cfg.fas_base not in STRATEGIES:
       raise ValueError(f'unknown FAS base strategy {cfg.fas_base!r}')
     return strat.fas(_make_strategy(cfg.fas_base, cfg), cfg.persistent_weight)
   if name == 'tcts':
     return strat.tcts(cfg.get('tcts_sharpness', 1.0), cfg.get('tcts_noise', 1.0))
   if name == 'tcts_fas':  # the paper's TCTS + FAS: fas over tcts, whatever fas_base says
     return strat.fas(_make_strategy('tcts', cfg), cfg.persistent_weight)
+  if name == 'tcts_persistent':  # Table 5's TCTS + persistent: the weight on every kept position
+    return strat.persistent(cfg.persistent_weight, _make_strategy('tcts', cfg))
   raise ValueError(f'unknown strategy {name!r}; expected one of {STRATEGIES + tuple(PRESETS)}')
 
 
@@ -105,17 +107,23 @@ class Schedules:
   noise_scale: np.ndarray     # (T,) float32
   strategy_index: np.ndarray  # (T,) int32 into Sampler.strategies
   freeze: np.ndarray          # (T,) bool: visible tokens keep their value this step
+  # (T,) float32: mask schedule value after step t, for canvases that start partly visible.
+  mask_ratio_after: np.ndarray
   # (T,) float32: masked fraction of the canvas entering step t, 1 - k_{t-1}/N (the selector's ratio input,
   # as in its training: the masked fraction of the generator input that produced x̂).
-  input_mask_ratio: Optional[np.ndarray] = None
+  input_mask_ratio: np.ndarray
 
 
 class Sampler:
-  """`Sampler(models, cfg)(params, text_ids, rng)` -> SampleOutput. Compiles once per batch shape."""
+  """`Sampler(models, cfg)(params, text_ids, rng)` -> SampleOutput. Compiles once per batch shape.
 
-  def __init__(self, models: Models, cfg, trajectory: bool = False):
+  trajectory: also return per-step x̂, kept masks and FAS maps. decode: False skips image decoding
+  (`images` is then None), for callers that only need tokens.
+  """
+
+  def __init__(self, models: Models, cfg, trajectory: bool = False, decode: bool = True):
     validate(cfg, models)
-    self.models, self.cfg, self.trajectory = models, cfg, trajectory
+    self.models, self.cfg, self.trajectory, self.decode_images = models, cfg, trajectory, decode
     names = strategy_per_step(cfg)
     unique = list(dict.fromkeys(names))
     self.strategies = tuple(_make_strategy(n, cfg) for n in unique)
@@ -131,6 +139,7 @@ class Sampler:
         noise_scale=noise,
         strategy_index=index,
         freeze=~revocable | cfg.freeze_visible,
+        mask_ratio_after=np.asarray(schedules.mask_ratio(progress, cfg.mask_schedule), np.float32),
         input_mask_ratio=(1.0 - np.concatenate([[0], keep_counts[:-1]]) / models.num_tokens).astype(np.float32),
     )
     self.needs_attention = any(s.needs_high_freq for s in self.strategies)
@@ -138,15 +147,30 @@ class Sampler:
     self.selector_guidance = float(cfg.get('selector_guidance', 1.0))
     self._sample = jax.jit(self._sample_impl)
 
-  def __call__(self, params, text_ids, rng, negative_ids=None) -> SampleOutput:
+  def __call__(self, params, text_ids, rng, negative_ids=None, init_tokens=None, locked=None) -> SampleOutput:
+    """Sample from an all-[MASK] canvas, or complete `init_tokens` (B, N) whose [MASK] positions are
+    generated; `locked` (B, N) bool marks visible tokens that never change (inpainting, editing)."""
     if self.needs_selector and 'selector' not in params:
       raise ValueError(f'strategy {self.cfg.strategy!r} needs TCTS selector weights, but none are loaded '
                        '(no selector.safetensors in the weights dir; train one with the selector stage)')
-    return self._sample(params, jnp.asarray(text_ids), rng, negative_ids)
+    if locked is not None:
+      if init_tokens is None:
+        raise ValueError('locked needs init_tokens')
+      if np.any(np.asarray(locked) & (np.asarray(init_tokens) == self.models.mask_id)):
+        raise ValueError('locked positions must hold tokens, not [MASK]')
+    return self._sample(params, jnp.asarray(text_ids), rng, negative_ids, init_tokens, locked)
 
-  def _sample_impl(self, params, text_ids, rng, negative_ids):
+  def _sample_impl(self, params, text_ids, rng, negative_ids, init_tokens=None, locked=None):
     m, cfg, sch = self.models, self.cfg, self.schedules
     b, n = text_ids.shape[0], m.num_tokens
+    if init_tokens is None:
+      x0, keep_counts = jnp.full((b, n), m.mask_id, jnp.int32), sch.keep_counts
+    else:
+      # Per image, the masked count n0 shrinks along the same mask schedule: k_t = N - floor(n0 r_t).
+      x0 = jnp.asarray(init_tokens, jnp.int32)
+      n0 = jnp.sum(x0 == m.mask_id, axis=-1)
+      keep_counts = n - jnp.clip(jnp.floor(n0[None] * sch.mask_ratio_after[:, None]), 0, n).astype(jnp.int32)
+    locked = jnp.zeros((b, n), bool) if locked is None else jnp.asarray(locked, bool)
     # Conditional and unconditional (null text, or the negative prompt) branches in one batch.
     uncond_ids = text_ids if negative_ids is None else negative_ids
     text, text_mask = m.text_encoder.apply({'params': params['text']}, jnp.concatenate([text_ids, uncond_ids]))
@@ -163,9 +187,9 @@ class Sampler:
       cond, uncond = logits[:b], logits[b:]
       guided = cond + per_step['guidance'] * (cond - uncond)
       guided = _truncate(guided / per_step['temperature'], cfg.top_k, cfg.top_p)
-      x_hat = jax.random.categorical(r_draw, guided)
+      x_hat = sample_categorical(r_draw, guided)
       logp = jnp.take_along_axis(jax.nn.log_softmax(guided), x_hat[..., None], axis=-1)[..., 0]
-      x_hat = jnp.where(kept & per_step['freeze'], x, x_hat)
+      x_hat = jnp.where((kept & per_step['freeze']) | locked, x, x_hat)
       high_freq = (high_frequency_map(self_attn[:b], cfg.fas_threshold) if self_attn is not None
                    else jnp.ones((b, n), bool))
       # The selector scores the x̂ the strategy chooses from (after the freeze rule), in this same step;
@@ -174,7 +198,7 @@ class Sampler:
                                         drop, self.selector_guidance)
                 if self.needs_selector else jnp.zeros((b, n)))
       inputs = strat.StepInputs(kept=kept, logp=logp, high_freq=high_freq, selector_logits=scores)
-      keep_logits = jax.lax.switch(per_step['strategy'], keep_logit_fns, inputs)
+      keep_logits = jnp.where(locked, jnp.inf, jax.lax.switch(per_step['strategy'], keep_logit_fns, inputs))
       keep = gumbel_top_k(r_select, keep_logits, per_step['k'], per_step['noise'])
       x_next = jnp.where(keep, x_hat, m.mask_id)
       out = dict(tokens=x_hat, kept=keep, high_freq=high_freq) if self.trajectory else None
@@ -182,13 +206,12 @@ class Sampler:
         out['selector_logits'] = scores
       return (x_next, rng), out
 
-    per_step = dict(k=sch.keep_counts, guidance=sch.guidance, temperature=sch.temperature,
+    per_step = dict(k=keep_counts, guidance=sch.guidance, temperature=sch.temperature,
                     noise=sch.noise_scale, strategy=sch.strategy_index, freeze=sch.freeze,
                     ratio=sch.input_mask_ratio)
-    x0 = jnp.full((b, n), m.mask_id, jnp.int32)
     (tokens, _), traj = jax.lax.scan(step, (x0, rng), per_step)
-    images = self.decode(params['tokenizer'], tokens)
-    if self.trajectory:
+    images = self.decode(params['tokenizer'], tokens) if self.decode_images else None
+    if self.trajectory and self.decode_images:
       t = cfg.steps
       traj['images'] = self.decode(params['tokenizer'], traj['tokens'].reshape(t * b, n)).reshape(
           (t, b) + images.shape[1:])

@@ -10,10 +10,12 @@ MASK_SCHEDULES = ('cosine', 'linear')
 def mask_ratio(progress, schedule: str = 'cosine'):
   """Fraction of tokens still masked after `progress` in [0, 1] of the generation (MaskGIT).
 
-  Works on NumPy and traced JAX arrays alike (training draws ratios with it inside jit).
+  NumPy in, NumPy out (schedules stay compile-time constants even when built inside a jit trace);
+  JAX arrays in, JAX out (training draws ratios with it inside jit).
   """
+  xp = np if isinstance(progress, (np.ndarray, float, int)) else jnp
   if schedule == 'cosine':
-    return jnp.cos(0.5 * jnp.pi * progress)
+    return xp.cos(0.5 * np.pi * progress)
   if schedule == 'linear':
     return 1.0 - progress
   raise ValueError(f'unknown mask schedule {schedule!r}; expected one of {MASK_SCHEDULES}')

@@ -52,10 +52,14 @@ def random_revoke() -> Strategy:
   return Strategy('random_revoke', True, lambda s: jnp.zeros(s.kept.shape))
 
 
-def persistent(weight: float) -> Strategy:
-  """Algorithm 1: previously kept positions are `weight` times as likely to be kept again."""
+def persistent(weight: float, base: Optional[Strategy] = None) -> Strategy:
+  """Algorithm 1: previously kept positions are `weight` times as likely to be kept again as under `base`
+  (default random revoke, the paper's persistent sampling; TCTS + persistent with the selector)."""
+  base = base or random_revoke()
   log_w = float(np.log(weight))
-  return Strategy(f'persistent', True, lambda s: jnp.where(s.kept, log_w, 0.0))
+  name = 'persistent' if base.name == 'random_revoke' else f'persistent[{base.name}]'
+  return Strategy(name, base.revocable, lambda s: base.keep_logits(s) + jnp.where(s.kept, log_w, 0.0),
+                  base.noise_scale, needs_selector=base.needs_selector, needs_high_freq=base.needs_high_freq)
 
 
 def tcts(sharpness: float = 1.0, noise: float = 1.0) -> Strategy:

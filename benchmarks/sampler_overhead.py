@@ -1,0 +1,119 @@
+r"""How much does the sampling logic cost on top of the network forwards it must run anyway?
+
+  python benchmarks/sampler_overhead.py [--batch=16] [--steps=16] [--repeats=5]
+
+Model: the default `configs/shapes.py` sizes (generator width 128, 4 layers, 64 tokens, codebook 256;
+selector from its config section), random weights (speed does not depend on them).
+For each strategy, after warm-up, median of `repeats` runs:
+  (a) T x [one CFG generator forward (cond + uncond in one batch) + the selector forward(s) when used]
+      + one text-encoder forward,
+  (b) the full T-step sampler (tokens only, no image decoding: decoding is the same for all strategies),
+and overhead_ratio = (b) / (a). Also the compiled sampler's peak memory for batch 64 at 16 steps
+(XLA memory analysis: arguments + outputs + temporaries). The LAST line printed is one JSON object.
+"""
+
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tcts_jax.api import load_config
+from tcts_jax.data import shapes
+from tcts_jax.models import build_models, init_params
+from tcts_jax.models.generator import generator_forward
+from tcts_jax.sampling.sampler import Sampler
+
+STRATEGIES = ['uniform', 'purity', 'random_revoke', 'persistent', 'fas', 'u2r', 'tcts', 'tcts_fas']
+
+
+def median_seconds(fn, repeats):
+  jax.block_until_ready(fn())  # warm-up (compilation)
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--batch', type=int, default=16)
+  parser.add_argument('--steps', type=int, default=16)
+  parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--memory_batch', type=int, default=64)
+  args = parser.parse_args()
+
+  config = load_config('configs/shapes.py:sample')
+  models = build_models(config, shapes.vocabulary())
+  params = init_params(models, config.data.image_size, jax.random.key(0))
+  has_selector = 'selector' in params
+  b, t = args.batch, args.steps
+  prompts = [shapes.caption(shapes.sample_scene(np.random.default_rng(i)), np.random.default_rng(i)) for i in range(b)]
+  ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts))
+
+  @jax.jit
+  def text_forward(p, ids):
+    return models.text_encoder.apply({'params': p['text']}, jnp.concatenate([ids, ids]))
+
+  text, text_mask = text_forward(params, ids)
+  tokens = jnp.full((2 * b, models.num_tokens), models.mask_id).at[:, ::3].set(5)
+  drop = jnp.concatenate([jnp.zeros(b, bool), jnp.ones(b, bool)])
+
+  @jax.jit
+  def generator_cfg_forward(p):
+    return generator_forward(models.generator, p['generator'], tokens, text, text_mask, drop, config.sampler.fas_layer)[:2]
+
+  def selector_forward_fn(guided: bool):
+    from tcts_jax.models.selector import guided_selector_logits
+    g = 3.0 if guided else 1.0
+    f = jax.jit(lambda p: guided_selector_logits(models.selector, p['selector'], tokens[:b] % models.mask_id,
+                                                 jnp.full((b,), 0.5), text, text_mask, drop, g))
+    return f
+
+  t_text = median_seconds(lambda: text_forward(params, ids), args.repeats)
+  t_gen = median_seconds(lambda: generator_cfg_forward(params), args.repeats)
+  t_sel = median_seconds(lambda: selector_forward_fn(False)(params), args.repeats) if has_selector else None
+
+  rows, ratios = [], {}
+  for name in STRATEGIES:
+    if name.startswith('tcts') and not has_selector:
+      continue
+    cfg = config.sampler.copy_and_resolve_references()
+    with cfg.unlocked():
+      cfg.strategy, cfg.steps = name, t
+    sampler = Sampler(models, cfg, decode=False)
+    t_sampler = median_seconds(lambda: sampler(params, ids, jax.random.key(1)).tokens, args.repeats)
+    per_step = t_gen + (t_sel if sampler.needs_selector else 0.0)
+    denominator = t * per_step + t_text
+    ratios[name] = t_sampler / denominator
+    rows.append((name, t_sampler, denominator, ratios[name]))
+
+  cfg = config.sampler.copy_and_resolve_references()
+  with cfg.unlocked():
+    cfg.strategy, cfg.steps = 'fas', 16
+  mem_ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts * (args.memory_batch // b + 1))[:args.memory_batch])
+  analysis = Sampler(models, cfg)._sample.lower(params, mem_ids, jax.random.key(0), None).compile().memory_analysis()
+  peak = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
+          - analysis.alias_size_in_bytes)
+
+  print(f'device: {jax.devices()[0].device_kind}, batch {b}, {t} steps, generator '
+        f'{config.generator.num_layers}x{config.generator.width}, {models.num_tokens} tokens')
+  print(f'one CFG generator forward {t_gen * 1e3:.2f} ms, text encoder {t_text * 1e3:.2f} ms'
+        + (f', selector {t_sel * 1e3:.2f} ms' if t_sel else ''))
+  print(f'{"strategy":<15}{"sampler s":>11}{"forwards s":>12}{"ratio":>8}')
+  for name, ts, td, r in rows:
+    print(f'{name:<15}{ts:>11.4f}{td:>12.4f}{r:>8.3f}')
+  print(f'peak memory, fas, batch {args.memory_batch}, 16 steps (with image decoding): {peak / 2**20:.1f} MiB')
+  print(json.dumps({'overhead_ratio': {k: round(v, 4) for k, v in ratios.items()}, 'steps': t, 'batch': b,
+                    'generator_cfg_forward_ms': round(t_gen * 1e3, 3),
+                    'peak_memory_mib_batch64_steps16': round(peak / 2**20, 2),
+                    'device': jax.devices()[0].device_kind}))
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,251 @@
+"""TCTS selector (DESIGN §4): model, training stage, held-out metrics and the tcts / tcts_fas strategies.
+
+Tiny config, random weights wherever the property holds for any weights (sampling); the training test
+trains the selector on a random-init frozen generator saved to a weights dir, as the CLI would load it.
+"""
+
+import dataclasses
+import functools
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax.training import train_state
+
+from tcts_jax import checkpoint
+from tcts_jax.api import TextToImage, load_config
+from tcts_jax.data import pipeline, shapes
+from tcts_jax.models.selector import selector_forward
+from tcts_jax.sampling.sampler import Sampler, _make_strategy
+from tcts_jax.selector_eval import evaluate_selector
+from tcts_jax.stages import SelectorStage, auroc
+from tcts_jax.train import make_optimizer, train_step
+
+PROMPTS = ['a large red circle in the middle', 'a small blue square at the top left',
+           'a big green triangle at the bottom', 'a tiny yellow disk on the right side']
+
+
+def sampler_cfg(config, **overrides):
+  cfg = config.sampler.copy_and_resolve_references()
+  with cfg.unlocked():
+    cfg.update(overrides)
+  return cfg
+
+
+@pytest.fixture(scope='module')
+def run(tiny_model):
+  """run(seed=0, **sampler overrides) -> (SampleOutput as numpy, sampler), with trajectory; cached."""
+  config, models, params = tiny_model
+  ids = models.word_tokenizer.encode_batch(PROMPTS)
+  cache = {}
+
+  def _run(seed=0, **overrides):
+    cfg = sampler_cfg(config, **overrides)
+    key = cfg.to_json()
+    if key not in cache:
+      cache[key] = Sampler(models, cfg, trajectory=True)
+    return jax.tree.map(np.asarray, cache[key](params, ids, jax.random.key(seed))), cache[key]
+  return _run
+
+
+@pytest.fixture(scope='module')
+def weights_dir(tmp_path_factory, tiny_model):
+  """A weights dir (tokenizer, text, generator, vocab; no selector) from the random tiny params."""
+  _, _, params = tiny_model
+  path = tmp_path_factory.mktemp('selector_weights')
+  for part in ('tokenizer', 'text', 'generator'):
+    checkpoint.save_weights(path / f'{part}.safetensors', params[part])
+  (path / 'vocab.json').write_text(json.dumps(shapes.vocabulary()))
+  return path
+
+
+# --- model --------------------------------------------------------------------------------------------
+
+def test_selector_logits_and_cross_attention(tiny_model):
+  config, models, params = tiny_model
+  ids = models.word_tokenizer.encode_batch(['a red circle', 'a small blue square at the top'])
+  text, mask = models.text_encoder.apply({'params': params['text']}, ids)
+  tokens = jax.random.randint(jax.random.key(0), (2, models.num_tokens), 0, models.mask_id + 1)  # [MASK] too
+  drop = jnp.array([False, True])
+  logits, self_attn, cross_attn = selector_forward(
+      models.selector, params['selector'], tokens, jnp.array([0.2, 0.9]), text, mask, drop, attention_layer=0)
+  assert logits.shape == (2, models.num_tokens) and bool(jnp.isfinite(logits).all())
+  assert cross_attn.shape == (2, config.selector.num_heads, models.num_tokens, config.text.max_length)
+  np.testing.assert_allclose(cross_attn.sum(-1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(self_attn.sum(-1), 1.0, atol=1e-5)
+  assert float(jnp.abs(cross_attn[0][..., ~np.asarray(mask[0])]).max()) < 1e-6  # padding gets nothing
+  np.testing.assert_allclose(cross_attn[1][..., 0], 1.0, atol=1e-5)              # null text: one slot
+  plain, _, _ = selector_forward(models.selector, params['selector'], tokens, jnp.array([0.2, 0.9]), text, mask, drop)
+  np.testing.assert_allclose(plain, logits, atol=1e-5)
+  other_ratio, _, _ = selector_forward(models.selector, params['selector'], tokens, jnp.array([0.7, 0.1]), text,
+                                       mask, drop)
+  assert float(jnp.abs(other_ratio - plain).max()) > 1e-4  # the ratio embedding reaches the output
+
+
+def test_auroc_matches_pairwise_definition():
+  rs = np.random.RandomState(0)
+  scores = rs.randint(0, 5, 300).astype(np.float32)  # many ties
+  labels = rs.rand(300) < 0.4
+  pos, neg = scores[labels], scores[~labels]
+  pairwise = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
+  np.testing.assert_allclose(float(auroc(scores, labels)), pairwise, rtol=1e-5)
+  np.testing.assert_allclose(float(auroc(labels.astype(float), labels)), 1.0)
+  np.testing.assert_allclose(float(auroc(-labels.astype(float), labels)), 0.0)
+  assert np.isnan(float(auroc(scores, np.ones(300, bool))))
+
+
+# --- training ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def trained(tiny_data_dir, weights_dir):
+  """Selector trained 30 steps on the frozen random-init generator: (config, models, params, bce before/after)."""
+  config = load_config('configs/shapes.py:selector,tiny')
+  config.generator_checkpoint = str(weights_dir)
+  config.data.data_dir = str(tiny_data_dir)
+  from tcts_jax.models import build_models
+  models = build_models(config, shapes.vocabulary())
+  stage = SelectorStage(config, models)
+  frozen = stage.frozen()
+  loader = pipeline.make_loader('train', config.train.batch_size, config_name='tiny', data_dir=str(tiny_data_dir),
+                                tokenize=models.word_tokenizer.encode)
+  arrays = lambda b: {k: jnp.asarray(b[k]) for k in ('image', 'text_ids')}
+  held_out = arrays(next(loader))
+  eval_loss = jax.jit(lambda p: stage.loss(p, frozen, held_out, jax.random.key(123))[0])
+  state = train_state.TrainState.create(apply_fn=None, params=stage.init(jax.random.key(0), held_out),
+                                        tx=make_optimizer(config.train))
+  before = float(eval_loss(state.params))
+  step = jax.jit(functools.partial(train_step, stage))
+  for _ in range(30):
+    state, metrics = step(state, frozen, arrays(next(loader)), jax.random.key(1))
+  assert np.isfinite(float(metrics['loss']))
+  return config, models, {**frozen, **state.params}, before, float(eval_loss(state.params))
+
+
+def test_selector_training_lowers_bce(trained):
+  *_, before, after = trained
+  assert after < before - 0.05, (before, after)
+
+
+def test_evaluate_selector_on_held_out_split(trained):
+  config, models, params, *_ = trained
+  metrics = evaluate_selector(config, params, num_batches=2, models=models)
+  assert metrics['num_positions'] == 2 * config.train.batch_size * models.num_tokens
+  assert 0.0 <= metrics['auroc'] <= 1.0 and 0.0 <= metrics['accuracy'] <= 1.0 and metrics['bce'] > 0
+
+
+def test_selector_stage_bad_config(tiny_model, weights_dir):
+  _, models, _ = tiny_model
+  config = load_config('configs/shapes.py:selector,tiny')
+  with pytest.raises(ValueError, match='needs --config.generator_checkpoint'):
+    SelectorStage(config, models).frozen()
+  config.selector.label = 'nope'
+  with pytest.raises(ValueError, match="unknown selector.label 'nope'"):
+    SelectorStage(config, models)
+  with pytest.raises(ValueError, match='needs a `selector` config section'):
+    SelectorStage(config, dataclasses.replace(models, selector=None))
+
+
+# --- sampling ------------------------------------------------------------------------------------------
+
+def test_tcts_keeps_exactly_k_and_revokes(run, tiny_model):
+  _, models, _ = tiny_model
+  out, sampler = run(strategy='tcts')
+  kept = out.trajectory['kept']
+  np.testing.assert_array_equal(kept.sum(-1), np.broadcast_to(sampler.schedules.keep_counts[:, None], kept.shape[:2]))
+  assert (out.tokens != models.mask_id).all()
+  assert (kept[:-1] & ~kept[1:]).sum() > 0  # revocable: some kept token is re-masked later
+
+
+def test_tcts_keeps_the_lowest_selector_scores_without_noise(run):
+  out, sampler = run(strategy='tcts', tcts_noise=0.0, tcts_sharpness=2.0)
+  kept, scores = out.trajectory['kept'], out.trajectory['selector_logits']
+  for t in range(len(kept) - 1):  # the last step keeps everything
+    worst_kept = np.where(kept[t], scores[t], -np.inf).max(-1)
+    best_dropped = np.where(kept[t], np.inf, scores[t]).min(-1)
+    assert (worst_kept <= best_dropped).all()
+
+
+def _direct_scores(tiny_model, tokens, ratio, drop_all):
+  """Selector logits of x̂ computed outside the sampler, with the prompts (or null text if drop_all)."""
+  _, models, params = tiny_model
+  text, mask = models.text_encoder.apply({'params': params['text']}, models.word_tokenizer.encode_batch(PROMPTS))
+  drop = jnp.full(len(PROMPTS), drop_all)
+  return np.asarray(models.selector.apply({'params': params['selector']}, tokens, jnp.full(len(PROMPTS), ratio),
+                                          text, mask, drop))
+
+
+def test_selector_guidance(run, tiny_model):
+  # g = 1: the score the sampler used at every step is the conditional selector score of that step's x̂.
+  out, sampler = run(seed=7, strategy='tcts', selector_guidance=1.0)
+  traj, ratios = out.trajectory, sampler.schedules.input_mask_ratio
+  for t in (0, 15):
+    cond = _direct_scores(tiny_model, traj['tokens'][t], ratios[t], False)
+    np.testing.assert_allclose(traj['selector_logits'][t], cond, atol=1e-4)
+  # g = 2.5: s_u + g (s_c - s_u) with the learned null text, which differs from the conditional score.
+  out, sampler = run(seed=7, strategy='tcts', selector_guidance=2.5)
+  traj = out.trajectory
+  for t in (0, 15):
+    cond = _direct_scores(tiny_model, traj['tokens'][t], ratios[t], False)
+    uncond = _direct_scores(tiny_model, traj['tokens'][t], ratios[t], True)
+    np.testing.assert_allclose(traj['selector_logits'][t], uncond + 2.5 * (cond - uncond), atol=1e-4)
+    assert np.abs(traj['selector_logits'][t] - cond).max() > 1e-4
+
+
+def test_tcts_fas_all_high_frequency_equals_tcts(run, tiny_config):
+  tcts, _ = run(seed=8, strategy='tcts')
+  all_high, _ = run(seed=8, strategy='tcts_fas', fas_threshold=-1.0)
+  np.testing.assert_array_equal(all_high.trajectory['kept'], tcts.trajectory['kept'])
+  np.testing.assert_array_equal(all_high.tokens, tcts.tokens)
+  # The named strategy is fas over tcts, whatever fas_base says.
+  assert _make_strategy('tcts_fas', sampler_cfg(tiny_config)).name == 'fas[tcts]'
+  assert _make_strategy('fas', sampler_cfg(tiny_config, fas_base='tcts')).name == 'fas[tcts]'
+
+
+def test_tcts_fas_all_low_frequency_equals_tcts_persistent(run, tiny_config):
+  # Table 5's TCTS + persistent: the persistent weight on every kept position, over the selector's logits.
+  per, _ = run(seed=9, strategy='tcts_persistent', persistent_weight=5.0)
+  all_low, _ = run(seed=9, strategy='tcts_fas', fas_threshold=1e9, persistent_weight=5.0)
+  np.testing.assert_array_equal(all_low.trajectory['kept'], per.trajectory['kept'])
+  np.testing.assert_array_equal(all_low.tokens, per.tokens)
+  strategy = _make_strategy('tcts_persistent', sampler_cfg(tiny_config))
+  assert strategy.name == 'persistent[tcts]' and strategy.revocable and strategy.needs_selector
+
+
+@pytest.mark.parametrize('overrides, message', [
+    (dict(strategy='tcts', tcts_sharpness=0.0), 'tcts_sharpness must be > 0'),
+    (dict(strategy='tcts', tcts_noise=-1.0), 'tcts_noise must be >= 0'),
+    (dict(strategy='tcts', selector_guidance=-1.0), 'selector_guidance must be >= 0'),
+    (dict(strategy='fas', fas_base='tcts_fas'), 'unknown FAS base'),
+])
+def test_bad_tcts_settings(tiny_model, overrides, message):
+  config, models, _ = tiny_model
+  with pytest.raises(ValueError, match=message):
+    Sampler(models, sampler_cfg(config, **overrides))
+
+
+def test_tcts_without_selector_is_a_clear_error(tiny_model):
+  config, models, params = tiny_model
+  with pytest.raises(ValueError, match='needs a TCTS selector'):
+    Sampler(dataclasses.replace(models, selector=None), sampler_cfg(config, strategy='uniform:8,tcts:8'))
+  sampler = Sampler(models, sampler_cfg(config, strategy='tcts_fas'))
+  no_selector = {k: v for k, v in params.items() if k != 'selector'}
+  with pytest.raises(ValueError, match='needs TCTS selector weights'):
+    sampler(no_selector, models.word_tokenizer.encode_batch(PROMPTS[:1]), jax.random.key(0))
+
+
+def test_api_loads_weights_with_and_without_selector(tiny_config, tiny_model, weights_dir, tmp_path):
+  t2i = TextToImage.load(tiny_config, str(weights_dir))
+  assert 'selector' not in t2i.params
+  with pytest.raises(ValueError, match='needs TCTS selector weights'):
+    t2i.generate(PROMPTS[:1], strategy='tcts')
+  _, _, params = tiny_model
+  checkpoint.save_weights(tmp_path / 'selector.safetensors', params['selector'])
+  t2i = TextToImage.load(tiny_config, str(weights_dir), selector=str(tmp_path))
+  np.testing.assert_array_equal(t2i.params['selector']['head']['kernel'], params['selector']['head']['kernel'])
+  # A selector of another shape (here: another codebook size) fails in one line.
+  bad = jax.tree.map(lambda a: np.zeros((a.shape[0] + 1,) + a.shape[1:], a.dtype), params['selector'])
+  checkpoint.save_weights(tmp_path / 'selector.safetensors', bad)
+  with pytest.raises(checkpoint.CheckpointError, match='does not match the config'):
+    TextToImage.load(tiny_config, str(weights_dir), selector=str(tmp_path))
