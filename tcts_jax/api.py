@@ -7,6 +7,7 @@
 """
 
 import dataclasses
+import functools
 import importlib.util
 import json
 import pathlib
@@ -56,6 +57,19 @@ def read_vocabulary(weights_dir) -> list[str]:
   return json.loads(path.read_text())
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _encode_images(models: Models, tokenizer_params, images_uint8):
+  x = images_uint8.astype(jnp.float32) / 127.5 - 1.0  # the tokenizer's input range, as in training
+  return models.tokenizer.apply({'params': tokenizer_params}, x, method='encode').reshape(x.shape[0], -1)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _decode_tokens(models: Models, tokenizer_params, tokens):
+  g = models.grid_size
+  images = models.tokenizer.apply({'params': tokenizer_params}, tokens.reshape(-1, g, g), method='decode')
+  return jnp.clip((images + 1) / 2, 0, 1)
+
+
 @dataclasses.dataclass
 class Generation:
   prompts: list[str]            # one per image
@@ -97,6 +111,18 @@ class TextToImage:
       if not p.strip():
         raise ValueError('empty prompt')
     return self.models.word_tokenizer.encode_batch(prompts, strict=strict)
+
+  def tokenize_images(self, images) -> np.ndarray:
+    """(B, S, S, 3) uint8 images at the config's image size -> (B, N) int32 VQ token ids."""
+    images = np.asarray(images)
+    size = self.config.data.image_size
+    if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
+      raise ValueError(f'expected uint8 images of shape (B, {size}, {size}, 3), got {images.dtype} {images.shape}')
+    return np.asarray(_encode_images(self.models, self.params['tokenizer'], images))
+
+  def decode_tokens(self, tokens) -> np.ndarray:
+    """(B, N) token ids -> (B, S, S, 3) uint8 images."""
+    return to_uint8(_decode_tokens(self.models, self.params['tokenizer'], jnp.asarray(tokens, jnp.int32)))
 
   def sampler(self, trajectory: bool = False, **overrides) -> Sampler:
     """The compiled sampler for these settings (built once and cached)."""

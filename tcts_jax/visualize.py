@@ -70,6 +70,16 @@ def trajectory_strip(x_hat_images, kept, high_freq, grid_size: int, caption: str
   return np.concatenate([np.asarray(header), strip], 0)
 
 
+def token_heatmap(image, values, grid_size: int, alpha: float = 0.6) -> np.ndarray:
+  """`image` (S, S, 3) with per-token `values` (N,) in [0, 1] overlaid as a red-to-yellow heat map
+  (nearest-neighbour, one flat cell per token): where the selector doubts, where a word attends."""
+  image = to_uint8(image).astype(np.float32)
+  cell = image.shape[0] // grid_size
+  v = np.kron(np.clip(np.asarray(values, np.float32), 0, 1).reshape(grid_size, grid_size), np.ones((cell, cell)))
+  heat = np.stack([np.full_like(v, 255.0), 255.0 * v, np.zeros_like(v)], -1) * v[..., None]
+  return np.round((1 - alpha) * image + alpha * heat).astype(np.uint8)
+
+
 def save_png(path, image: np.ndarray) -> None:
   """Write a PNG atomically: a temp file in the same directory, then rename (no half-written outputs)."""
   path = pathlib.Path(path)
