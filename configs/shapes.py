@@ -13,24 +13,35 @@ and sampled with (defaults to the shipped weights in weights/shapes):
 
   python -m tcts_jax.sample --config=configs/shapes.py --prompt="a large red circle in the middle"
 
+The FID-shapes feature network (not Inception; see tcts_jax/metrics/fid_shapes.py) and the eval job:
+
+  python -m tcts_jax.train --config=configs/shapes.py:features --workdir=workdirs/shapes/features
+  python -m tcts_jax.export ... --features=workdirs/shapes/features       # adds features.safetensors
+  python -m tcts_jax.evaluate --config=configs/shapes.py:eval --workdir=workdirs/shapes/eval
+  python -m tcts_jax.evaluate --config=configs/shapes.py:eval,smoke --workdir=/tmp/eval_smoke   # ~1 min
+
 The `tiny` variant (`configs/shapes.py:tokenizer,tiny`) shrinks everything for tests.
 Every field can be overridden from the command line, e.g. `--config.generator.num_layers=2`.
 """
 
 import ml_collections
 
-STAGES = ('tokenizer', 'generator', 'selector', 'sample')
+STAGES = ('tokenizer', 'generator', 'selector', 'sample', 'features', 'eval')
+VARIANTS = ('tiny', 'smoke')  # smoke: eval only
+REFINE_METHODS = ('revision:selector', 'revision:random', 'masked:selector', 'masked:random')
 
 
 def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
-  """`arg` is '<stage>' or '<stage>,tiny'."""
+  """`arg` is '<stage>' or '<stage>,tiny' (eval also takes ',smoke')."""
   parts = [p for p in arg.split(',') if p]
   stage = parts[0] if parts else 'sample'
   variants = set(parts[1:])
   if stage not in STAGES:
     raise ValueError(f'unknown stage {stage!r}; expected one of {STAGES}')
-  if variants - {'tiny'}:
-    raise ValueError(f'unknown config variant(s) {sorted(variants - {"tiny"})}')
+  if variants - set(VARIANTS):
+    raise ValueError(f'unknown config variant(s) {sorted(variants - set(VARIANTS))}')
+  if 'smoke' in variants and stage != 'eval':
+    raise ValueError("the 'smoke' variant is for the eval stage only")
   tiny = 'tiny' in variants
 
   c = ml_collections.ConfigDict()
@@ -75,19 +86,20 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
 
   c.train = dict(
       batch_size=16 if tiny else 64,
-      num_steps=20 if tiny else (2500 if stage == 'tokenizer' else 5000),
-      learning_rate=1e-3 if stage == 'tokenizer' else 6e-4,
+      num_steps=20 if tiny else (2500 if stage == 'tokenizer' else 4000),
+      learning_rate=1e-3,
       warmup_steps=5 if tiny else 200,
       weight_decay=0.01 if stage == 'generator' else 0.0,
       grad_clip=1.0,
       log_every=5 if tiny else 100,
-      image_every=10 if tiny else 1000,
+      image_every=20 if tiny else 1000,
       checkpoint_every=10 if tiny else 500,
       keep_checkpoints=2,
   )
   if stage == 'selector':
-    # ~0.3 s/step at batch 64 on 2 CPU cores (the frozen generator's CFG forward dominates): ~12 min.
-    c.train.update(num_steps=20 if tiny else 2500, learning_rate=1e-3, warmup_steps=5 if tiny else 100,
+    # Measured 0.94 s/step at batch 64 on 2 CPU cores shared with another training run (~0.5 s alone; the
+    # frozen generator's CFG forward is ~55% of it): 1500 steps ~ 12 min on an idle 2-core CPU.
+    c.train.update(num_steps=20 if tiny else 1500, learning_rate=1e-3, warmup_steps=5 if tiny else 100,
                    weight_decay=0.01, image_every=10 if tiny else 500)
   # Where the generator stage finds the frozen tokenizer (a workdir or an exported weights dir).
   c.tokenizer_checkpoint = ml_collections.FieldReference(None, field_type=str)
@@ -110,8 +122,8 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
   )
 
   c.sampler = dict(
-      # A strategy name (uniform, purity, random_revoke, persistent, fas, tcts, tcts_fas), a switching
-      # preset (u2r, r2u) or a per-step schedule 'uniform:8,random_revoke:8'.
+      # A strategy name (uniform, purity, random_revoke, persistent, fas, tcts, tcts_fas, tcts_persistent),
+      # a switching preset (u2r, r2u) or a per-step schedule 'uniform:8,random_revoke:8'.
       strategy='purity',
       steps=16,
       mask_schedule='cosine',
@@ -133,7 +145,68 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
       tcts_sharpness=1.0,
       tcts_noise=1.0,
   )
+  # The FID-shapes feature network (models/features.py; NOT Inception): a CNN classifying each grid cell's
+  # object (or empty) and regressing the 4x4-pooled image; FID-shapes is computed on its `feature_dim`
+  # penultimate activations. Trained with the `features` stage, exported as features.safetensors.
+  c.features = dict(
+      channels=(8, 16) if tiny else (16, 32, 64),
+      feature_dim=16 if tiny else 64,
+      pooled_weight=1.0,  # weight of the pooled-image regression loss against the cell cross-entropy
+  )
+  if stage == 'features':
+    c.train.update(num_steps=20 if tiny else 1500, learning_rate=2e-3, warmup_steps=5 if tiny else 100,
+                   weight_decay=0.0, image_every=0)
+
+  if stage == 'eval':
+    c.eval = _eval_config(tiny, 'smoke' in variants)
+
   # The shipped weights, relative to the repository root (or an absolute path).
   c.weights = 'weights/shapes'
   c.lock()
   return c
+
+
+def _eval_config(tiny: bool, smoke: bool) -> dict:
+  """The eval job (`python -m tcts_jax.evaluate`): what to generate and which metrics to compute."""
+  if smoke:
+    grid, num_images, batch_size, shard_size = ('purity@8', 'uniform@8', 'random_revoke@8'), 80, 40, 40
+    if tiny:  # tests: few images, several shards; 8 per batch divides the 8 devices of the sharding test
+      num_images, batch_size, shard_size = 24, 8, 8
+  else:
+    # The paper's tables (Table 1: purity / uniform / RR / TCTS+FAS at 16 and 25 steps; Table 5: RR, RR+FAS,
+    # RR+persistent, TCTS, TCTS+FAS, TCTS+persistent; Table 6: uniform and RR at 50 steps).
+    grid = ('purity@16', 'uniform@16', 'random_revoke@16', 'tcts_fas@16',
+            'purity@25', 'uniform@25', 'random_revoke@25', 'tcts_fas@25',
+            'fas@16', 'persistent@16', 'tcts@16', 'tcts_persistent@16', 'uniform@50', 'random_revoke@50')
+    num_images, batch_size, shard_size = (32, 16, 16) if tiny else (1000, 100, 200)
+  return dict(
+      # 'strategy@steps' (or [strategy, steps]); strategy: any sampler strategy, preset or schedule.
+      grid=grid,
+      # Held-out captions: test example i % test-split size for image i; image i's rng is
+      # fold_in(key(seed), i), the same for every grid entry (paired comparisons) and any device count.
+      num_images=num_images,
+      batch_size=batch_size,  # per generation call, over all devices (padded to a multiple of them)
+      shard_size=shard_size,  # images per saved shard file (the unit of resumption)
+      seed=0,
+      # Entries whose strategy needs weights that are not loaded (tcts* without a selector): skipped with a
+      # message if True, an error if False. An unknown strategy is always an error.
+      skip_unavailable=True,
+      # A dir holding features.safetensors or a `features` workdir; None or missing: FID-shapes skipped.
+      features_weights=ml_collections.FieldReference(None if tiny else 'weights/shapes', field_type=str),
+      # A HF CLIP dir (config.json, model.safetensors, tokenizer files); None: CLIP-S and MID skipped.
+      clip_weights=ml_collections.FieldReference(None, field_type=str),
+      mid_eps=5e-4,  # ridge on MID covariances (the reference's suggestion for < ~30k samples)
+      # Selector source overriding the weights dir's selector.safetensors (a workdir or weights dir).
+      selector_weights=ml_collections.FieldReference(None, field_type=str),
+      bootstrap=1000,  # resamples of the images for the 95% confidence intervals
+      reference_rows=True,  # also score re-rendered real scenes of the captions and their VQ reconstructions
+      # Refinement rows (paper Table 4): the images of grid entry `base` refined by each method,
+      # '<revision|masked>:<selector|random>'. revision: `rounds` rounds re-masking `revision_fraction` of the
+      # tokens each, regenerated in `revision_steps`; masked: `masked_fraction` at once, `masked_steps`.
+      # base None: no refinement rows. Methods whose chooser needs a missing selector follow skip_unavailable.
+      refinement=dict(
+          base=ml_collections.FieldReference('uniform@8' if smoke else (None if tiny else 'uniform@16'), field_type=str),
+          methods=('revision:random',) if smoke else REFINE_METHODS,
+          rounds=2 if smoke else 4, revision_fraction=0.25, revision_steps=4, masked_fraction=0.6, masked_steps=8,
+      ),
+  )

@@ -51,6 +51,7 @@ def save_weights(path, params) -> None:
   os.close(fd)
   try:
     safetensors.numpy.save_file(flat, tmp)
+    os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; weights are meant to be shared
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):

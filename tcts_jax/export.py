@@ -4,7 +4,8 @@ r"""Exports trained stages to a weights directory (what the repo ships and the s
       --tokenizer=workdirs/shapes/tokenizer --generator=workdirs/shapes/generator --out=weights/shapes
 
 Writes <part>.safetensors for tokenizer, text and generator, and vocab.json (the text vocabulary the
-model was trained with). With --selector=workdirs/shapes/selector also selector.safetensors (TCTS).
+model was trained with). With --selector=workdirs/shapes/selector also selector.safetensors (TCTS), and with
+--features=workdirs/shapes/features also features.safetensors (the FID-shapes feature network).
 """
 
 import json
@@ -17,12 +18,14 @@ from tcts_jax import checkpoint
 from tcts_jax.cli import run_main
 from tcts_jax.data import shapes
 from tcts_jax.models import abstract_params, build_models
+from tcts_jax.models.features import abstract_feature_params, build_feature_net
 
 config_flags.DEFINE_config_file('config', 'configs/shapes.py', 'Config file.', lock_config=True)
 flags.DEFINE_string('tokenizer', None, 'Tokenizer workdir (or weights dir).', required=True)
 flags.DEFINE_string('generator', None, 'Generator workdir (or weights dir); holds text + generator.', required=True)
 flags.DEFINE_string('out', None, 'Output weights directory.', required=True)
 flags.DEFINE_string('selector', None, 'Optional TCTS selector workdir (or weights dir).')
+flags.DEFINE_string('features', None, 'Optional FID-shapes feature network workdir (or weights dir).')
 
 FLAGS = flags.FLAGS
 
@@ -37,6 +40,10 @@ def main(argv):
   if FLAGS.selector:
     sources['selector'] = FLAGS.selector
   params = {part: checkpoint.load_part(src, part, expected[part]) for part, src in sources.items()}
+  if FLAGS.features:  # not part of the text-to-image model: its own architecture (config.features)
+    net = build_feature_net(config)
+    params['features'] = checkpoint.load_part(FLAGS.features, 'features',
+                                              abstract_feature_params(net, config.data.image_size))
   out.mkdir(parents=True, exist_ok=True)
   for part, p in params.items():
     checkpoint.save_weights(out / f'{part}.safetensors', p)

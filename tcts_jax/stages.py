@@ -6,12 +6,13 @@ pictures it logs. The trainer (train.py) supplies everything else: data, mesh, o
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from tcts_jax import checkpoint
 from tcts_jax.corruption import corrupt
+from tcts_jax.sampling.select import sample_categorical
 from tcts_jax.models import Models, abstract_params, init_selector
+from tcts_jax.models import features as feature_net
 
 
 def images_to_model(images_uint8):
@@ -107,9 +108,7 @@ class GeneratorStage:
   def images(self, params, frozen, batch):
     """Top row: data; bottom row: samples for the same captions (the configured sampler)."""
     from tcts_jax.sampling.sampler import Sampler  # the sampler imports models; keep stage import light
-    if not hasattr(self, '_sampler'):
-      self._sampler = Sampler(self.models, self.config.sampler)
-    out = self._sampler({**frozen, **params}, batch['text_ids'][:8], jax.random.key(0))
+    out = Sampler(self.models, self.config.sampler)({**frozen, **params}, batch['text_ids'][:8], jax.random.key(0))
     return image_grid([batch['image'][:8].astype(jnp.float32) / 255.0, out.images])
 
 
@@ -162,7 +161,7 @@ def selector_examples(models: Models, frozen, images_uint8, text_ids, rng, *, co
   logits = m.generator.apply({'params': frozen['generator']}, jnp.concatenate([inputs, inputs]),
                              jnp.concatenate([text, text]), jnp.concatenate([text_mask, text_mask]), drop)
   cond, uncond = logits[:b], logits[b:]
-  x_hat = jax.random.categorical(r_draw, cond + guidance * (cond - uncond))
+  x_hat = sample_categorical(r_draw, cond + guidance * (cond - uncond))
   labels = (masked | replaced) if label == 'corrupted' else (x_hat != target)
   return dict(x_hat=x_hat, ratio=jnp.mean(masked, axis=-1), labels=labels, text=text, text_mask=text_mask)
 
@@ -224,12 +223,7 @@ class SelectorStage:
 
   def images(self, params, frozen, batch):
     """Rows: data; x̂ decoded; label map (white = corrupted); predicted P(not real) map."""
-    if not hasattr(self, '_images'):
-      self._images = jax.jit(self._images_impl)
-    return self._images(params, frozen, jax.tree.map(lambda a: a[:8], batch))
-
-  def _images_impl(self, params, frozen, batch):
-    m = self.models
+    m, batch = self.models, jax.tree.map(lambda a: a[:8], batch)
     ex = self.examples(frozen, batch, jax.random.key(0))
     logits = m.selector.apply({'params': params['selector']}, ex['x_hat'], ex['ratio'], ex['text'],
                               ex['text_mask'], jnp.zeros(ex['ratio'].shape, bool))
@@ -245,7 +239,40 @@ class SelectorStage:
                        as_image(ex['labels'].astype(jnp.float32)), as_image(jax.nn.sigmoid(logits))])
 
 
-STAGES = {'tokenizer': TokenizerStage, 'generator': GeneratorStage, 'selector': SelectorStage}
+class FeaturesStage:
+  """The FID-shapes feature network (models/features.py): per-cell attribute classes + pooled-image regression."""
+  parts = ('features',)
+  needs_text = False
+
+  def __init__(self, config, models: Models):
+    del models  # the feature network is independent of the text-to-image model
+    self.config, self.net = config, feature_net.build_feature_net(config)
+
+  def frozen(self):
+    return {}
+
+  def init(self, rng, batch):
+    return {'features': self.net.init(rng, batch['image'])['params']}
+
+  def loss(self, params, frozen, batch, rng):
+    del frozen, rng
+    out = self.net.apply({'params': params['features']}, batch['image'])
+    cells = feature_net.cell_targets(batch['objects'], batch['num_objects'])
+    ce = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out['cell_logits'], cells))
+    mse = jnp.mean((out['pooled'] - feature_net.pooled_targets(batch['image'])) ** 2)
+    correct = jnp.argmax(out['cell_logits'], -1) == cells
+    loss = ce + self.config.features.pooled_weight * mse
+    return loss, {'cell_ce': ce, 'pooled_mse': mse, 'cell_accuracy': jnp.mean(correct),
+                  'image_accuracy': jnp.mean(jnp.all(correct, axis=-1))}
+
+  def images(self, params, frozen, batch):
+    """The training images (the stage has no pictures of its own)."""
+    del params, frozen
+    return image_grid([batch['image'][:8].astype(jnp.float32) / 255.0])
+
+
+STAGES = {'tokenizer': TokenizerStage, 'generator': GeneratorStage, 'selector': SelectorStage,
+          'features': FeaturesStage}
 
 
 def make_stage(config, models: Models):

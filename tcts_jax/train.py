@@ -9,7 +9,6 @@ resumes from the latest one in `workdir` automatically.
 
 import functools
 import pathlib
-import sys
 
 import jax
 import ml_collections
@@ -88,7 +87,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   step_fn = jax.jit(functools.partial(train_step, stage), donate_argnums=0,
                     in_shardings=(replicated, replicated, batch_sharding, replicated),
                     out_shardings=(replicated, replicated))
-  images_fn = jax.jit(stage.images) if not hasattr(stage, '_sampler') and config.stage == 'tokenizer' else stage.images
+  images_fn = jax.jit(stage.images)
 
   writer = metric_writers.create_default_writer(str(workdir), just_logging=jax.process_index() > 0)
   writer.write_hparams({k: str(v) for k, v in config.items()})
