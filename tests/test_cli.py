@@ -1,0 +1,75 @@
+"""Command-line smoke runs on the tiny model, and bad input: one line on stderr, exit status 2, no output."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import run_cli
+
+TINY = '--config=configs/shapes.py:sample,tiny'
+
+
+def assert_one_line_error(result, *fragments):
+  assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+  errors = [l for l in result.stderr.splitlines() if l.startswith('error: ')]
+  assert len(errors) == 1, result.stderr[-2000:]
+  for fragment in fragments:
+    assert fragment in errors[0], errors[0]
+  assert 'Traceback' not in result.stderr
+
+
+def test_sample_writes_grid_and_trajectories(tiny_weights, tmp_path):
+  out = tmp_path / 'grid.png'
+  r = run_cli('tcts_jax.sample', TINY, f'--weights={tiny_weights}', '--prompt=a large red circle in the middle',
+              '--prompt=a small blue square at the top', '--num_samples=3', f'--out={out}', '--trajectory',
+              '--config.sampler.strategy=fas', '--config.sampler.steps=8')
+  assert r.returncode == 0, r.stderr[-3000:]
+  grid = np.asarray(Image.open(out))
+  assert grid.ndim == 3 and grid.shape[1] >= 3 * 32 * 4     # 3 samples per row, upscaled
+  for i in range(2):
+    strip = np.asarray(Image.open(tmp_path / f'grid_trajectory_{i}.png'))
+    assert strip.shape[1] >= 8 * 32                          # one column per step
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['grid.png', 'grid_trajectory_0.png',
+                                                        'grid_trajectory_1.png']
+
+
+@pytest.mark.parametrize('args, fragments', [
+    (['--prompt=   '], ['empty prompt']),
+    (['--prompt=a red zebra'], ['not in the vocabulary', 'zebra']),
+    (['--prompt=a red circle', '--config.sampler.strategy=nope'], ['unknown strategy', 'nope']),
+    (['--prompt=a red circle', '--config.sampler.no_such_key=1'], ['no_such_key']),
+    (['--prompt=a red circle', '--config.sampler.persistent_weight=-1'], ['persistent_weight']),
+    (['--prompt=a red circle', '--config.generator.width=64'], ['does not match the config']),
+])
+def test_sample_bad_input(tiny_weights, tmp_path, args, fragments):
+  out = tmp_path / 'x.png'
+  r = run_cli('tcts_jax.sample', TINY, f'--weights={tiny_weights}', f'--out={out}', *args)
+  assert_one_line_error(r, *fragments)
+  assert not list(tmp_path.iterdir())
+
+
+def test_sample_missing_and_corrupt_weights(tiny_weights, tmp_path):
+  r = run_cli('tcts_jax.sample', TINY, f'--weights={tmp_path / "nowhere"}', '--prompt=a red circle',
+              f'--out={tmp_path / "x.png"}')
+  assert_one_line_error(r, 'weights directory not found')
+  broken = tmp_path / 'broken'
+  broken.mkdir()
+  for f in tiny_weights.iterdir():
+    (broken / f.name).write_bytes(f.read_bytes())
+  (broken / 'generator.safetensors').write_bytes(b'\x00' * 100)
+  r = run_cli('tcts_jax.sample', TINY, f'--weights={broken}', '--prompt=a red circle', f'--out={tmp_path / "x.png"}')
+  assert_one_line_error(r, 'corrupt checkpoint')
+  assert not (tmp_path / 'x.png').exists()
+
+
+def test_train_rejects_a_workdir_that_is_a_file(tmp_path):
+  path = tmp_path / 'file'
+  path.write_text('')
+  r = run_cli('tcts_jax.train', '--config=configs/shapes.py:tokenizer,tiny', f'--workdir={path}')
+  assert_one_line_error(r, 'is not a directory')
+
+
+def test_train_generator_without_tokenizer_checkpoint(tmp_path):
+  r = run_cli('tcts_jax.train', '--config=configs/shapes.py:generator,tiny', f'--workdir={tmp_path / "w"}',
+              f'--config.tokenizer_checkpoint={tmp_path / "none"}')
+  assert_one_line_error(r, 'no tokenizer weights')
