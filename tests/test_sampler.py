@@ -189,6 +189,21 @@ def test_keep_counts():
     schedules.keep_counts(65, 64)
 
 
+def test_schedules_stay_numpy_inside_a_jit_trace(tiny_model):
+  # The generator stage builds a Sampler inside its jitted image summary: schedules must stay constants.
+  config, models, _ = tiny_model
+  outside = schedules.keep_counts(8, 64)
+
+  def build(x):
+    inside = schedules.keep_counts(8, 64)
+    assert isinstance(inside, np.ndarray)
+    np.testing.assert_array_equal(inside, outside)
+    Sampler(models, config.sampler)
+    return x
+
+  jax.jit(build)(0.0)
+
+
 def test_guidance_schedules():
   np.testing.assert_allclose(schedules.guidance_scales(4, 2.0, 'constant'), [2, 2, 2, 2])
   lin = schedules.guidance_scales(4, 2.0, 'linear')
