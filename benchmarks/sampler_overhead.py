@@ -25,6 +25,7 @@ from tcts_jax.api import load_config
 from tcts_jax.data import shapes
 from tcts_jax.models import build_models, init_params
 from tcts_jax.models.generator import generator_forward
+from tcts_jax.models.selector import guided_selector_logits
 from tcts_jax.sampling.sampler import Sampler
 
 STRATEGIES = ['uniform', 'purity', 'random_revoke', 'persistent', 'fas', 'u2r', 'tcts', 'tcts_fas']
@@ -68,16 +69,14 @@ def main():
   def generator_cfg_forward(p):
     return generator_forward(models.generator, p['generator'], tokens, text, text_mask, drop, config.sampler.fas_layer)[:2]
 
-  def selector_forward_fn(guided: bool):
-    from tcts_jax.models.selector import guided_selector_logits
-    g = 3.0 if guided else 1.0
-    f = jax.jit(lambda p: guided_selector_logits(models.selector, p['selector'], tokens[:b] % models.mask_id,
-                                                 jnp.full((b,), 0.5), text, text_mask, drop, g))
-    return f
+  @jax.jit
+  def selector_forward(p):  # with the sampler's selector guidance (g = 1: the conditional half only)
+    return guided_selector_logits(models.selector, p['selector'], tokens[:b] % models.mask_id,
+                                  jnp.full((b,), 0.5), text, text_mask, drop, config.sampler.selector_guidance)
 
   t_text = median_seconds(lambda: text_forward(params, ids), args.repeats)
   t_gen = median_seconds(lambda: generator_cfg_forward(params), args.repeats)
-  t_sel = median_seconds(lambda: selector_forward_fn(False)(params), args.repeats) if has_selector else None
+  t_sel = median_seconds(lambda: selector_forward(params), args.repeats) if has_selector else None
 
   rows, ratios = [], {}
   for name in STRATEGIES:
