@@ -93,26 +93,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   writer.write_hparams({k: str(v) for k, v in config.items()})
   hooks = [periodic_actions.ReportProgress(num_train_steps=cfg.num_steps, writer=writer, every_steps=cfg.log_every)]
   totals, count, history = None, 0, []
-  for step in range(start + 1, cfg.num_steps + 1):
-    state, metrics = step_fn(state, frozen, batch, rng)
-    totals = metrics if totals is None else jax.tree.map(lambda a, b: a + b, totals, metrics)
-    count += 1
-    for hook in hooks:
-      hook(step)
-    if step % cfg.log_every == 0 or step == cfg.num_steps:
-      means = {k: float(v) / count for k, v in jax.device_get(totals).items()}
-      writer.write_scalars(step, means)
-      history.append((step, means))
-      print(f'[{config.stage}] step {step}/{cfg.num_steps} ' + ' '.join(f'{k}={v:.4f}' for k, v in means.items()),
-            flush=True)
-      totals, count = None, 0
-    if cfg.image_every and (step % cfg.image_every == 0 or step == cfg.num_steps):
-      writer.write_images(step, {'samples': np.asarray(images_fn(state.params, frozen, batch))[None]})
-    mngr.save(step, args=checkpoint.ocp.args.StandardSave(state), force=step == cfg.num_steps)
-    if step < cfg.num_steps:
-      batch = to_device(next(loader))
-  mngr.wait_until_finished()
-  mngr.close()
+  try:
+    for step in range(start + 1, cfg.num_steps + 1):
+      state, metrics = step_fn(state, frozen, batch, rng)
+      totals = metrics if totals is None else jax.tree.map(lambda a, b: a + b, totals, metrics)
+      count += 1
+      for hook in hooks:
+        hook(step)
+      if step % cfg.log_every == 0 or step == cfg.num_steps:
+        means = {k: float(v) / count for k, v in jax.device_get(totals).items()}
+        writer.write_scalars(step, means)
+        history.append((step, means))
+        print(f'[{config.stage}] step {step}/{cfg.num_steps} ' + ' '.join(f'{k}={v:.4f}' for k, v in means.items()),
+              flush=True)
+        totals, count = None, 0
+      if cfg.image_every and (step % cfg.image_every == 0 or step == cfg.num_steps):
+        writer.write_images(step, {'samples': np.asarray(images_fn(state.params, frozen, batch))[None]})
+      mngr.save(step, args=checkpoint.ocp.args.StandardSave(state), force=step == cfg.num_steps)
+      if step < cfg.num_steps:
+        batch = to_device(next(loader))
+  finally:
+    # Let a pending async save finish first, so a crash ends with its own error, not orbax's.
+    mngr.wait_until_finished()
+    mngr.close()
   writer.flush()
   return state, history
 
