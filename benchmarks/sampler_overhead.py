@@ -26,7 +26,7 @@ from tcts_jax.data import shapes
 from tcts_jax.models import build_models, init_params
 from tcts_jax.models.generator import generator_forward
 from tcts_jax.models.selector import guided_selector_logits
-from tcts_jax.sampling.sampler import Sampler
+from tcts_jax.sampling.sampler import Sampler, sampler_config
 
 STRATEGIES = ['uniform', 'purity', 'random_revoke', 'persistent', 'fas', 'u2r', 'tcts', 'tcts_fas']
 
@@ -82,19 +82,14 @@ def main():
   for name in STRATEGIES:
     if name.startswith('tcts') and not has_selector:
       continue
-    cfg = config.sampler.copy_and_resolve_references()
-    with cfg.unlocked():
-      cfg.strategy, cfg.steps = name, t
-    sampler = Sampler(models, cfg, decode=False)
+    sampler = Sampler(models, sampler_config(config.sampler, strategy=name, steps=t), decode=False)
     t_sampler = median_seconds(lambda: sampler(params, ids, jax.random.key(1)).tokens, args.repeats)
     per_step = t_gen + (t_sel if sampler.needs_selector else 0.0)
     denominator = t * per_step + t_text
     ratios[name] = t_sampler / denominator
     rows.append((name, t_sampler, denominator, ratios[name]))
 
-  cfg = config.sampler.copy_and_resolve_references()
-  with cfg.unlocked():
-    cfg.strategy, cfg.steps = 'fas', 16
+  cfg = sampler_config(config.sampler, strategy='fas', steps=16)
   mem_ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts * (args.memory_batch // b + 1))[:args.memory_batch])
   analysis = Sampler(models, cfg)._sample.lower(params, mem_ids, jax.random.key(0), None).compile().memory_analysis()
   peak = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes

@@ -20,7 +20,8 @@ import numpy as np
 
 from tcts_jax import checkpoint
 from tcts_jax.models import Models, abstract_params, build_models
-from tcts_jax.sampling.sampler import Sampler
+from tcts_jax.sampling.sampler import Sampler, sampler_config
+from tcts_jax.stages import images_to_model, model_to_images
 from tcts_jax.visualize import to_uint8
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -59,15 +60,15 @@ def read_vocabulary(weights_dir) -> list[str]:
 
 @functools.partial(jax.jit, static_argnums=0)
 def _encode_images(models: Models, tokenizer_params, images_uint8):
-  x = images_uint8.astype(jnp.float32) / 127.5 - 1.0  # the tokenizer's input range, as in training
+  x = images_to_model(images_uint8)  # the tokenizer's input range, as in training
   return models.tokenizer.apply({'params': tokenizer_params}, x, method='encode').reshape(x.shape[0], -1)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _decode_tokens(models: Models, tokenizer_params, tokens):
   g = models.grid_size
-  images = models.tokenizer.apply({'params': tokenizer_params}, tokens.reshape(-1, g, g), method='decode')
-  return jnp.clip((images + 1) / 2, 0, 1)
+  return model_to_images(models.tokenizer.apply({'params': tokenizer_params}, tokens.reshape(-1, g, g),
+                                               method='decode'))
 
 
 @dataclasses.dataclass
@@ -126,12 +127,7 @@ class TextToImage:
 
   def sampler(self, trajectory: bool = False, **overrides) -> Sampler:
     """The compiled sampler for these settings (built once and cached)."""
-    cfg = self.config.sampler.copy_and_resolve_references()
-    with cfg.unlocked():
-      for key, value in overrides.items():
-        if key not in cfg:
-          raise ValueError(f'unknown sampler setting {key!r}')
-        cfg[key] = value
+    cfg = sampler_config(self.config.sampler, **overrides)
     key = (cfg.to_json(), trajectory)
     if key not in self._samplers:
       self._samplers[key] = Sampler(self.models, cfg, trajectory=trajectory)

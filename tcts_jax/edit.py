@@ -12,15 +12,13 @@ pixel rectangle x0,y0,x1,y1 (x1, y1 exclusive, pixels of the input image) and ke
 keeps the rectangle and regenerates the rest. Other sampler settings come from --config.sampler.*.
 """
 
-import pathlib
 import time
 
 import jax
 from absl import flags
 from ml_collections import config_flags
 
-from tcts_jax import editing, visualize
-from tcts_jax.api import TextToImage
+from tcts_jax import editing
 from tcts_jax.cli import run_main
 
 config_flags.DEFINE_config_file('config', 'configs/shapes.py', 'Config file.', lock_config=True)
@@ -45,25 +43,18 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  if not FLAGS.image or not FLAGS.prompt:
-    raise ValueError('give --image and --prompt')
   modes = [name for name in ('word', 'inpaint', 'outpaint') if getattr(FLAGS, name) is not None]
   if len(modes) != 1:
     raise ValueError('give exactly one of --word (mask-free editing), --inpaint or --outpaint'
                      + (f' (got {", ".join("--" + m for m in modes)})' if modes else ''))
-  out = pathlib.Path(FLAGS.out)
-  if out.suffix.lower() != '.png':
-    raise ValueError(f'--out must end in .png, got {FLAGS.out}')
-  image = editing.load_image(FLAGS.image, FLAGS.config.data.image_size)
-  t2i = TextToImage.load(FLAGS.config, FLAGS.weights, FLAGS.selector)
-  t2i.encode_prompts([FLAGS.prompt])  # unknown words fail here, before any compilation
-  g = t2i.models.grid_size
+  image, t2i, out = editing.open_job(FLAGS.config, FLAGS.image, FLAGS.prompt, FLAGS.out, FLAGS.weights,
+                                     FLAGS.selector)
   region = None
   if FLAGS.word is not None:
     editing.word_mask(t2i.models.word_tokenizer, FLAGS.prompt, FLAGS.word)  # fail fast, naming the word
   else:
     rect = editing.parse_rect(FLAGS.inpaint or FLAGS.outpaint)
-    region = editing.rect_to_token_mask(rect, g, *image.original_size)
+    region = editing.rect_to_token_mask(rect, t2i.models.grid_size, *image.original_size)
   for note in image.notes:
     print(f'note: {note}')
   start = time.perf_counter()
@@ -81,11 +72,7 @@ def main(argv):
   seconds = time.perf_counter() - start
   for note in result.notes:
     print(f'note: {note}')
-  n = int(result.remasked.sum())
-  changed = int((result.tokens != tokens).sum())
-  panel = editing.comparison(t2i.decode_tokens(tokens)[0], result.images[0], result.remasked[0], g,
-                             ['before (VQ tokens)', f'{what}: {n} tokens re-masked', f'after: {FLAGS.prompt}'])
-  visualize.save_png(out, panel)
+  n, changed = editing.save_comparison(out, t2i, tokens, result, what, FLAGS.prompt)
   print(f'wrote {out} ({what}, {n} tokens re-masked, {changed} changed, {seconds:.1f} s incl. compilation)')
 
 

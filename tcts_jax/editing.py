@@ -27,11 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from tcts_jax.api import TextToImage
 from tcts_jax.models import Models
 from tcts_jax.models.layers import sown_attention
 from tcts_jax.models.selector import guided_selector_logits, selector_forward
 from tcts_jax.sampling.select import gumbel_top_k
-from tcts_jax.visualize import caption_grid, to_uint8
+from tcts_jax.visualize import caption_grid, darken_outside, save_png, to_uint8
 
 CHOOSERS = ('selector', 'random')
 # Transparent pixels are composited onto mid-grey: inside the shapes backgrounds' luminance range, so
@@ -82,6 +83,20 @@ def load_image(path, image_size: int) -> LoadedImage:
     notes.append(f'resized {original[0]}x{original[1]} to {image_size}x{image_size} '
                  f'({"area" if shrink else "bicubic"}{", aspect ratio not kept" if original[0] != original[1] else ""})')
   return LoadedImage(np.asarray(image, np.uint8), original, notes)
+
+
+def open_job(config, image_path, prompt, out, weights=None, selector=None):
+  """The common start of the refine and edit CLIs: check the arguments, fit the image to the model, load
+  the model and check the prompt's words, all before anything compiles. -> (LoadedImage, TextToImage, Path)"""
+  if not image_path or not prompt:
+    raise ValueError('give --image and --prompt')
+  out = pathlib.Path(out)
+  if out.suffix.lower() != '.png':
+    raise ValueError(f'--out must end in .png, got {out}')
+  image = load_image(image_path, config.data.image_size)
+  t2i = TextToImage.load(config, weights, selector)
+  t2i.encode_prompts([prompt])  # unknown words fail here, naming the word
+  return image, t2i, out
 
 
 def parse_rect(text: str) -> tuple[int, int, int, int]:
@@ -395,15 +410,16 @@ def inpaint(t2i, tokens, prompts, region, rng, outpaint: bool = False, strategy:
 
 # ------------------------------------------------------------------------------------- pictures
 
-def highlight_tokens(image, mask, grid_size: int) -> np.ndarray:
-  """`image` (S, S, 3) with the tokens outside `mask` (N,) darkened: shows which tokens were re-masked."""
-  image = to_uint8(image)
-  cell = image.shape[0] // grid_size
-  m = np.kron(np.asarray(mask, np.float32).reshape(grid_size, grid_size), np.ones((cell, cell)))[..., None]
-  return (image * (0.25 + 0.75 * m)).astype(np.uint8)
-
-
 def comparison(before, after, remasked, grid_size: int, captions: Sequence[str]) -> np.ndarray:
   """One captioned row: before | re-masked tokens (highlighted on before) | after."""
-  panels = np.stack([to_uint8(before), highlight_tokens(before, remasked, grid_size), to_uint8(after)])
+  panels = np.stack([to_uint8(before), darken_outside(before, remasked, grid_size), to_uint8(after)])
   return caption_grid(panels, list(captions), cols=3)
+
+
+def save_comparison(path, t2i, tokens, result: EditResult, what: str, prompt: str) -> tuple[int, int]:
+  """Write before | re-masked | after of the first image as a PNG; returns (re-masked, changed) token counts."""
+  remasked, changed = int(result.remasked.sum()), int((result.tokens != tokens).sum())
+  panel = comparison(t2i.decode_tokens(tokens)[0], result.images[0], result.remasked[0], t2i.models.grid_size,
+                     ['before (VQ tokens)', f'{what}: {remasked} tokens re-masked', f'after: {prompt}'])
+  save_png(path, panel)
+  return remasked, changed

@@ -50,7 +50,6 @@ from tcts_jax import editing
 from tcts_jax.data import shapes, shapes_tfds
 from tcts_jax.metrics import alignment, clip_score, mid
 from tcts_jax.metrics.fid_shapes import NAME as FID_NAME, FIDShapes, fid_shapes_from_features
-from tcts_jax.stages import images_to_model, model_to_images
 
 # Per-image alignment values kept in the shards; object-level ones are pooled over objects (SOA-I), the
 # others averaged over images (GenEval), exactly as alignment.score_batch does.
@@ -470,6 +469,13 @@ def load_tools(config, ev, heldout: HeldOut, num_images: int, notes: list) -> Me
   return tools
 
 
+def _unavailable(message: str, skip_unavailable: bool, notes: list) -> None:
+  """A row that cannot be computed here: an error, or (eval.skip_unavailable) a note that it was skipped."""
+  if not skip_unavailable:
+    raise ValueError(message)
+  notes.append(f'skipped {message}.')
+
+
 def prepare_entries(t2i: TextToImage, entries, skip_unavailable: bool, notes: list):
   """[(entry, sampler)] after validating every entry, before anything is generated."""
   out = []
@@ -478,11 +484,9 @@ def prepare_entries(t2i: TextToImage, entries, skip_unavailable: bool, notes: li
       sampler = t2i.sampler(strategy=entry.strategy, steps=entry.steps)
     except ValueError as e:
       raise ValueError(f'eval.grid entry {entry.name!r}: {e}') from None
-    if sampler.needs_selector and 'selector' not in t2i.params:
-      message = f'{entry.name}: needs TCTS selector weights (selector.safetensors or eval.selector_weights)'
-      if not skip_unavailable:
-        raise ValueError(message)
-      notes.append(f'skipped {message}.')
+    if sampler.needs_selector and not editing.has_selector(t2i):
+      _unavailable(f'{entry.name}: needs TCTS selector weights (selector.safetensors or eval.selector_weights)',
+                   skip_unavailable, notes)
       continue
     out.append((entry, sampler))
   return out
@@ -524,16 +528,7 @@ def reference_rows(t2i, ev, heldout, tools, num_images) -> list:
   example = np.arange(num_images) % len(heldout.captions)
   size = t2i.config.data.image_size
   real = np.stack([rerender(heldout.objects[e], heldout.num_objects[e], ev.seed, i, size) for i, e in enumerate(example)])
-  tokenizer = t2i.models.tokenizer
-
-  @jax.jit
-  def reconstruct(params, images):
-    codes = tokenizer.apply({'params': params}, images_to_model(images), method='encode')
-    x = model_to_images(tokenizer.apply({'params': params}, codes, method='decode'))
-    return jnp.round(x * 255).astype(jnp.uint8)
-
-  vq = np.concatenate([np.asarray(reconstruct(t2i.params['tokenizer'], real[i:i + 256]))
-                       for i in range(0, num_images, 256)])
+  vq = np.concatenate([t2i.decode_tokens(t2i.tokenize_images(real[i:i + 256])) for i in range(0, num_images, 256)])
   rows = []
   for name, kind, images in (('real (re-rendered)', 'real', real), ('VQ reconstruction', 'vq', vq)):
     scores = score_images(images, heldout.objects[example], heldout.num_objects[example])
@@ -568,10 +563,7 @@ def prepare_refinement(t2i, ev, entries, skip_unavailable: bool, notes: list):
   kept = []
   for mode, chooser in methods:
     if chooser == 'selector' and not editing.has_selector(t2i):
-      message = f'refinement {mode}:{chooser} needs TCTS selector weights'
-      if not skip_unavailable:
-        raise ValueError(message)
-      notes.append(f'skipped {message}.')
+      _unavailable(f'refinement {mode}:{chooser} needs TCTS selector weights', skip_unavailable, notes)
       continue
     kept.append((mode, chooser))
   return base, kept

@@ -10,15 +10,13 @@ The image is tokenized with the VQ tokenizer (converted to RGB / resized to the 
 which is printed). Sampler settings not set here come from the config (--config.sampler.guidance_scale=...).
 """
 
-import pathlib
 import time
 
 import jax
 from absl import flags
 from ml_collections import config_flags
 
-from tcts_jax import editing, visualize
-from tcts_jax.api import TextToImage
+from tcts_jax import editing
 from tcts_jax.cli import run_main
 
 config_flags.DEFINE_config_file('config', 'configs/shapes.py', 'Config file.', lock_config=True)
@@ -42,14 +40,8 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  if not FLAGS.image or not FLAGS.prompt:
-    raise ValueError('give --image and --prompt')
-  out = pathlib.Path(FLAGS.out)
-  if out.suffix.lower() != '.png':
-    raise ValueError(f'--out must end in .png, got {FLAGS.out}')
-  image = editing.load_image(FLAGS.image, FLAGS.config.data.image_size)
-  t2i = TextToImage.load(FLAGS.config, FLAGS.weights, FLAGS.selector)
-  t2i.encode_prompts([FLAGS.prompt])  # unknown words fail here, before any compilation
+  image, t2i, out = editing.open_job(FLAGS.config, FLAGS.image, FLAGS.prompt, FLAGS.out, FLAGS.weights,
+                                     FLAGS.selector)
   if FLAGS.chooser == 'selector':
     editing.require_selector(t2i)
   for note in image.notes:
@@ -69,12 +61,7 @@ def main(argv):
     result = editing.refine_masked(t2i, tokens, FLAGS.prompt, rng, **settings)
     what = f'masked {settings["fraction"]:g}'
   seconds = time.perf_counter() - start
-  n = int(result.remasked.sum())
-  changed = int((result.tokens != tokens).sum())
-  panel = editing.comparison(t2i.decode_tokens(tokens)[0], result.images[0], result.remasked[0], t2i.models.grid_size,
-                             ['before (VQ tokens)', f're-masked {n} tokens ({FLAGS.chooser})',
-                              f'after: {FLAGS.prompt}'])
-  visualize.save_png(out, panel)
+  n, changed = editing.save_comparison(out, t2i, tokens, result, f'{what} ({FLAGS.chooser})', FLAGS.prompt)
   print(f'wrote {out} ({what}, chooser {FLAGS.chooser}, {n} tokens re-masked, {changed} changed, '
         f'{seconds:.1f} s incl. compilation)')
 

@@ -49,19 +49,27 @@ def caption_grid(images, captions: Optional[Sequence[str]] = None, cols: int = 4
   return np.asarray(canvas)
 
 
+def token_map(values, grid_size: int, size: int) -> np.ndarray:
+  """Per-token `values` (N,) -> a (size, size) float map, one flat cell per token."""
+  cell = size // grid_size
+  return np.kron(np.asarray(values, np.float32).reshape(grid_size, grid_size), np.ones((cell, cell)))
+
+
+def darken_outside(image, mask, grid_size: int) -> np.ndarray:
+  """`image` (S, S, 3) with the tokens outside `mask` (N,) darkened (kept / re-masked tokens stand out)."""
+  image = to_uint8(image)
+  return (image * (0.25 + 0.75 * token_map(mask, grid_size, image.shape[0]))[..., None]).astype(np.uint8)
+
+
 def trajectory_strip(x_hat_images, kept, high_freq, grid_size: int, caption: str = '', scale: int = 3) -> np.ndarray:
   """One prompt's steps left to right: row 1 the decoded x̂ of each step, row 2 the kept tokens after the
   step (masked ones darkened), row 3 the FAS high-frequency map (red = high frequency / revocable)."""
   x_hat = to_uint8(x_hat_images)                       # (T, H, W, 3)
-  t, h, w, _ = x_hat.shape
-  cell = h // grid_size
-
-  def token_map(mask):  # (N,) bool -> (H, W, 1) float
-    return np.kron(np.asarray(mask, np.float32).reshape(grid_size, grid_size), np.ones((cell, cell)))[..., None]
-
-  kept_rows = [(x_hat[i] * (0.25 + 0.75 * token_map(kept[i]))).astype(np.uint8) for i in range(t)]
-  hf_rows = [(255 * np.concatenate([token_map(high_freq[i])] + [np.zeros_like(token_map(high_freq[i]))] * 2, -1)
-              * 0.8 + 0.2 * x_hat[i]).astype(np.uint8) for i in range(t)]
+  t, h = x_hat.shape[:2]
+  kept_rows = [darken_outside(x_hat[i], kept[i], grid_size) for i in range(t)]
+  red = np.array([255.0, 0.0, 0.0])
+  hf_rows = [(0.8 * red * token_map(high_freq[i], grid_size, h)[..., None] + 0.2 * x_hat[i]).astype(np.uint8)
+             for i in range(t)]
   rows = [np.concatenate(list(x_hat), 1), np.concatenate(kept_rows, 1), np.concatenate(hf_rows, 1)]
   strip = np.asarray(_upscale(np.concatenate(rows, 0), scale))
   header = Image.new('RGB', (strip.shape[1], 16), 'white')
@@ -74,8 +82,7 @@ def token_heatmap(image, values, grid_size: int, alpha: float = 0.6) -> np.ndarr
   """`image` (S, S, 3) with per-token `values` (N,) in [0, 1] overlaid as a red-to-yellow heat map
   (nearest-neighbour, one flat cell per token): where the selector doubts, where a word attends."""
   image = to_uint8(image).astype(np.float32)
-  cell = image.shape[0] // grid_size
-  v = np.kron(np.clip(np.asarray(values, np.float32), 0, 1).reshape(grid_size, grid_size), np.ones((cell, cell)))
+  v = token_map(np.clip(np.asarray(values, np.float32), 0, 1), grid_size, image.shape[0])
   heat = np.stack([np.full_like(v, 255.0), 255.0 * v, np.zeros_like(v)], -1) * v[..., None]
   return np.round((1 - alpha) * image + alpha * heat).astype(np.uint8)
 

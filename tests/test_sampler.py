@@ -6,17 +6,10 @@ import numpy as np
 import pytest
 
 from tcts_jax.sampling import schedules
-from tcts_jax.sampling.sampler import Sampler, strategy_per_step
+from tcts_jax.sampling.sampler import Sampler, sampler_config, strategy_per_step
 
 PROMPTS = ['a large red circle in the middle', 'a small blue square at the top left',
            'a big green triangle at the bottom', 'a tiny yellow disk on the right side']
-
-
-def sampler_cfg(config, **overrides):
-  cfg = config.sampler.copy_and_resolve_references()
-  with cfg.unlocked():
-    cfg.update(overrides)
-  return cfg
 
 
 @pytest.fixture(scope='module')
@@ -27,7 +20,7 @@ def run(tiny_model):
   cache = {}
 
   def _run(seed=0, negative=None, ids=ids, **overrides):
-    cfg = sampler_cfg(config, **overrides)
+    cfg = sampler_config(config.sampler, **overrides)
     key = cfg.to_json()
     if key not in cache:
       cache[key] = Sampler(models, cfg, trajectory=True)
@@ -113,7 +106,7 @@ def test_fas_map_splits_the_image(run):
 
 
 def test_switching_presets_switch_at_the_middle(run, tiny_config):
-  cfg = sampler_cfg(tiny_config, strategy='u2r', steps=16)
+  cfg = sampler_config(tiny_config.sampler, strategy='u2r', steps=16)
   assert strategy_per_step(cfg) == ['uniform'] * 8 + ['random_revoke'] * 8
   out, _ = run(strategy='u2r')
   kept = out.trajectory['kept']
@@ -126,10 +119,10 @@ def test_switching_presets_switch_at_the_middle(run, tiny_config):
 
 
 def test_schedule_string(tiny_config):
-  cfg = sampler_cfg(tiny_config, strategy='uniform:4,purity:12')
+  cfg = sampler_config(tiny_config.sampler, strategy='uniform:4,purity:12')
   assert strategy_per_step(cfg) == ['uniform'] * 4 + ['purity'] * 12
   with pytest.raises(ValueError, match='covers 5 steps'):
-    strategy_per_step(sampler_cfg(tiny_config, strategy='uniform:5'))
+    strategy_per_step(sampler_config(tiny_config.sampler, strategy='uniform:5'))
 
 
 def test_guidance_zero_is_the_conditional_path(run, tiny_model):
@@ -145,7 +138,7 @@ def test_guidance_zero_is_the_conditional_path(run, tiny_model):
 
 def test_one_scan_with_static_length(tiny_model):
   config, models, params = tiny_model
-  sampler = Sampler(models, sampler_cfg(config, strategy='fas'))
+  sampler = Sampler(models, sampler_config(config.sampler, strategy='fas'))
   ids = models.word_tokenizer.encode_batch(PROMPTS[:2])
   jaxpr = jax.make_jaxpr(sampler._sample_impl)(params, ids, jax.random.key(0), None)
   scans = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == 'scan']
@@ -156,7 +149,7 @@ def test_one_scan_with_static_length(tiny_model):
 
 def test_no_recompilation_across_prompts_and_seeds(tiny_model):
   config, models, params = tiny_model
-  sampler = Sampler(models, sampler_cfg(config, strategy='random_revoke', steps=4))
+  sampler = Sampler(models, sampler_config(config.sampler, strategy='random_revoke', steps=4))
   for seed, prompts in enumerate([PROMPTS[:2], PROMPTS[2:]]):
     sampler(params, models.word_tokenizer.encode_batch(prompts), jax.random.key(seed))
   assert sampler._sample._cache_size() == 1
@@ -177,7 +170,7 @@ def test_no_recompilation_across_prompts_and_seeds(tiny_model):
 def test_bad_settings_fail_before_compiling(tiny_model, overrides, message):
   config, models, _ = tiny_model
   with pytest.raises(ValueError, match=message):
-    Sampler(models, sampler_cfg(config, **overrides))
+    Sampler(models, sampler_config(config.sampler, **overrides))
 
 
 def test_keep_counts():
@@ -216,7 +209,7 @@ def test_guidance_schedules():
 def test_completion_never_changes_locked_tokens(tiny_model, strategy):
   # Inpainting: tokens outside the region are locked; the region is generated; counts follow the schedule.
   config, models, params = tiny_model
-  sampler = Sampler(models, sampler_cfg(config, strategy=strategy, steps=6), trajectory=True)
+  sampler = Sampler(models, sampler_config(config.sampler, strategy=strategy, steps=6), trajectory=True)
   ids = models.word_tokenizer.encode_batch(PROMPTS[:2])
   rng = np.random.default_rng(0)
   original = rng.integers(0, models.generator.codebook_size, (2, models.num_tokens))

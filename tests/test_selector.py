@@ -18,20 +18,13 @@ from tcts_jax import checkpoint
 from tcts_jax.api import TextToImage, load_config
 from tcts_jax.data import pipeline, shapes
 from tcts_jax.models.selector import selector_forward
-from tcts_jax.sampling.sampler import Sampler, _make_strategy
+from tcts_jax.sampling.sampler import Sampler, _make_strategy, sampler_config
 from tcts_jax.selector_eval import evaluate_selector
 from tcts_jax.stages import SelectorStage, auroc
 from tcts_jax.train import make_optimizer, train_step
 
 PROMPTS = ['a large red circle in the middle', 'a small blue square at the top left',
            'a big green triangle at the bottom', 'a tiny yellow disk on the right side']
-
-
-def sampler_cfg(config, **overrides):
-  cfg = config.sampler.copy_and_resolve_references()
-  with cfg.unlocked():
-    cfg.update(overrides)
-  return cfg
 
 
 @pytest.fixture(scope='module')
@@ -42,7 +35,7 @@ def run(tiny_model):
   cache = {}
 
   def _run(seed=0, **overrides):
-    cfg = sampler_cfg(config, **overrides)
+    cfg = sampler_config(config.sampler, **overrides)
     key = cfg.to_json()
     if key not in cache:
       cache[key] = Sampler(models, cfg, trajectory=True)
@@ -199,8 +192,8 @@ def test_tcts_fas_all_high_frequency_equals_tcts(run, tiny_config):
   np.testing.assert_array_equal(all_high.trajectory['kept'], tcts.trajectory['kept'])
   np.testing.assert_array_equal(all_high.tokens, tcts.tokens)
   # The named strategy is fas over tcts, whatever fas_base says.
-  assert _make_strategy('tcts_fas', sampler_cfg(tiny_config)).name == 'fas[tcts]'
-  assert _make_strategy('fas', sampler_cfg(tiny_config, fas_base='tcts')).name == 'fas[tcts]'
+  assert _make_strategy('tcts_fas', sampler_config(tiny_config.sampler)).name == 'fas[tcts]'
+  assert _make_strategy('fas', sampler_config(tiny_config.sampler, fas_base='tcts')).name == 'fas[tcts]'
 
 
 def test_tcts_fas_all_low_frequency_equals_tcts_persistent(run, tiny_config):
@@ -209,7 +202,7 @@ def test_tcts_fas_all_low_frequency_equals_tcts_persistent(run, tiny_config):
   all_low, _ = run(seed=9, strategy='tcts_fas', fas_threshold=1e9, persistent_weight=5.0)
   np.testing.assert_array_equal(all_low.trajectory['kept'], per.trajectory['kept'])
   np.testing.assert_array_equal(all_low.tokens, per.tokens)
-  strategy = _make_strategy('tcts_persistent', sampler_cfg(tiny_config))
+  strategy = _make_strategy('tcts_persistent', sampler_config(tiny_config.sampler))
   assert strategy.name == 'persistent[tcts]' and strategy.revocable and strategy.needs_selector
 
 
@@ -222,14 +215,14 @@ def test_tcts_fas_all_low_frequency_equals_tcts_persistent(run, tiny_config):
 def test_bad_tcts_settings(tiny_model, overrides, message):
   config, models, _ = tiny_model
   with pytest.raises(ValueError, match=message):
-    Sampler(models, sampler_cfg(config, **overrides))
+    Sampler(models, sampler_config(config.sampler, **overrides))
 
 
 def test_tcts_without_selector_is_a_clear_error(tiny_model):
   config, models, params = tiny_model
   with pytest.raises(ValueError, match='needs a TCTS selector'):
-    Sampler(dataclasses.replace(models, selector=None), sampler_cfg(config, strategy='uniform:8,tcts:8'))
-  sampler = Sampler(models, sampler_cfg(config, strategy='tcts_fas'))
+    Sampler(dataclasses.replace(models, selector=None), sampler_config(config.sampler, strategy='uniform:8,tcts:8'))
+  sampler = Sampler(models, sampler_config(config.sampler, strategy='tcts_fas'))
   no_selector = {k: v for k, v in params.items() if k != 'selector'}
   with pytest.raises(ValueError, match='needs TCTS selector weights'):
     sampler(no_selector, models.word_tokenizer.encode_batch(PROMPTS[:1]), jax.random.key(0))

@@ -59,6 +59,17 @@ def _make_strategy(name: str, cfg) -> strat.Strategy:
   raise ValueError(f'unknown strategy {name!r}; expected one of {STRATEGIES + tuple(PRESETS)}')
 
 
+def sampler_config(base, **overrides):
+  """A copy of the sampler config `base` (references resolved) with `overrides`; unknown keys are an error."""
+  cfg = base.copy_and_resolve_references()
+  with cfg.unlocked():
+    for key, value in overrides.items():
+      if key not in cfg:
+        raise ValueError(f'unknown sampler setting {key!r}')
+      cfg[key] = value
+  return cfg
+
+
 def strategy_per_step(cfg) -> list[str]:
   """The strategy name used at each step: one name, a preset, or 'name:steps,name:steps,...'."""
   spec, steps = cfg.strategy, cfg.steps
