@@ -8,6 +8,8 @@ W=${1:-workdirs/shapes}
 OUT=${2:-weights/shapes}
 python -m tcts_jax.data.shapes_tfds --config=default
 python -m tcts_jax.train --config=configs/shapes.py:tokenizer --workdir="$W/tokenizer"
+# Held-out check: how much of each scene survives encode -> decode (the ceiling of every sampler).
+python -m tcts_jax.tokenizer_eval --tokenizer="$W/tokenizer" --num_images=1000
 python -m tcts_jax.train --config=configs/shapes.py:generator --workdir="$W/generator" \
     --config.tokenizer_checkpoint="$W/tokenizer"
 # The selector trains on the frozen, exported generator.
