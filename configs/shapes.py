@@ -58,9 +58,13 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
   c.tokenizer = dict(
       channels=(16, 32) if tiny else (32, 64),
       num_res_blocks=1,
-      codebook_size=64 if tiny else 256,
-      code_dim=32,
+      # 4096 low-dimensional (l2-normalised) codes: with 256 codes small squares and circles (which differ by
+      # four corner pixels) come back as the same blob; see the README's tokenizer table.
+      codebook_size=64 if tiny else 4096,
+      code_dim=8,
       commitment_cost=0.25,
+      # Reconstruction loss weight 1 + edge_weight * (colour step to a neighbour): see stages.edge_weights.
+      edge_weight=10.0,
   )
 
   c.text = dict(

@@ -59,3 +59,21 @@ def test_train_step_on_eight_devices(tiny_data_dir, tmp_path):
   r = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'params sharding' in r.stdout
+
+
+def test_edge_weights_pick_out_object_outlines():
+  import jax.numpy as jnp
+  from tcts_jax.stages import edge_weights
+  flat = jnp.full((2, 8, 8, 3), 0.3)
+  np.testing.assert_allclose(edge_weights(flat, 10.0), 1.0)  # no edges: the plain mean
+  img = flat.at[0, 2:5, 2:5].set(-0.9)  # one 3x3 object on image 0
+  w = np.asarray(edge_weights(img, 10.0))[..., 0]
+  assert w.shape == (2, 8, 8) and abs(w.mean() - 1.0) < 1e-6
+  outline = np.zeros((8, 8), bool)
+  outline[1:6, 1:6] = True
+  outline[3, 3] = False  # the object's centre has no different neighbour
+  for corner in [(1, 1), (1, 5), (5, 1), (5, 5)]:
+    outline[corner] = False  # diagonal neighbours do not count
+  assert np.all(w[0][outline] > 5 * w[0][~outline].max())
+  np.testing.assert_allclose(w[0][~outline], w[1, 0, 0], rtol=1e-6)  # everything else: the base weight
+  np.testing.assert_allclose(w[1], w[1, 0, 0], rtol=1e-6)
