@@ -59,13 +59,13 @@ def read_vocabulary(weights_dir) -> list[str]:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _encode_images(models: Models, tokenizer_params, images_uint8):
+def tokens_from_images(models: Models, tokenizer_params, images_uint8):
   x = images_to_model(images_uint8)  # the tokenizer's input range, as in training
   return models.tokenizer.apply({'params': tokenizer_params}, x, method='encode').reshape(x.shape[0], -1)
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _decode_tokens(models: Models, tokenizer_params, tokens):
+def images_from_tokens(models: Models, tokenizer_params, tokens):
   g = models.grid_size
   return model_to_images(models.tokenizer.apply({'params': tokenizer_params}, tokens.reshape(-1, g, g),
                                                method='decode'))
@@ -119,11 +119,11 @@ class TextToImage:
     size = self.config.data.image_size
     if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
       raise ValueError(f'expected uint8 images of shape (B, {size}, {size}, 3), got {images.dtype} {images.shape}')
-    return np.asarray(_encode_images(self.models, self.params['tokenizer'], images))
+    return np.asarray(tokens_from_images(self.models, self.params['tokenizer'], images))
 
   def decode_tokens(self, tokens) -> np.ndarray:
     """(B, N) token ids -> (B, S, S, 3) uint8 images."""
-    return to_uint8(_decode_tokens(self.models, self.params['tokenizer'], jnp.asarray(tokens, jnp.int32)))
+    return to_uint8(images_from_tokens(self.models, self.params['tokenizer'], jnp.asarray(tokens, jnp.int32)))
 
   def sampler(self, trajectory: bool = False, **overrides) -> Sampler:
     """The compiled sampler for these settings (built once and cached)."""

@@ -8,27 +8,18 @@ shape, colour, size or position loses it for every sampler too, so this is the c
 Also reports pixel errors and codebook usage (distinct codes over all reconstructed tokens).
 """
 
-import functools
 import json
 
-import jax
 import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
 from tcts_jax import checkpoint
+from tcts_jax.api import images_from_tokens, tokens_from_images
 from tcts_jax.data import pipeline, shapes
 from tcts_jax.metrics.alignment import score_batch
-from tcts_jax.models import Models, abstract_params, build_models
-from tcts_jax.stages import images_to_model, model_to_images
+from tcts_jax.models import abstract_params, build_models
 from tcts_jax.visualize import to_uint8
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _round_trip(models: Models, params, images_uint8):
-  tokens = models.tokenizer.apply({'params': params}, images_to_model(images_uint8), method='encode')
-  recon = models.tokenizer.apply({'params': params}, tokens, method='decode')
-  return tokens, model_to_images(recon)
 
 
 def evaluate_tokenizer(config, params, num_images: int = 1000, batch_size: int = 250) -> dict:
@@ -43,7 +34,8 @@ def evaluate_tokenizer(config, params, num_images: int = 1000, batch_size: int =
                                 data_dir=config.data.data_dir, shuffle=False, num_epochs=1, drop_remainder=False)
   originals, recons, tokens, objects, counts = [], [], [], [], []
   for batch in loader:
-    tok, rec = _round_trip(models, params, batch['image'])
+    tok = tokens_from_images(models, params, batch['image'])
+    rec = images_from_tokens(models, params, tok)
     originals.append(batch['image'])
     recons.append(to_uint8(np.asarray(rec)))
     tokens.append(np.asarray(tok))
