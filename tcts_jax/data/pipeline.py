@@ -14,7 +14,7 @@ import numpy as np
 from tcts_jax.data import shapes_tfds
 
 
-def _to_numpy(example: dict, tokenize: Callable[[str], np.ndarray] | None) -> dict:
+def example_to_numpy(example: dict, tokenize: Callable[[str], np.ndarray] | None) -> dict:
   caption = example['caption']
   if isinstance(caption, bytes):
     caption = caption.decode('utf-8')
@@ -29,7 +29,7 @@ def _to_numpy(example: dict, tokenize: Callable[[str], np.ndarray] | None) -> di
   return out
 
 
-def _collate(examples: list[dict]) -> dict:
+def collate(examples: list[dict]) -> dict:
   # Captions stay python strings (object array); np.stack would make fixed-width '<U' arrays.
   batch = {k: np.stack([e[k] for e in examples]) for k in examples[0] if k != 'caption'}
   batch['caption'] = np.array([e['caption'] for e in examples], dtype=object)
@@ -58,6 +58,6 @@ def make_loader(split: str, batch_size: int, *, config_name: str = 'default',
   if shuffle:
     ds = ds.shuffle(seed=seed)  # Reshuffled differently every epoch by `repeat`.
   ds = ds.repeat(num_epochs)
-  ds = ds.map(lambda example: _to_numpy(example, tokenize))
-  ds = ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=_collate)
+  ds = ds.map(lambda example: example_to_numpy(example, tokenize))
+  ds = ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=collate)
   return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=16)))

@@ -1,0 +1,94 @@
+r"""How long does `launch/train_shapes.sh` take on this machine? Times one jitted train step per stage.
+
+  python benchmarks/train_steps.py [--repeats=5] [--stages=tokenizer,generator,selector,features]
+
+For each stage of `configs/shapes.py`: the trainer's own `train_step` (real loss, optimiser, and frozen
+parts), jitted on one device with the stage's batch size, on a batch of rendered captioned-shapes examples
+and random weights (speed does not depend on them). Reports the median step time after warm-up, the step's
+FLOPs from XLA's cost analysis (so achieved GFLOP/s), and steps x step time = the projected stage time.
+The LAST line printed is one JSON object.
+"""
+
+import argparse
+import functools
+import json
+import statistics
+import time
+
+import jax
+import numpy as np
+from flax.training import train_state
+
+from tcts_jax.api import load_config
+from tcts_jax.data import pipeline, shapes
+from tcts_jax.models import build_models, init_params
+from tcts_jax.stages import make_stage
+from tcts_jax.train import make_optimizer, train_step
+
+# What each stage holds frozen (the rest of init_params is unused by it).
+FROZEN_PARTS = {'tokenizer': (), 'generator': ('tokenizer',), 'selector': ('tokenizer', 'text', 'generator'),
+                'features': ()}
+
+
+def median_seconds(fn, repeats):
+  jax.block_until_ready(fn())  # warm-up (compilation)
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def synthetic_batch(config, models, needs_text):
+  """The trainer's batch layout, rendered directly (no TFDS dataset needed)."""
+  examples = [pipeline.example_to_numpy(shapes.make_example(config.seed, i, config.data.image_size),
+                                 models.word_tokenizer.encode if needs_text else None)
+              for i in range(config.train.batch_size)]
+  batch = pipeline.collate(examples)
+  return {k: v for k, v in batch.items() if v.dtype != object}
+
+
+def time_stage(name, repeats):
+  config = load_config(f'configs/shapes.py:{name}')
+  models = build_models(config, shapes.vocabulary())
+  stage = make_stage(config, models)
+  batch = synthetic_batch(config, models, stage.needs_text)
+  rng = jax.random.key(0)
+  all_params = init_params(models, config.data.image_size, rng)
+  frozen = {part: all_params[part] for part in FROZEN_PARTS[name]}
+  state = train_state.TrainState.create(apply_fn=None, params=jax.jit(stage.init)(rng, batch),
+                                        tx=make_optimizer(config.train))
+  step = jax.jit(functools.partial(train_step, stage))
+  cost = step.lower(state, frozen, batch, rng).compile().cost_analysis()
+  flops = (cost[0] if isinstance(cost, list) else cost).get('flops', 0.0)
+  seconds = median_seconds(lambda: step(state, frozen, batch, rng)[1], repeats)
+  return {'step_s': round(seconds, 4), 'steps': config.train.num_steps, 'batch': config.train.batch_size,
+          'gflop_per_step': round(flops / 1e9, 2), 'gflop_per_s': round(flops / 1e9 / seconds, 1),
+          'projected_min': round(seconds * config.train.num_steps / 60, 1)}
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--stages', default='tokenizer,generator,selector,features')
+  args = parser.parse_args()
+  stages = [s for s in args.stages.split(',') if s]
+  unknown = sorted(set(stages) - set(FROZEN_PARTS))
+  if unknown:
+    parser.error(f'unknown stage(s) {unknown}; expected some of {sorted(FROZEN_PARTS)}')
+
+  results = {}
+  print(f'device: {jax.devices()[0].device_kind}')
+  print(f'{"stage":<11}{"step s":>8}{"steps":>7}{"GFLOP":>8}{"GFLOP/s":>9}{"min":>7}')
+  for name in stages:
+    r = results[name] = time_stage(name, args.repeats)
+    print(f'{name:<11}{r["step_s"]:>8.3f}{r["steps"]:>7}{r["gflop_per_step"]:>8.1f}{r["gflop_per_s"]:>9.1f}'
+          f'{r["projected_min"]:>7.1f}', flush=True)
+  total = round(sum(r['projected_min'] for r in results.values()), 1)
+  print(f'projected training time of these stages: {total} min (train steps only)')
+  print(json.dumps({'stages': results, 'projected_total_min': total, 'device': jax.devices()[0].device_kind}))
+
+
+if __name__ == '__main__':
+  main()
