@@ -183,12 +183,24 @@ def _eval_config(tiny: bool, smoke: bool) -> dict:
             'purity@25', 'uniform@25', 'random_revoke@25', 'tcts_fas@25',
             'fas@16', 'persistent@16', 'tcts@16', 'tcts_persistent@16', 'uniform@50', 'random_revoke@50')
     num_images, batch_size, shard_size = (32, 16, 16) if tiny else (1000, 100, 200)
+  # Paired differences A - B to report (same captions and seeds, so the noise of a difference is smaller than
+  # the rows' own intervals suggest); pairs naming rows a run does not have are skipped with a note.
+  compare = (('purity@8', 'random_revoke@8'),) if smoke else (
+      ('purity@16', 'uniform@16'), ('purity@16', 'tcts_fas@16'),
+      ('tcts_fas@16', 'random_revoke@16'), ('tcts_fas@25', 'random_revoke@25'),
+      ('tcts@16', 'random_revoke@16'), ('fas@16', 'random_revoke@16'), ('persistent@16', 'random_revoke@16'),
+      ('tcts_fas@16', 'tcts@16'), ('tcts_fas@16', 'tcts_persistent@16'),
+      ('tcts_fas@16', 'uniform@50'), ('tcts_fas@16', 'random_revoke@50'),
+      ('uniform@16 + revision (selector)', 'uniform@16 + revision (random)'),
+      ('uniform@16 + masked (selector)', 'uniform@16 + masked (random)'),
+      ('uniform@16 + revision (selector)', 'uniform@16'))
   return dict(
       # 'strategy@steps' (or [strategy, steps]); strategy: any sampler strategy, preset or schedule.
       grid=grid,
       # Held-out captions: test example i % test-split size for image i; image i's rng is
       # fold_in(key(seed), i), the same for every grid entry (paired comparisons) and any device count.
       num_images=num_images,
+      compare=compare,
       batch_size=batch_size,  # per generation call, over all devices (padded to a multiple of them)
       shard_size=shard_size,  # images per saved shard file (the unit of resumption)
       seed=0,

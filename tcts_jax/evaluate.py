@@ -15,9 +15,11 @@ or stale ones (with a warning).
 Then, per entry and for two reference rows, it computes the exact compositional alignment (metrics/alignment.py) with
 bootstrap 95% confidence intervals over images, FID-shapes (NOT Inception FID; metrics/fid_shapes.py)
 against the real test images when feature weights exist, CLIP score and MID when eval.clip_weights is
-set, and the generation wall time per image (compilation excluded). Writes DIR/results.json,
-DIR/results.md and DIR/tradeoff.png (alignment vs FID-shapes per strategy and step count; vs steps
-when FID-shapes is unavailable). A metric that cannot be computed is skipped with a note, never faked.
+set, and the generation wall time per image (compilation excluded); for each `eval.compare` pair (A, B) of
+rows, the paired difference A - B with a bootstrap interval that resamples the images of both rows together.
+Writes DIR/results.json, DIR/results.md and DIR/tradeoff.png (alignment vs FID-shapes per strategy and step
+count; vs steps when FID-shapes is unavailable). A metric that cannot be computed is skipped with a note,
+never faked.
 
 Reference rows: 'real (re-rendered)' draws each test caption's scene again with a fresh background and
 jitter (an ideal generator: alignment ~100%, and its FID-shapes against the test images is the floor at
@@ -291,17 +293,35 @@ def pooled_alignment(scores: dict, idx: Optional[np.ndarray] = None) -> dict:
   return out
 
 
-def bootstrap_alignment(scores: dict, num_resamples: int, seed: int) -> dict:
-  """{metric: {'mean', 'ci95': [low, high]}}: percentile bootstrap over images (resampled with replacement)."""
-  n = len(scores['num_objects'])
-  means = pooled_alignment(scores)
-  out = {k: {'mean': float(v)} for k, v in means.items()}
+def bootstrap(statistic, n: int, num_resamples: int, seed: int) -> dict:
+  """{key: {'mean', 'ci95': [low, high]}} of `statistic(idx)` ({key: value}, idx None = all images, else a
+  (B, n) index of resampled images): percentile bootstrap over images, resampled with replacement."""
+  out = {k: {'mean': float(v)} for k, v in statistic(None).items()}
   if num_resamples > 0 and n > 1:
-    rng = np.random.default_rng(seed)
-    resampled = pooled_alignment(scores, rng.integers(0, n, (num_resamples, n)))
+    resampled = statistic(np.random.default_rng(seed).integers(0, n, (num_resamples, n)))
     for k, v in resampled.items():
       out[k]['ci95'] = [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
   return out
+
+
+def bootstrap_alignment(scores: dict, num_resamples: int, seed: int) -> dict:
+  """Pooled alignment of one row with its 95% bootstrap interval per metric."""
+  return bootstrap(lambda idx: pooled_alignment(scores, idx), len(scores['num_objects']), num_resamples, seed)
+
+
+def paired_difference(a: dict, b: dict, num_resamples: int, seed: int) -> dict:
+  """Alignment of row A minus row B on the same images, resampling the images of both together.
+
+  Grid rows share captions and seeds, so the spread between images partly cancels (the more alike the two
+  rows' images, the more): this interval, not the overlap of the rows' own ones, answers "does A beat B".
+  """
+  if not np.array_equal(a['num_objects'], b['num_objects']):
+    raise ValueError('paired rows must score the same images')
+
+  def statistic(idx):
+    pa, pb = pooled_alignment(a, idx), pooled_alignment(b, idx)
+    return {k: pa[k] - pb[k] for k in pa}
+  return bootstrap(statistic, len(a['num_objects']), num_resamples, seed)
 
 
 class ClipFeatures:
@@ -364,14 +384,16 @@ def write_text(path: pathlib.Path, text: str) -> None:
   os.replace(tmp, path)
 
 
-def _fmt(value, digits=1, scale=100.0) -> str:
-  return '—' if value is None else f'{value * scale:.{digits}f}'
+def _fmt(value, digits=1, scale=100.0, signed=False) -> str:
+  return '—' if value is None else f'{value * scale:{"+" if signed else ""}.{digits}f}'
 
 
-def _fmt_metric(m: dict) -> str:
+def _fmt_metric(m: dict, signed=False) -> str:
+  mean = _fmt(m['mean'], signed=signed)
   if 'ci95' not in m:
-    return _fmt(m['mean'])
-  return f"{_fmt(m['mean'])} [{_fmt(m['ci95'][0])}, {_fmt(m['ci95'][1])}]"
+    return mean
+  low, high = (_fmt(v, signed=signed) for v in m['ci95'])
+  return f'{mean} [{low}, {high}]'
 
 
 def markdown_table(results: dict) -> str:
@@ -390,6 +412,16 @@ def markdown_table(results: dict) -> str:
             f'over objects, all correct / count over images. {FID_NAME} is NOT Inception FID: it uses our '
             'captioned-shapes feature network and is comparable only at equal N. s / image: generation wall '
             f"time per image on {results['devices']} (compilation excluded).", '']
+  if results.get('comparisons'):
+    lines += ['## Paired differences', '',
+              'A − B on the same captions and seeds, in points, with 95% paired bootstrap intervals (images '
+              'resampled together): an interval that excludes 0 is a difference beyond the sampling noise.', '',
+              '| A | B | object acc. | all correct |', '|---|---|---|---|']
+    for c in results['comparisons']:
+      d = c['difference']
+      lines.append(f"| {c['a']} | {c['b']} | {_fmt_metric(d['object_accuracy'], signed=True)} | "
+                   f"{_fmt_metric(d['all_correct'], signed=True)} |")
+    lines.append('')
   lines += [f'- {note}' for note in results['notes']]
   return '\n'.join(lines) + '\n'
 
@@ -569,6 +601,30 @@ def prepare_refinement(t2i, ev, entries, skip_unavailable: bool, notes: list):
   return base, kept
 
 
+def parse_comparisons(compare) -> list[tuple[str, str]]:
+  """eval.compare: (A, B) pairs of row names -> [(A, B)]; a pair naming a row this run does not have is
+  skipped with a note later (so a narrowed --config.eval.grid needs no matching edit of the pairs)."""
+  pairs = []
+  for pair in compare:
+    if isinstance(pair, str) or len(pair) != 2:
+      raise ValueError(f'bad eval.compare pair {pair!r}; expected (row name A, row name B), e.g. '
+                       "('tcts_fas@16', 'random_revoke@16')")
+    pairs.append((str(pair[0]), str(pair[1])))
+  return pairs
+
+
+def comparison_rows(pairs, scores: dict, ev, notes: list) -> list:
+  """Paired differences A - B (paired_difference) for the pairs whose two rows were both run."""
+  out = []
+  for a, b in pairs:
+    missing = [name for name in (a, b) if name not in scores]
+    if missing:
+      notes.append(f'skipped comparison {a} - {b}: no row {missing[0]} in this run.')
+      continue
+    out.append({'a': a, 'b': b, 'difference': paired_difference(scores[a], scores[b], ev.bootstrap, ev.seed)})
+  return out
+
+
 def refine_images(t2i, mode: str, chooser: str, rf, tokens, captions, rng):
   """One batch of refined tokens and uint8 images (editing.refine_revision / refine_masked)."""
   if mode == 'revision':
@@ -647,6 +703,7 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
   t2i = TextToImage.load(config, weights, selector=ev.selector_weights)
   prepared = prepare_entries(t2i, entries, ev.skip_unavailable, notes)
   refine_base, refine_methods = prepare_refinement(t2i, ev, [e for e, _ in prepared], ev.skip_unavailable, notes)
+  pairs = parse_comparisons(ev.get('compare', ()))
   heldout = read_split(config, 'test', ev.num_images)
   tools = load_tools(config, ev, heldout, ev.num_images, notes)
   if ev.num_images > len(heldout.captions):
@@ -658,7 +715,7 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
   digests = {part: params_digest(p) for part, p in t2i.params.items()}
   text_ids = t2i.encode_prompts(heldout.captions)
   per_entry = len(shard_ranges(ev.num_images, ev.shard_size))
-  rows = []
+  rows, scores = [], {}  # scores: per-image alignment of every generated and refined row, for eval.compare
   with tqdm(total=per_entry * (len(prepared) + len(refine_methods)), desc='eval shards', unit='shard',
             file=sys.stderr, disable=jax.process_index() > 0) as bar:
     for entry, sampler in prepared:
@@ -668,6 +725,7 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
              'seconds_per_image': out['seconds_per_image'], 'compile_seconds': out['compile_seconds']}
       row.update(image_metrics(tools, out['images'], out['indices'] % len(heldout.captions)))
       rows.append(row)
+      scores[entry.name] = out['scores']
       if entry == refine_base:
         base_out, base_fp = out, fingerprint(sampler, ev.seed, t2i.config.data, digests)
     refined = []
@@ -679,6 +737,7 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
              'seconds_per_image': out['seconds_per_image']}
       row.update(image_metrics(tools, out['images'], out['indices'] % len(heldout.captions)))
       refined.append(row)
+      scores[row['name']] = out['scores']
   rows += refined
   if ev.reference_rows:
     rows += reference_rows(t2i, ev, heldout, tools, ev.num_images)
@@ -686,7 +745,8 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
   devices = jax.devices()
   results = {'benchmark': f'captioned_shapes/{config.data.config_name}', 'num_images': ev.num_images,
              'seed': ev.seed, 'devices': f'{len(devices)} x {devices[0].device_kind}',
-             'weights': str(resolve_path(weights or config.weights)), 'rows': rows, 'notes': notes,
+             'weights': str(resolve_path(weights or config.weights)), 'rows': rows,
+             'comparisons': comparison_rows(pairs, scores, ev, notes), 'notes': notes,
              'grid': [e.name for e in entries]}
   if jax.process_index() == 0:
     write_text(workdir / 'results.json', json.dumps(results, indent=1))

@@ -74,6 +74,14 @@ def test_smoke_writes_results(smoke_run):
       for i in range(3)]
   md = (workdir / 'results.md').read_text()
   assert 'FID-shapes' in md and 'NOT Inception FID' in md and all(f'| {n} |' in md for n in names)
+  # The smoke config's one eval.compare pair: purity@8 - random_revoke@8, paired over the same images.
+  [comparison] = results['comparisons']
+  rows = {row['name']: row['alignment'] for row in results['rows']}
+  assert (comparison['a'], comparison['b']) == ('purity@8', 'random_revoke@8')
+  for key, d in comparison['difference'].items():
+    assert d['mean'] == pytest.approx(rows['purity@8'][key]['mean'] - rows['random_revoke@8'][key]['mean'])
+    assert d['ci95'][0] <= d['mean'] <= d['ci95'][1]
+  assert '## Paired differences' in md and '| purity@8 | random_revoke@8 |' in md
   png = np.asarray(Image.open(workdir / 'tradeoff.png'))
   assert png.ndim == 3 and png.shape[0] > 200
   assert 'eval shards' in r.stderr   # the progress bar
@@ -148,6 +156,7 @@ def test_sharded_generation_matches_one_device(smoke_run, tiny_weights, tiny_dat
     (['--config.eval.shard_size=0'], ['eval.shard_size']),
     (["--config.eval.refinement.methods=('revision:oracle',)"], ['bad eval.refinement method', 'revision:oracle']),
     (['--config.eval.refinement.base=purity@16'], ['eval.refinement.base', 'not an eval.grid entry']),
+    (["--config.eval.compare=('purity@8',)"], ['bad eval.compare pair', "'purity@8'"]),
 ])
 def test_bad_input_fails_before_generating(tiny_weights, tiny_data_dir, tiny_features, tmp_path, args, fragments):
   args = [f'--config.eval.features_weights={tiny_features}' if a == 'FEATURES' else a for a in args]
@@ -186,6 +195,35 @@ def test_bootstrap_alignment_matches_score_batch():
     assert value['mean'] == pytest.approx(batch[key])
     assert value['ci95'][0] <= value['mean'] <= value['ci95'][1]
   assert 0 < boot['object_accuracy']['mean'] < 1 and boot['object_accuracy']['ci95'][0] < boot['object_accuracy']['ci95'][1]
+
+
+def test_paired_difference_is_the_difference_of_means_with_a_paired_interval():
+  from tcts_jax.evaluate import IMAGE_LEVEL, OBJECT_LEVEL, bootstrap_alignment, paired_difference
+  rng = np.random.default_rng(0)
+  n = 400
+  counts = rng.integers(1, 4, n).astype(float)
+  a = {k: rng.integers(0, 4, n) / 3.0 for k in OBJECT_LEVEL}  # images differ a lot from each other
+  a.update({k: rng.integers(0, 2, n).astype(float) for k in IMAGE_LEVEL}, num_objects=counts)
+  b = {k: v.copy() for k, v in a.items()}
+  worse = rng.choice(n, 20, replace=False)  # B = A with 5% of the images wrong
+  b['object_accuracy'][worse], b['all_correct'][worse] = 0.0, 0.0
+
+  diff = paired_difference(a, b, 1000, seed=0)
+  own_a, own_b = bootstrap_alignment(a, 1000, seed=0), bootstrap_alignment(b, 1000, seed=0)
+  for key in diff:
+    assert diff[key]['mean'] == pytest.approx(own_a[key]['mean'] - own_b[key]['mean'])
+  d = diff['object_accuracy']
+  # Every image of A is at least as good as B's: every resample's difference is >= 0, and > 0 here.
+  assert 0 < d['ci95'][0] <= d['mean'] <= d['ci95'][1]
+  # Pairing cancels the image-to-image spread: far narrower than A's own interval, and narrower than the
+  # gap that two overlapping unpaired intervals would suggest.
+  own_width = own_a['object_accuracy']['ci95'][1] - own_a['object_accuracy']['ci95'][0]
+  assert d['ci95'][1] - d['ci95'][0] < 0.6 * own_width
+  assert own_b['object_accuracy']['ci95'][1] > own_a['object_accuracy']['ci95'][0]  # unpaired: overlap
+  same = paired_difference(a, a, 200, seed=0)
+  assert all(v['mean'] == 0 and v['ci95'] == [0, 0] for v in same.values())
+  with pytest.raises(ValueError, match='same images'):
+    paired_difference(a, {**b, 'num_objects': counts[::-1].copy()}, 10, seed=0)
 
 
 def test_load_shard_rejects_corrupt_stale_and_misshaped(tmp_path):
