@@ -183,8 +183,8 @@ def _eval_config(tiny: bool, smoke: bool) -> dict:
             'purity@25', 'uniform@25', 'random_revoke@25', 'tcts_fas@25',
             'fas@16', 'persistent@16', 'tcts@16', 'tcts_persistent@16', 'uniform@50', 'random_revoke@50')
     num_images, batch_size, shard_size = (32, 16, 16) if tiny else (1000, 100, 200)
-  # Paired differences A - B to report (same captions and seeds, so the noise of a difference is smaller than
-  # the rows' own intervals suggest); pairs naming rows a run does not have are skipped with a note.
+  # Paired differences A - B to report (same captions and seeds; the interval to read for "does A beat B").
+  # Pairs naming rows a run does not have are skipped with a note.
   compare = (('purity@8', 'random_revoke@8'),) if smoke else (
       ('purity@16', 'uniform@16'), ('purity@16', 'tcts_fas@16'),
       ('tcts_fas@16', 'random_revoke@16'), ('tcts_fas@25', 'random_revoke@25'),
