@@ -14,8 +14,6 @@ and overhead_ratio = (b) / (a). Also the compiled sampler's peak memory for batc
 
 import argparse
 import json
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
@@ -27,18 +25,9 @@ from tcts_jax.models import build_models, init_params
 from tcts_jax.models.generator import generator_forward
 from tcts_jax.models.selector import guided_selector_logits
 from tcts_jax.sampling.sampler import Sampler, sampler_config
+from timing import median_seconds
 
 STRATEGIES = ['uniform', 'purity', 'random_revoke', 'persistent', 'fas', 'u2r', 'tcts', 'tcts_fas']
-
-
-def median_seconds(fn, repeats):
-  jax.block_until_ready(fn())  # warm-up (compilation)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def main():

@@ -12,8 +12,6 @@ The LAST line printed is one JSON object.
 import argparse
 import functools
 import json
-import statistics
-import time
 
 import jax
 import numpy as np
@@ -24,20 +22,11 @@ from tcts_jax.data import pipeline, shapes
 from tcts_jax.models import build_models, init_params
 from tcts_jax.stages import make_stage
 from tcts_jax.train import make_optimizer, train_step
+from timing import median_seconds
 
 # What each stage holds frozen (the rest of init_params is unused by it).
 FROZEN_PARTS = {'tokenizer': (), 'generator': ('tokenizer',), 'selector': ('tokenizer', 'text', 'generator'),
                 'features': ()}
-
-
-def median_seconds(fn, repeats):
-  jax.block_until_ready(fn())  # warm-up (compilation)
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def synthetic_batch(config, models, needs_text):

@@ -21,7 +21,7 @@ import numpy as np
 from tcts_jax import checkpoint
 from tcts_jax.models import Models, abstract_params, build_models
 from tcts_jax.sampling.sampler import Sampler, sampler_config
-from tcts_jax.stages import images_to_model, model_to_images
+from tcts_jax.stages import image_tokens, model_to_images
 from tcts_jax.visualize import to_uint8
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -58,10 +58,8 @@ def read_vocabulary(weights_dir) -> list[str]:
   return json.loads(path.read_text())
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def tokens_from_images(models: Models, tokenizer_params, images_uint8):
-  x = images_to_model(images_uint8)  # the tokenizer's input range, as in training
-  return models.tokenizer.apply({'params': tokenizer_params}, x, method='encode').reshape(x.shape[0], -1)
+# (B, S, S, 3) uint8 images -> (B, N) token ids, exactly as the generator and selector stages encode them.
+tokens_from_images = jax.jit(image_tokens, static_argnums=0)
 
 
 @functools.partial(jax.jit, static_argnums=0)

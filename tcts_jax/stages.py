@@ -99,15 +99,10 @@ class GeneratorStage:
     gen_params = m.generator.init(r_gen, tokens, text, mask, jnp.zeros(tokens.shape[0], bool))['params']
     return {'text': text_params, 'generator': gen_params}
 
-  def tokens(self, frozen, images_uint8):
-    grid = self.models.tokenizer.apply({'params': frozen['tokenizer']}, images_to_model(images_uint8),
-                                       method='encode')
-    return grid.reshape(grid.shape[0], -1)
-
   def loss(self, params, frozen, batch, rng):
     m, g = self.models, self.config.generator
     r_corrupt, r_drop = jax.random.split(rng)
-    target = self.tokens(frozen, batch['image'])
+    target = image_tokens(m, frozen['tokenizer'], batch['image'])
     inputs, masked, _ = corrupt(r_corrupt, target, mask_id=m.mask_id, codebook_size=m.generator.codebook_size,
                                 corrupt_prob=g.corrupt_prob)
     text, text_mask = m.text_encoder.apply({'params': params['text']}, batch['text_ids'])
