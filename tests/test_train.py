@@ -77,3 +77,18 @@ def test_edge_weights_pick_out_object_outlines():
   assert np.all(w[0][outline] > 5 * w[0][~outline].max())
   np.testing.assert_allclose(w[0][~outline], w[1, 0, 0], rtol=1e-6)  # everything else: the base weight
   np.testing.assert_allclose(w[1], w[1, 0, 0], rtol=1e-6)
+
+
+def test_smoothed_cross_entropy_equals_optax_on_smoothed_one_hot():
+  import jax
+  import optax
+  from tcts_jax.stages import smoothed_cross_entropy
+  logits = 3.0 * jax.random.normal(jax.random.key(0), (2, 5, 37))
+  labels = jax.random.randint(jax.random.key(1), (2, 5), 0, 37)
+  for s in (0.0, 0.1, 0.5):
+    expected = optax.softmax_cross_entropy(logits, optax.smooth_labels(jax.nn.one_hot(labels, 37), s))
+    np.testing.assert_allclose(smoothed_cross_entropy(logits, labels, s), expected, rtol=1e-5, atol=1e-6)
+    g = jax.grad(lambda x: smoothed_cross_entropy(x, labels, s).sum())(logits)
+    g_expected = jax.grad(lambda x: optax.softmax_cross_entropy(
+        x, optax.smooth_labels(jax.nn.one_hot(labels, 37), s)).sum())(logits)
+    np.testing.assert_allclose(g, g_expected, rtol=1e-5, atol=1e-6)
