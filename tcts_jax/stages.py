@@ -44,7 +44,7 @@ def edge_weights(images, strength: float):
 
 
 def smoothed_cross_entropy(logits, labels, smoothing: float):
-  """`optax.softmax_cross_entropy` against `optax.smooth_labels(one_hot(labels), smoothing)`, without the one-hot.
+  """optax.softmax_cross_entropy(logits, optax.smooth_labels(one_hot(labels), smoothing)), no one-hot built.
 
   Smoothed labels are (1 - s) one_hot + s / K, so the loss is (1 - s) CE(label) + s mean_k(-log p_k): the
   same number with no (B, N, K) label tensor (K = 4096 codes made it the biggest array of the step).
