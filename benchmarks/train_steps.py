@@ -2,8 +2,9 @@ r"""How long does `launch/train_shapes.sh` take on this machine? Times one jitte
 
   python benchmarks/train_steps.py [--repeats=5] [--stages=tokenizer,generator,selector,features]
 
-For each stage of `configs/shapes.py`: the trainer's own `train_step` (real loss, optimiser, and frozen
-parts), jitted on one device with the stage's batch size, on a batch of rendered captioned-shapes examples
+For each stage of `configs/shapes.py`: the trainer's own `train_step` (real loss, optimiser, frozen parts,
+and for the generator and selector the image codes the trainer encodes once before its first step), jitted
+on one device with the stage's batch size, on a batch of rendered captioned-shapes examples
 and random weights (speed does not depend on them). Reports the median step time after warm-up, the step's
 FLOPs from XLA's cost analysis (so achieved GFLOP/s), and steps x step time = the projected stage time.
 The LAST line printed is one JSON object.
@@ -20,7 +21,7 @@ from flax.training import train_state
 from tcts_jax.api import load_config
 from tcts_jax.data import pipeline, shapes
 from tcts_jax.models import build_models, init_params
-from tcts_jax.stages import make_stage
+from tcts_jax.stages import image_tokens, make_stage
 from tcts_jax.train import make_optimizer, train_step
 from timing import median_seconds
 
@@ -29,23 +30,27 @@ FROZEN_PARTS = {'tokenizer': (), 'generator': ('tokenizer',), 'selector': ('toke
                 'features': ()}
 
 
-def synthetic_batch(config, models, needs_text):
-  """The trainer's batch layout, rendered directly (no TFDS dataset needed)."""
+def synthetic_batch(config, models, stage, frozen):
+  """The trainer's batch layout, rendered directly (no TFDS dataset needed); with the image codes the
+  trainer encodes once up front for `needs_codes` stages."""
   examples = [pipeline.example_to_numpy(shapes.make_example(config.seed, i, config.data.image_size),
-                                 models.word_tokenizer.encode if needs_text else None)
+                                 models.word_tokenizer.encode if stage.needs_text else None)
               for i in range(config.train.batch_size)]
   batch = pipeline.collate(examples)
-  return {k: v for k, v in batch.items() if v.dtype != object}
+  batch = {k: v for k, v in batch.items() if v.dtype != object}
+  if stage.needs_codes:
+    batch['codes'] = np.asarray(image_tokens(models, frozen['tokenizer'], batch['image']))
+  return batch
 
 
 def time_stage(name, repeats):
   config = load_config(f'configs/shapes.py:{name}')
   models = build_models(config, shapes.vocabulary())
   stage = make_stage(config, models)
-  batch = synthetic_batch(config, models, stage.needs_text)
   rng = jax.random.key(0)
   all_params = init_params(models, config.data.image_size, rng)
   frozen = {part: all_params[part] for part in FROZEN_PARTS[name]}
+  batch = synthetic_batch(config, models, stage, frozen)
   state = train_state.TrainState.create(apply_fn=None, params=jax.jit(stage.init)(rng, batch),
                                         tx=make_optimizer(config.train))
   step = jax.jit(functools.partial(train_step, stage))

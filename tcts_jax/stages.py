@@ -58,6 +58,7 @@ class TokenizerStage:
   """VQ tokenizer: edge-weighted L1 + L2 reconstruction + VQ losses."""
   parts = ('tokenizer',)
   needs_text = False
+  needs_codes = False
 
   def __init__(self, config, models: Models):
     self.config, self.models = config, models
@@ -91,6 +92,7 @@ class GeneratorStage:
   """Text encoder + masked generator on frozen tokenizer codes (DESIGN §2 training corruption)."""
   parts = ('text', 'generator')
   needs_text = True
+  needs_codes = True
 
   def __init__(self, config, models: Models):
     self.config, self.models = config, models
@@ -113,7 +115,7 @@ class GeneratorStage:
   def loss(self, params, frozen, batch, rng):
     m, g = self.models, self.config.generator
     r_corrupt, r_drop = jax.random.split(rng)
-    target = image_tokens(m, frozen['tokenizer'], batch['image'])
+    target = batch_codes(m, frozen, batch)
     inputs, masked, _ = corrupt(r_corrupt, target, mask_id=m.mask_id, codebook_size=m.generator.codebook_size,
                                 corrupt_prob=g.corrupt_prob)
     text, text_mask = m.text_encoder.apply({'params': params['text']}, batch['text_ids'])
@@ -139,6 +141,14 @@ def image_tokens(models: Models, tokenizer_params, images_uint8):
   return grid.reshape(grid.shape[0], -1)
 
 
+def batch_codes(models: Models, frozen, batch):
+  """The batch's image codes: batch['codes'] when the trainer encoded the training set once (train.py,
+  `needs_codes` stages), else the batch's images encoded here by the frozen tokenizer."""
+  if 'codes' in batch:
+    return batch['codes']
+  return image_tokens(models, frozen['tokenizer'], batch['image'])
+
+
 def auroc(scores, labels):
   """Area under the ROC curve of `scores` for boolean `labels` (rank form of Mann-Whitney U; ties count
   half). NaN when only one class is present. Pure, jittable, O(n log n)."""
@@ -162,18 +172,18 @@ def selector_metrics(logits, labels):
           'positive_rate': jnp.mean(labels)}
 
 
-def selector_examples(models: Models, frozen, images_uint8, text_ids, rng, *, corrupt_prob: float,
+def selector_examples(models: Models, frozen, target, text_ids, rng, *, corrupt_prob: float,
                       guidance: float, label: str):
   """Selector training examples made on the fly from real data (DESIGN §4), all frozen models.
 
-  Real tokens -> the generator's training corruption at a random (cosine) ratio -> ONE generator forward
-  with CFG (cond + null text in one batch) -> x̂ drawn at every position, as the sampler does. Returns
-  x_hat (B, N), ratio (B,) = masked fraction of the generator input, labels (B, N) bool (True = the
-  position was corrupted, or with label='mismatch' x̂ differs from the real token), text, text_mask.
+  Real codes `target` (B, N) -> the generator's training corruption at a random (cosine) ratio -> ONE
+  generator forward with CFG (cond + null text in one batch) -> x̂ drawn at every position, as the sampler
+  does. Returns x_hat (B, N), ratio (B,) = masked fraction of the generator input, labels (B, N) bool
+  (True = the position was corrupted, or with label='mismatch' x̂ differs from the real token), text,
+  text_mask.
   """
   m = models
   r_corrupt, r_draw = jax.random.split(rng)
-  target = image_tokens(m, frozen['tokenizer'], images_uint8)
   inputs, masked, replaced = corrupt(r_corrupt, target, mask_id=m.mask_id,
                                      codebook_size=m.generator.codebook_size, corrupt_prob=corrupt_prob)
   text, text_mask = m.text_encoder.apply({'params': frozen['text']}, text_ids)
@@ -211,6 +221,7 @@ class SelectorStage:
   """TCTS selector on the frozen tokenizer, text encoder and generator (DESIGN §4): BCE per position."""
   parts = ('selector',)
   needs_text = True
+  needs_codes = True
 
   def __init__(self, config, models: Models):
     if models.selector is None:
@@ -228,9 +239,9 @@ class SelectorStage:
 
   def examples(self, frozen, batch, rng):
     s = self.config.selector
-    return selector_examples(self.models, frozen, batch['image'], batch['text_ids'], rng,
-                             corrupt_prob=self.config.generator.corrupt_prob, guidance=s.generator_guidance,
-                             label=s.label)
+    return selector_examples(self.models, frozen, batch_codes(self.models, frozen, batch), batch['text_ids'],
+                             rng, corrupt_prob=self.config.generator.corrupt_prob,
+                             guidance=s.generator_guidance, label=s.label)
 
   def loss(self, params, frozen, batch, rng):
     r_examples, r_drop = jax.random.split(rng)
@@ -264,6 +275,7 @@ class FeaturesStage:
   """The FID-shapes feature network (models/features.py): per-cell attribute classes + pooled-image regression."""
   parts = ('features',)
   needs_text = False
+  needs_codes = False
 
   def __init__(self, config, models: Models):
     del models  # the feature network is independent of the text-to-image model

@@ -133,11 +133,26 @@ def test_loader_shapes_and_dtypes(data_dir):
   it = pipeline.make_loader('train', 8, config_name='tiny', data_dir=data_dir,
                             process_index=0, process_count=1)
   batch = next(it)
-  assert set(batch) == {'image', 'caption', 'objects', 'num_objects'}
+  assert set(batch) == {'image', 'caption', 'objects', 'num_objects', 'index'}
   assert batch['image'].shape == (8, 32, 32, 3) and batch['image'].dtype == np.uint8
   assert batch['caption'].shape == (8,) and all(isinstance(c, str) for c in batch['caption'])
   assert batch['objects'].shape == (8, 3, 4) and batch['objects'].dtype == np.int32
   assert batch['num_objects'].shape == (8,) and batch['num_objects'].dtype == np.int32
+  assert batch['index'].shape == (8,) and batch['index'].dtype == np.int32
+
+
+def test_loader_index_is_the_record_number(data_dir):
+  # Shuffled and sharded batches still name each example's record: per-record caches key on it.
+  from tcts_jax.data import pipeline, shapes_tfds
+  source = shapes_tfds.build('tiny', data_dir).as_data_source('test')
+  seen = []
+  for process_index in range(2):
+    for b in pipeline.make_loader('test', 16, config_name='tiny', data_dir=data_dir, num_epochs=1,
+                                  process_index=process_index, process_count=2):
+      for index, image in zip(b['index'], b['image']):
+        np.testing.assert_array_equal(image, source[int(index)]['image'])
+        seen.append(int(index))
+  assert sorted(seen) == list(range(len(source))) == list(range(pipeline.num_records('test', 'tiny', data_dir)))
 
 
 def test_loader_epochs_determinism_and_tokenize(data_dir):

@@ -6,8 +6,12 @@ import sys
 
 import numpy as np
 
+from tcts_jax import checkpoint
 from tcts_jax.api import load_config
-from tcts_jax.train import train_and_evaluate
+from tcts_jax.data import pipeline, shapes
+from tcts_jax.models import abstract_params, build_models
+from tcts_jax.stages import image_tokens
+from tcts_jax.train import encode_training_set, train_and_evaluate
 
 from tests.conftest import REPO
 
@@ -44,6 +48,19 @@ def test_generator_loss_goes_down(tiny_data_dir, tmp_path):
   state, history = train_and_evaluate(config, tmp_path / 'gen')
   assert history[-1][1]['loss'] < history[0][1]['loss']
   assert np.isfinite(history[-1][1]['masked_accuracy'])
+
+
+def test_training_set_codes_equal_encoding_each_batch(tiny_data_dir, tmp_path):
+  # The generator and selector stages read the codes encoded once; they must be the step's own encoding.
+  tok = tiny('tokenizer', tiny_data_dir, num_steps=2, image_every=0)
+  train_and_evaluate(tok, tmp_path)
+  models = build_models(tok, shapes.vocabulary())
+  params = checkpoint.load_part(str(tmp_path), 'tokenizer', abstract_params(models, 32)['tokenizer'])
+  codes = encode_training_set(tok, models, params, batch_size=24)
+  assert codes.shape == (pipeline.num_records('train', 'tiny', tiny_data_dir), models.num_tokens)
+  batch = next(pipeline.make_loader('train', 16, config_name='tiny', data_dir=str(tiny_data_dir), seed=3))
+  np.testing.assert_array_equal(codes[batch['index']], image_tokens(models, params, batch['image']))
+  assert len(np.unique(codes)) > 1
 
 
 def test_train_step_on_eight_devices(tiny_data_dir, tmp_path):

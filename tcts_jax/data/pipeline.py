@@ -14,7 +14,7 @@ import numpy as np
 from tcts_jax.data import shapes_tfds
 
 
-def example_to_numpy(example: dict, tokenize: Callable[[str], np.ndarray] | None) -> dict:
+def example_to_numpy(example: dict, tokenize: Callable[[str], np.ndarray] | None, index: int = -1) -> dict:
   caption = example['caption']
   if isinstance(caption, bytes):
     caption = caption.decode('utf-8')
@@ -23,6 +23,7 @@ def example_to_numpy(example: dict, tokenize: Callable[[str], np.ndarray] | None
       'caption': caption,
       'objects': np.asarray(example['objects'], np.int32),
       'num_objects': np.int32(example['num_objects']),
+      'index': np.int32(index),  # the record's position in its split (keys per-record caches)
   }
   if tokenize is not None:
     out['text_ids'] = np.asarray(tokenize(caption), np.int32)
@@ -36,6 +37,10 @@ def collate(examples: list[dict]) -> dict:
   return batch
 
 
+def num_records(split: str, config_name: str = 'default', data_dir: str | None = None) -> int:
+  return shapes_tfds.build(config_name, data_dir).info.splits[split].num_examples
+
+
 def make_loader(split: str, batch_size: int, *, config_name: str = 'default',
                 data_dir: str | None = None, seed: int = 0, shuffle: bool = True,
                 num_epochs: int | None = None, drop_remainder: bool = True,
@@ -44,8 +49,9 @@ def make_loader(split: str, batch_size: int, *, config_name: str = 'default',
   """Iterator of numpy batches of `batch_size` (per process) examples.
 
   Batches: image uint8 (B, S, S, 3), caption object array of str (B,), objects int32 (B, 3, 4),
-  num_objects int32 (B,), and text_ids int32 (B, L) when `tokenize` is given. Each process reads
-  a disjoint shard (every `process_count`-th record); the order is a function of `seed` alone.
+  num_objects int32 (B,), index int32 (B,) (record number in the split), and text_ids int32 (B, L) when
+  `tokenize` is given. Each process reads a disjoint shard (every `process_count`-th record); the order
+  is a function of `seed` alone.
   `num_epochs=None` repeats forever. Prepares the dataset on first use.
   """
   if process_index is None or process_count is None:
@@ -54,10 +60,11 @@ def make_loader(split: str, batch_size: int, *, config_name: str = 'default',
     process_count = jax.process_count() if process_count is None else process_count
 
   source = shapes_tfds.build(config_name, data_dir).as_data_source(split)
-  ds = grain.MapDataset.source(source)[process_index::process_count]
+  ds = grain.MapDataset.source(source).map_with_index(lambda i, example: (i, example))
+  ds = ds[process_index::process_count]
   if shuffle:
     ds = ds.shuffle(seed=seed)  # Reshuffled differently every epoch by `repeat`.
   ds = ds.repeat(num_epochs)
-  ds = ds.map(lambda example: example_to_numpy(example, tokenize))
+  ds = ds.map(lambda indexed: example_to_numpy(indexed[1], tokenize, indexed[0]))
   ds = ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=collate)
   return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=16)))
