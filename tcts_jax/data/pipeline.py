@@ -60,7 +60,8 @@ def make_loader(split: str, batch_size: int, *, config_name: str = 'default',
     process_count = jax.process_count() if process_count is None else process_count
 
   source = shapes_tfds.build(config_name, data_dir).as_data_source(split)
-  ds = grain.MapDataset.source(source).map_with_index(lambda i, example: (i, example))
+  # Shuffle and repeat hand later epochs indices past the end (the source wraps them): keep the record's own.
+  ds = grain.MapDataset.source(source).map_with_index(lambda i, example: (i % len(source), example))
   ds = ds[process_index::process_count]
   if shuffle:
     ds = ds.shuffle(seed=seed)  # Reshuffled differently every epoch by `repeat`.
