@@ -2,7 +2,7 @@ r"""How much does the sampling logic cost on top of the network forwards it must
 
   python benchmarks/sampler_overhead.py [--batch=16] [--steps=16] [--repeats=5]
 
-Model: the default `configs/shapes.py` sizes (generator width 128, 4 layers, 64 tokens, codebook 4096;
+Model: the default `configs/shapes.py` sizes (generator width 128, 4 layers, 64 tokens, codebook 1024;
 selector from its config section), random weights (speed does not depend on them).
 For each strategy, after warm-up, median of `repeats` runs:
   (a) T x [one CFG generator forward (cond + uncond in one batch) + the selector forward(s) when used]
