@@ -91,7 +91,7 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
 
   c.train = dict(
       batch_size=16 if tiny else 64,
-      # Sized to train from scratch in ~1 hour on 2 CPU cores (launch/train_shapes.sh: 52 min measured). The
+      # Sized to train from scratch in ~1 hour on 2 CPU cores (launch/train_shapes.sh: 51 min measured). The
       # generator's 2e-3 was measured against 1e-3 and 3e-3 on this schedule: results/one_hour_recipe/.
       num_steps=20 if tiny else (1200 if stage == 'tokenizer' else 3000),
       learning_rate=2e-3 if stage == 'generator' and not tiny else 1e-3,
