@@ -6,7 +6,7 @@ Model: the default `configs/shapes.py` sizes (generator width 128, 4 layers, 64 
 selector from its config section), random weights (speed does not depend on them).
 For each strategy, after warm-up, median of `repeats` runs:
   (a) T x [one CFG generator forward (cond + uncond in one batch) + the selector forward(s) when used]
-      + one text-encoder forward,
+      + the text side once (text encoder and the cross-attention keys / values of every layer),
   (b) the full T-step sampler (tokens only, no image decoding: decoding is the same for all strategies),
 and overhead_ratio = (b) / (a). Also the compiled sampler's peak memory for batch 64 at 16 steps
 (XLA memory analysis: arguments + outputs + temporaries). The LAST line printed is one JSON object.
@@ -19,15 +19,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tcts_jax.api import load_config
-from tcts_jax.data import shapes
+from tcts_jax.data import get_dataset, shapes
 from tcts_jax.models import build_models, init_params
-from tcts_jax.models.generator import generator_forward
-from tcts_jax.models.selector import guided_selector_logits
+from tcts_jax.sampling.model import guided_selector_logits
 from tcts_jax.sampling.sampler import Sampler, sampler_config
+from tcts_jax.sampling.strategies import PRESETS, STRATEGIES
+from tcts_jax.utils.config import load_config
 from timing import median_seconds
 
-STRATEGIES = ['uniform', 'purity', 'random_revoke', 'persistent', 'fas', 'u2r', 'tcts', 'tcts_fas']
+# Every named strategy, and one switching preset (the others cost the same).
+BENCHMARKED = [*STRATEGIES, next(iter(PRESETS))]
 
 
 def main():
@@ -39,7 +40,8 @@ def main():
   args = parser.parse_args()
 
   config = load_config('configs/shapes.py:sample')
-  models = build_models(config, shapes.vocabulary())
+  models = build_models(config, get_dataset(config.data).vocabulary())
+  model, selector = models.masked_generator(), models.token_selector()
   params = init_params(models, config.data.image_size, jax.random.key(0))
   has_selector = 'selector' in params
   b, t = args.batch, args.steps
@@ -47,31 +49,31 @@ def main():
   ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts))
 
   @jax.jit
-  def text_forward(p, ids):
-    return models.text_encoder.apply({'params': p['text']}, jnp.concatenate([ids, ids]))
+  def text_forward(p, ids):  # what the sampler does once, before its loop
+    return model.encode_text(p, ids, None), selector.encode_text(p, ids, None)
 
-  text, text_mask = text_forward(params, ids)
+  text, selector_text = text_forward(params, ids)
   tokens = jnp.full((2 * b, models.num_tokens), models.mask_id).at[:, ::3].set(5)
-  drop = jnp.concatenate([jnp.zeros(b, bool), jnp.ones(b, bool)])
 
   @jax.jit
   def generator_cfg_forward(p):
-    return generator_forward(models.generator, p['generator'], tokens, text, text_mask, drop, config.sampler.fas_layer)[:2]
+    return model.logits(p, tokens, text, config.sampler.fas_layer)
 
   @jax.jit
   def selector_forward(p):  # with the sampler's selector guidance (g = 1: the conditional half only)
-    return guided_selector_logits(models.selector, p['selector'], tokens[:b] % models.mask_id,
-                                  jnp.full((b,), 0.5), text, text_mask, drop, config.sampler.selector_guidance)
+    return guided_selector_logits(selector, p, tokens[:b] % models.mask_id, jnp.full((b,), 0.5), selector_text,
+                                  config.sampler.selector_guidance)
 
   t_text = median_seconds(lambda: text_forward(params, ids), args.repeats)
   t_gen = median_seconds(lambda: generator_cfg_forward(params), args.repeats)
   t_sel = median_seconds(lambda: selector_forward(params), args.repeats) if has_selector else None
 
   rows, ratios = [], {}
-  for name in STRATEGIES:
-    if name.startswith('tcts') and not has_selector:
+  for name in BENCHMARKED:
+    cfg = sampler_config(config.sampler, strategy=name, steps=t)
+    sampler = Sampler(model, cfg, selector, decode=False)
+    if sampler.needs_selector and not has_selector:
       continue
-    sampler = Sampler(models, sampler_config(config.sampler, strategy=name, steps=t), decode=False)
     t_sampler = median_seconds(lambda: sampler(params, ids, jax.random.key(1)).tokens, args.repeats)
     per_step = t_gen + (t_sel if sampler.needs_selector else 0.0)
     denominator = t * per_step + t_text
@@ -80,7 +82,7 @@ def main():
 
   cfg = sampler_config(config.sampler, strategy='fas', steps=16)
   mem_ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts * (args.memory_batch // b + 1))[:args.memory_batch])
-  analysis = Sampler(models, cfg)._sample.lower(params, mem_ids, jax.random.key(0), None).compile().memory_analysis()
+  analysis = Sampler(model, cfg, selector)._sample.lower(params, mem_ids, jax.random.key(0), None).compile().memory_analysis()
   peak = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
           - analysis.alias_size_in_bytes)
 

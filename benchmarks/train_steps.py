@@ -21,8 +21,8 @@ from flax.training import train_state
 from tcts_jax.api import load_config
 from tcts_jax.data import pipeline, shapes
 from tcts_jax.models import build_models, init_params
-from tcts_jax.stages import image_tokens, make_stage
-from tcts_jax.train import make_optimizer, train_step
+from tcts_jax.training.stages import image_tokens, make_stage
+from tcts_jax.training.trainer import make_optimizer, train_step
 from timing import median_seconds
 
 # What each stage holds frozen (the rest of init_params is unused by it).

@@ -5,9 +5,10 @@ Each stage is trained with the same trainer:
   python -m tcts_jax.train --config=configs/shapes.py:tokenizer --workdir=workdirs/shapes/tokenizer
   python -m tcts_jax.train --config=configs/shapes.py:generator --workdir=workdirs/shapes/generator \
       --config.tokenizer_checkpoint=workdirs/shapes/tokenizer
+  python -m tcts_jax.export --config=configs/shapes.py --tokenizer=workdirs/shapes/tokenizer \
+      --generator=workdirs/shapes/generator --out=workdirs/shapes/export
   python -m tcts_jax.train --config=configs/shapes.py:selector --workdir=workdirs/shapes/selector \
-      --config.generator_checkpoint=weights/shapes
-  python -m tcts_jax.export --config=configs/shapes.py --workdirs=workdirs/shapes --out=weights/shapes
+      --config.generator_checkpoint=workdirs/shapes/export
 
 and sampled with (defaults to the shipped weights in weights/shapes):
 
@@ -16,12 +17,15 @@ and sampled with (defaults to the shipped weights in weights/shapes):
 The FID-shapes feature network (not Inception; see tcts_jax/metrics/fid_shapes.py) and the eval job:
 
   python -m tcts_jax.train --config=configs/shapes.py:features --workdir=workdirs/shapes/features
-  python -m tcts_jax.export ... --features=workdirs/shapes/features       # adds features.safetensors
+  python -m tcts_jax.export --config=configs/shapes.py --tokenizer=workdirs/shapes/tokenizer \
+      --generator=workdirs/shapes/generator --selector=workdirs/shapes/selector \
+      --features=workdirs/shapes/features --out=weights/shapes
   python -m tcts_jax.evaluate --config=configs/shapes.py:eval --workdir=workdirs/shapes/eval
   python -m tcts_jax.evaluate --config=configs/shapes.py:eval,smoke --workdir=/tmp/eval_smoke   # ~1 min
 
-The `tiny` variant (`configs/shapes.py:tokenizer,tiny`) shrinks everything for tests.
-Every field can be overridden from the command line, e.g. `--config.generator.num_layers=2`.
+launch/train_shapes.sh runs the whole recipe. The `tiny` variant (`configs/shapes.py:tokenizer,tiny`)
+shrinks everything for tests. Every field can be overridden from the command line, e.g.
+`--config.generator.num_layers=2`.
 """
 
 import ml_collections
@@ -29,6 +33,43 @@ import ml_collections
 STAGES = ('tokenizer', 'generator', 'selector', 'sample', 'features', 'eval')
 VARIANTS = ('tiny', 'smoke')  # smoke: eval only
 REFINE_METHODS = ('revision:selector', 'revision:random', 'masked:selector', 'masked:random')
+
+# Model sizes per variant (big_vision's `decode_variant` idea: one table, no per-field ternaries).
+SIZES = {
+  'default': dict(
+    # 1024 low-dimensional (l2-normalised) codes. 256 were too few (small squares and circles, which differ by
+    # four corner pixels, came back as the same blob: 75% of objects kept); 4096 keep 96% but give the
+    # generator a 4096-way choice it learns too slowly for the 1-hour schedule (results/one_hour_recipe/).
+    tokenizer=dict(channels=(32, 64), codebook_size=1024),
+    text=dict(width=128, num_layers=2, num_heads=4),
+    generator=dict(width=128, num_layers=4, num_heads=4),
+    selector=dict(width=128, num_layers=2, num_heads=4),
+    features=dict(channels=(16, 32, 64), feature_dim=64),
+  ),
+  'tiny': dict(
+    tokenizer=dict(channels=(16, 32), codebook_size=64),
+    text=dict(width=32, num_layers=1, num_heads=2),
+    generator=dict(width=32, num_layers=2, num_heads=2),
+    selector=dict(width=32, num_layers=1, num_heads=2),
+    features=dict(channels=(8, 16), feature_dim=16),
+  ),
+}
+
+# Training schedule per stage. Sized to train from scratch in ~1 hour on 2 CPU cores (launch/train_shapes.sh:
+# 51 min measured). The generator's 2e-3 was measured against 1e-3 and 3e-3 on this schedule
+# (results/one_hour_recipe/); the selector's step is mostly the frozen generator's CFG forward, and its
+# training AUROC stops rising after ~300 steps.
+TRAIN = dict(batch_size=64, num_steps=3000, learning_rate=1e-3, warmup_steps=200, weight_decay=0.0, grad_clip=1.0,
+             log_every=100, image_every=1000, checkpoint_every=500, keep_checkpoints=2)
+TRAIN_STAGES = {
+  'tokenizer': dict(num_steps=1200),
+  'generator': dict(learning_rate=2e-3, weight_decay=0.01),
+  'selector': dict(num_steps=400, warmup_steps=100, weight_decay=0.01, image_every=500),
+  'features': dict(num_steps=1500, learning_rate=2e-3, warmup_steps=100, image_every=0),
+}
+# Tests: a few steps of everything.
+TINY_TRAIN = dict(batch_size=16, num_steps=20, warmup_steps=5, log_every=5, image_every=20, checkpoint_every=10)
+TINY_TRAIN_STAGES = {'generator': dict(learning_rate=1e-3), 'selector': dict(image_every=10), 'features': dict(image_every=0)}
 
 
 def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
@@ -43,125 +84,100 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
   if 'smoke' in variants and stage != 'eval':
     raise ValueError("the 'smoke' variant is for the eval stage only")
   tiny = 'tiny' in variants
+  size = SIZES['tiny' if tiny else 'default']
 
   c = ml_collections.ConfigDict()
   c.stage = stage
   c.seed = 0
 
+  # The dataset (tcts_jax/data/captioned_shapes.py): its TFDS config and where the TFDS files live.
   c.data = dict(
-      name='captioned_shapes',
-      config_name='tiny' if tiny else 'default',
-      data_dir=ml_collections.FieldReference(None, field_type=str),
-      image_size=32,
+    name='captioned_shapes',
+    config_name='tiny' if tiny else 'default',
+    data_dir=ml_collections.FieldReference(None, field_type=str),
+    image_size=32,
   )
 
   c.tokenizer = dict(
-      channels=(16, 32) if tiny else (32, 64),
-      num_res_blocks=1,
-      # 1024 low-dimensional (l2-normalised) codes. 256 were too few (small squares and circles, which differ by
-      # four corner pixels, came back as the same blob: 75% of objects kept); 4096 keep 96% but give the
-      # generator a 4096-way choice it learns too slowly for the 1-hour schedule (results/one_hour_recipe/).
-      codebook_size=64 if tiny else 1024,
-      code_dim=8,
-      commitment_cost=0.25,
-      # Reconstruction loss weight 1 + edge_weight * (colour step to a neighbour): see stages.edge_weights.
-      edge_weight=10.0,
+    **size['tokenizer'],
+    num_res_blocks=1,
+    code_dim=8,
+    commitment_cost=0.25,
+    # Reconstruction loss weight 1 + edge_weight * (colour step to a neighbour): see stages.edge_weights.
+    edge_weight=10.0,
   )
 
   c.text = dict(
-      max_length=40,
-      width=32 if tiny else 128,
-      num_layers=1 if tiny else 2,
-      num_heads=2 if tiny else 4,
-      # Words outside the vocabulary: 'error' (the CLI refuses them) or 'unk' (mapped to [UNK]).
-      unknown_words='error',
+    **size['text'],
+    max_length=40,
+    # Words outside the vocabulary: 'error' (the CLI refuses them) or 'unk' (mapped to [UNK]).
+    unknown_words='error',
   )
 
   c.generator = dict(
-      width=32 if tiny else 128,
-      num_layers=2 if tiny else 4,
-      num_heads=2 if tiny else 4,
-      mlp_ratio=4,
-      # Training corruption (DESIGN §2): uniform replacement of visible tokens, loss weight of visible ones.
-      corrupt_prob=0.1,
-      visible_loss_weight=0.2,
-      label_smoothing=0.1,
-      caption_dropout=0.1,
+    **size['generator'],
+    mlp_ratio=4,
+    # Training corruption (docs/design.md §2.4): uniform replacement of visible tokens, loss weight of visible ones.
+    corrupt_prob=0.1,
+    visible_loss_weight=0.2,
+    label_smoothing=0.1,
+    caption_dropout=0.1,
   )
 
-  c.train = dict(
-      batch_size=16 if tiny else 64,
-      # Sized to train from scratch in ~1 hour on 2 CPU cores (launch/train_shapes.sh: 51 min measured). The
-      # generator's 2e-3 was measured against 1e-3 and 3e-3 on this schedule: results/one_hour_recipe/.
-      num_steps=20 if tiny else (1200 if stage == 'tokenizer' else 3000),
-      learning_rate=2e-3 if stage == 'generator' and not tiny else 1e-3,
-      warmup_steps=5 if tiny else 200,
-      weight_decay=0.01 if stage == 'generator' else 0.0,
-      grad_clip=1.0,
-      log_every=5 if tiny else 100,
-      image_every=20 if tiny else 1000,
-      checkpoint_every=10 if tiny else 500,
-      keep_checkpoints=2,
-  )
-  if stage == 'selector':
-    # Most of a step is the frozen generator's CFG forward; training AUROC stops rising after ~300 steps.
-    c.train.update(num_steps=20 if tiny else 400, learning_rate=1e-3, warmup_steps=5 if tiny else 100,
-                   weight_decay=0.01, image_every=10 if tiny else 500)
+  train = dict(TRAIN, **TRAIN_STAGES.get(stage, {}))
+  if tiny:
+    train.update(TINY_TRAIN, **TINY_TRAIN_STAGES.get(stage, {}))
+  c.train = train
   # Where the generator stage finds the frozen tokenizer (a workdir or an exported weights dir).
   c.tokenizer_checkpoint = ml_collections.FieldReference(None, field_type=str)
   # Where the selector stage finds the frozen tokenizer + text encoder + generator: an exported weights
   # dir, or a generator workdir (then the tokenizer comes from tokenizer_checkpoint).
   c.generator_checkpoint = ml_collections.FieldReference(None, field_type=str)
 
-  # The TCTS selector (DESIGN §4), trained on the frozen generator.
+  # The TCTS selector (docs/design.md §4), trained on the frozen generator.
   c.selector = dict(
-      width=32 if tiny else 128,
-      num_layers=1 if tiny else 2,
-      num_heads=2 if tiny else 4,
-      mlp_ratio=4,
-      # Positive label: 'corrupted' (the position was masked or replaced in the generator input) or
-      # 'mismatch' (the sampled token differs from the real one).
-      label='corrupted',
-      caption_dropout=0.1,
-      # CFG scale of the frozen generator when drawing x̂ for training (match the sampler's).
-      generator_guidance=3.0,
+    **size['selector'],
+    mlp_ratio=4,
+    # Positive label: 'corrupted' (the position was masked or replaced in the generator input) or
+    # 'mismatch' (the sampled token differs from the real one).
+    label='corrupted',
+    caption_dropout=0.1,
+    # CFG scale of the frozen generator when drawing x̂ for training (match the sampler's).
+    generator_guidance=3.0,
   )
 
   c.sampler = dict(
-      # A strategy name (uniform, purity, random_revoke, persistent, fas, tcts, tcts_fas, tcts_persistent),
-      # a switching preset (u2r, r2u) or a per-step schedule 'uniform:8,random_revoke:8'.
-      strategy='purity',
-      steps=16,
-      mask_schedule='cosine',
-      persistent_weight=10.0,
-      fas_base='random_revoke',
-      fas_layer=1,
-      fas_threshold=1.0,
-      purity_noise=1.0,
-      guidance_scale=3.0,
-      guidance_schedule='constant',
-      temperature=1.0,
-      top_k=0,
-      top_p=1.0,
-      # Revocable strategies re-draw visible tokens each step unless this freezes them.
-      freeze_visible=False,
-      # TCTS (needs selector weights): keep logit = -sharpness * selector logit; Gumbel noise annealed
-      # tcts_noise * (1 - t/T); selector CFG s_u + g (s_c - s_u) (g = 1: conditional score only).
-      selector_guidance=1.0,
-      tcts_sharpness=1.0,
-      tcts_noise=1.0,
+    # A strategy name (tcts_jax.sampling.strategies.STRATEGIES: uniform, purity, random_revoke, persistent,
+    # fas, tcts, tcts_fas, tcts_persistent), a switching preset (u2r, r2u), a per-step schedule
+    # 'uniform:8,random_revoke:8', or a dotted path to a strategy factory of your own.
+    strategy='purity',
+    steps=16,
+    mask_schedule='cosine',
+    persistent_weight=10.0,
+    fas_base='random_revoke',
+    fas_layer=1,
+    fas_threshold=1.0,
+    purity_noise=1.0,
+    guidance_scale=3.0,
+    guidance_schedule='constant',
+    temperature=1.0,
+    top_k=0,
+    top_p=1.0,
+    # Revocable strategies re-draw visible tokens each step unless this freezes them.
+    freeze_visible=False,
+    # TCTS (needs selector weights): keep logit = -sharpness * selector logit; Gumbel noise annealed
+    # tcts_noise * (1 - t/T); selector CFG s_u + g (s_c - s_u) (g = 1: conditional score only).
+    selector_guidance=1.0,
+    tcts_sharpness=1.0,
+    tcts_noise=1.0,
   )
   # The FID-shapes feature network (models/features.py; NOT Inception): a CNN classifying each grid cell's
   # object (or empty) and regressing the 4x4-pooled image; FID-shapes is computed on its `feature_dim`
   # penultimate activations. Trained with the `features` stage, exported as features.safetensors.
   c.features = dict(
-      channels=(8, 16) if tiny else (16, 32, 64),
-      feature_dim=16 if tiny else 64,
-      pooled_weight=1.0,  # weight of the pooled-image regression loss against the cell cross-entropy
+    **size['features'],
+    pooled_weight=1.0,  # weight of the pooled-image regression loss against the cell cross-entropy
   )
-  if stage == 'features':
-    c.train.update(num_steps=20 if tiny else 1500, learning_rate=2e-3, warmup_steps=5 if tiny else 100,
-                   weight_decay=0.0, image_every=0)
 
   if stage == 'eval':
     c.eval = _eval_config(tiny, 'smoke' in variants)
@@ -188,43 +204,51 @@ def _eval_config(tiny: bool, smoke: bool) -> dict:
   # Paired differences A - B to report (same captions and seeds; the interval to read for "does A beat B").
   # Pairs naming rows a run does not have are skipped with a note.
   compare = (('purity@8', 'random_revoke@8'),) if smoke else (
-      ('purity@16', 'uniform@16'), ('purity@16', 'tcts_fas@16'),
-      ('tcts_fas@16', 'random_revoke@16'), ('tcts_fas@25', 'random_revoke@25'),
-      ('tcts@16', 'random_revoke@16'), ('fas@16', 'random_revoke@16'), ('persistent@16', 'random_revoke@16'),
-      ('tcts_fas@16', 'tcts@16'), ('tcts_fas@16', 'tcts_persistent@16'),
-      ('tcts_fas@16', 'uniform@50'), ('tcts_fas@16', 'random_revoke@50'),
-      ('uniform@16 + revision (selector)', 'uniform@16 + revision (random)'),
-      ('uniform@16 + masked (selector)', 'uniform@16 + masked (random)'),
-      ('uniform@16 + revision (selector)', 'uniform@16'))
+    ('purity@16', 'uniform@16'), ('purity@16', 'tcts_fas@16'),
+    ('tcts_fas@16', 'random_revoke@16'), ('tcts_fas@25', 'random_revoke@25'),
+    ('tcts@16', 'random_revoke@16'), ('fas@16', 'random_revoke@16'), ('persistent@16', 'random_revoke@16'),
+    ('tcts_fas@16', 'tcts@16'), ('tcts_fas@16', 'tcts_persistent@16'),
+    ('tcts_fas@16', 'uniform@50'), ('tcts_fas@16', 'random_revoke@50'),
+    ('uniform@16 + revision (selector)', 'uniform@16 + revision (random)'),
+    ('uniform@16 + masked (selector)', 'uniform@16 + masked (random)'),
+    ('uniform@16 + revision (selector)', 'uniform@16'))
   return dict(
-      # 'strategy@steps' (or [strategy, steps]); strategy: any sampler strategy, preset or schedule.
-      grid=grid,
-      # Held-out captions: test example i % test-split size for image i; image i's rng is
-      # fold_in(key(seed), i), the same for every grid entry (paired comparisons) and any device count.
-      num_images=num_images,
-      compare=compare,
-      batch_size=batch_size,  # per generation call, over all devices (padded to a multiple of them)
-      shard_size=shard_size,  # images per saved shard file (the unit of resumption)
-      seed=0,
-      # Entries whose strategy needs weights that are not loaded (tcts* without a selector): skipped with a
-      # message if True, an error if False. An unknown strategy is always an error.
-      skip_unavailable=True,
-      # A dir holding features.safetensors or a `features` workdir; None or missing: FID-shapes skipped.
-      features_weights=ml_collections.FieldReference(None if tiny else 'weights/shapes', field_type=str),
-      # A HF CLIP dir (config.json, model.safetensors, tokenizer files); None: CLIP-S and MID skipped.
-      clip_weights=ml_collections.FieldReference(None, field_type=str),
-      mid_eps=5e-4,  # ridge on MID covariances (the reference's suggestion for < ~30k samples)
-      # Selector source overriding the weights dir's selector.safetensors (a workdir or weights dir).
-      selector_weights=ml_collections.FieldReference(None, field_type=str),
-      bootstrap=1000,  # resamples of the images for the 95% confidence intervals
-      reference_rows=True,  # also score re-rendered real scenes of the captions and their VQ reconstructions
-      # Refinement rows (paper Table 4): the images of grid entry `base` refined by each method,
-      # '<revision|masked>:<selector|random>'. revision: `rounds` rounds re-masking `revision_fraction` of the
-      # tokens each, regenerated in `revision_steps`; masked: `masked_fraction` at once, `masked_steps`.
-      # base None: no refinement rows. Methods whose chooser needs a missing selector follow skip_unavailable.
-      refinement=dict(
-          base=ml_collections.FieldReference('uniform@8' if smoke else (None if tiny else 'uniform@16'), field_type=str),
-          methods=('revision:random',) if smoke else REFINE_METHODS,
-          rounds=2 if smoke else 4, revision_fraction=0.25, revision_steps=4, masked_fraction=0.6, masked_steps=8,
-      ),
+    # 'strategy@steps' (or [strategy, steps]); strategy: any sampler strategy, preset or schedule.
+    grid=grid,
+    # Held-out captions: test example i % test-split size for image i; image i's rng is
+    # fold_in(key(seed), i), the same for every grid entry (paired comparisons) and any device count.
+    num_images=num_images,
+    compare=compare,
+    batch_size=batch_size,  # per generation call, over all devices (padded to a multiple of them)
+    shard_size=shard_size,  # images per saved shard file (the unit of resumption)
+    seed=0,
+    # Evaluators by name (tcts_jax/evaluation/evaluators/): 'alignment' is captioned shapes' own checker; an
+    # evaluator that cannot run here (no weights) is skipped with its reason in the notes.
+    metrics=('alignment', 'fid_shapes', 'clip_score', 'mid', 'inception_fid'),
+    # The trade-off plot: per-image metric y against set metric x (against steps where x is missing).
+    tradeoff=dict(y='object_accuracy', x='fid_shapes'),
+    # Entries whose strategy needs weights that are not loaded (tcts* without a selector): skipped with a
+    # message if True, an error if False. An unknown strategy is always an error.
+    skip_unavailable=True,
+    # fid_shapes: a dir holding features.safetensors or a `features` workdir; None or missing: skipped.
+    features_weights=ml_collections.FieldReference(None if tiny else 'weights/shapes', field_type=str),
+    # clip_score, mid: a HF CLIP dir (config.json, model.safetensors, tokenizer files); None: skipped.
+    clip_weights=ml_collections.FieldReference(None, field_type=str),
+    mid_eps=5e-4,  # ridge on MID covariances (the reference's suggestion for < ~30k samples)
+    # inception_fid: a local pt_inception-2015-12-05 .npz / .safetensors (models/inception.py); None: skipped.
+    inception_weights=ml_collections.FieldReference(None, field_type=str),
+    inception_resize=299,
+    # Selector source overriding the weights dir's selector.safetensors (a workdir or weights dir).
+    selector_weights=ml_collections.FieldReference(None, field_type=str),
+    bootstrap=1000,  # resamples of the images for the 95% confidence intervals
+    reference_rows=True,  # also score re-rendered real scenes of the captions and their VQ reconstructions
+    # Refinement rows (paper Table 4): the images of grid entry `base` refined by each method,
+    # '<revision|masked>:<selector|random>'. revision: `rounds` rounds re-masking `revision_fraction` of the
+    # tokens each, regenerated in `revision_steps`; masked: `masked_fraction` at once, `masked_steps`.
+    # base None: no refinement rows. Methods whose chooser needs a missing selector follow skip_unavailable.
+    refinement=dict(
+      base=ml_collections.FieldReference('uniform@8' if smoke else (None if tiny else 'uniform@16'), field_type=str),
+      methods=('revision:random',) if smoke else REFINE_METHODS,
+      rounds=2 if smoke else 4, revision_fraction=0.25, revision_steps=4, masked_fraction=0.6, masked_steps=8,
+    ),
   )

@@ -8,7 +8,6 @@
 
 import dataclasses
 import functools
-import importlib.util
 import json
 import pathlib
 from typing import Optional, Sequence
@@ -18,37 +17,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from tcts_jax import checkpoint
-from tcts_jax.models import Models, abstract_params, build_models
+from tcts_jax.models import Models, abstract_params, build_models, image_tokens
 from tcts_jax.sampling.sampler import Sampler, sampler_config
-from tcts_jax.stages import image_tokens, model_to_images
-from tcts_jax.visualize import to_uint8
+from tcts_jax.utils import checkpoint
+from tcts_jax.utils.config import load_config, resolve_path
+from tcts_jax.utils.visualize import to_uint8
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = 'configs/shapes.py:sample'
+__all__ = ['TextToImage', 'Generation', 'load_config', 'resolve_path']
+
 # Parts a weights dir may lack: without selector.safetensors the model loads, and only the strategies
 # that need the selector (tcts, tcts_fas) refuse to run.
 OPTIONAL_PARTS = ('selector',)
-
-
-def load_config(spec: str = DEFAULT_CONFIG) -> ml_collections.ConfigDict:
-  """Load `path/to/config.py[:arg]` (relative paths are tried from the cwd, then the repo root)."""
-  path, _, arg = spec.partition(':')
-  file = pathlib.Path(path)
-  if not file.is_file() and (REPO_ROOT / path).is_file():
-    file = REPO_ROOT / path
-  if not file.is_file():
-    raise FileNotFoundError(f'config file not found: {path}')
-  module_spec = importlib.util.spec_from_file_location(f'_tcts_config_{file.stem}', file)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
-
-
-def resolve_path(path: str) -> pathlib.Path:
-  """A relative path from the cwd if it exists there, else from the repo root (for shipped weights)."""
-  p = pathlib.Path(path)
-  return p if p.is_absolute() or p.exists() else REPO_ROOT / p
 
 
 def read_vocabulary(weights_dir) -> list[str]:
@@ -64,9 +43,7 @@ tokens_from_images = jax.jit(image_tokens, static_argnums=0)
 
 @functools.partial(jax.jit, static_argnums=0)
 def images_from_tokens(models: Models, tokenizer_params, tokens):
-  g = models.grid_size
-  return model_to_images(models.tokenizer.apply({'params': tokenizer_params}, tokens.reshape(-1, g, g),
-                                               method='decode'))
+  return models.decode_tokens(tokenizer_params, tokens)
 
 
 @dataclasses.dataclass
@@ -82,6 +59,8 @@ class TextToImage:
 
   def __init__(self, config, models: Models, params):
     self.config, self.models, self.params = config, models, params
+    # The model as the sampler sees it: pure functions (tcts_jax.sampling.model).
+    self.model, self.selector = models.masked_generator(), models.token_selector()
     self._samplers = {}
 
   @classmethod
@@ -89,6 +68,8 @@ class TextToImage:
            selector: Optional[str] = None) -> 'TextToImage':
     """`selector`: a selector workdir or weights dir overriding (or adding) the weights dir's selector."""
     config = config if config is not None else load_config()
+    if not (weights or config.weights):
+      raise ValueError('no weights: the config has no `weights` dir; give --weights=DIR (what export wrote)')
     weights_dir = resolve_path(weights or config.weights)
     if not weights_dir.is_dir():
       raise FileNotFoundError(f'weights directory not found: {weights_dir}')
@@ -128,7 +109,7 @@ class TextToImage:
     cfg = sampler_config(self.config.sampler, **overrides)
     key = (cfg.to_json(), trajectory)
     if key not in self._samplers:
-      self._samplers[key] = Sampler(self.models, cfg, trajectory=trajectory)
+      self._samplers[key] = Sampler(self.model, cfg, self.selector, trajectory=trajectory)
     return self._samplers[key]
 
   def generate(self, prompts: Sequence[str], num_samples: int = 1, seed: int = 0, trajectory: bool = False,

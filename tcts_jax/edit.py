@@ -16,27 +16,9 @@ import time
 
 import jax
 from absl import flags
-from ml_collections import config_flags
 
 from tcts_jax import editing
-from tcts_jax.cli import run_main
-
-config_flags.DEFINE_config_file('config', 'configs/shapes.py', 'Config file.', lock_config=True)
-flags.DEFINE_string('image', None, 'Input image (PNG, JPEG, ...).')
-flags.DEFINE_string('prompt', None, 'The NEW prompt.')
-flags.DEFINE_string('word', None, 'Editing: the word of the new prompt to change (e.g. "blue").')
-flags.DEFINE_string('inpaint', None, 'Inpainting: regenerate inside the pixel rectangle x0,y0,x1,y1.')
-flags.DEFINE_string('outpaint', None, 'Outpainting: regenerate outside the pixel rectangle x0,y0,x1,y1.')
-flags.DEFINE_string('out', 'edited.png', 'Output PNG path.')
-flags.DEFINE_float('noise', 0.25, 'Editing: fraction of the tokens re-masked.')
-flags.DEFINE_integer('steps', None, 'Regeneration steps; default 10 (editing) or config.sampler.steps (in/outpainting).')
-flags.DEFINE_string('strategy', None, 'Regeneration strategy; default uniform (editing) or config.sampler.strategy.')
-flags.DEFINE_integer('layer', None, 'Editing: generator layer of the cross-attention map (default: mean of all).')
-flags.DEFINE_float('sharpness', 4.0, 'Editing: exponent on the attention map (> 1 concentrates the edit).')
-flags.DEFINE_bool('use_selector', True, 'Editing: multiply the selector score map in (when selector weights exist).')
-flags.DEFINE_integer('seed', 0, 'Random seed.')
-flags.DEFINE_string('weights', None, 'Weights directory (default: config.weights, the shipped model).')
-flags.DEFINE_string('selector', None, 'Selector weights or workdir overriding the weights dir\'s selector.')
+from tcts_jax.utils.cli import define_config_flag, run_main
 
 FLAGS = flags.FLAGS
 
@@ -77,4 +59,20 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_config_flag('config', 'configs/shapes.py', 'Config file.')
+  flags.DEFINE_string('image', None, 'Input image (PNG, JPEG, ...).')
+  flags.DEFINE_string('prompt', None, 'The NEW prompt.')
+  flags.DEFINE_string('word', None, 'Editing: the word of the new prompt to change (e.g. "blue").')
+  flags.DEFINE_string('inpaint', None, 'Inpainting: regenerate inside the pixel rectangle x0,y0,x1,y1.')
+  flags.DEFINE_string('outpaint', None, 'Outpainting: regenerate outside the pixel rectangle x0,y0,x1,y1.')
+  flags.DEFINE_string('out', 'edited.png', 'Output PNG path.')
+  flags.DEFINE_float('noise', 0.25, 'Editing: fraction of the tokens re-masked.')
+  flags.DEFINE_integer('steps', None, 'Regeneration steps; default 10 (editing) or config.sampler.steps (in/outpainting).')
+  flags.DEFINE_string('strategy', None, 'Regeneration strategy; default uniform (editing) or config.sampler.strategy.')
+  flags.DEFINE_integer('layer', None, 'Editing: generator layer of the cross-attention map (default: mean of all).')
+  flags.DEFINE_float('sharpness', 4.0, 'Editing: exponent on the attention map (> 1 concentrates the edit).')
+  flags.DEFINE_bool('use_selector', True, 'Editing: multiply the selector score map in (when selector weights exist).')
+  flags.DEFINE_integer('seed', 0, 'Random seed.')
+  flags.DEFINE_string('weights', None, 'Weights directory (default: config.weights, the shipped model).')
+  flags.DEFINE_string('selector', None, 'Selector weights or workdir overriding the weights dir\'s selector.')
   run_main(main)

@@ -4,28 +4,21 @@ r"""Exports trained stages to a weights directory (what the repo ships and the s
       --tokenizer=workdirs/shapes/tokenizer --generator=workdirs/shapes/generator --out=weights/shapes
 
 Writes <part>.safetensors for tokenizer, text and generator, and vocab.json (the text vocabulary the
-model was trained with). With --selector=workdirs/shapes/selector also selector.safetensors (TCTS), and with
---features=workdirs/shapes/features also features.safetensors (the FID-shapes feature network).
+model was trained with: the dataset's). With --selector=workdirs/shapes/selector also selector.safetensors
+(TCTS), and with --features=workdirs/shapes/features also features.safetensors (the FID-shapes network).
 """
 
 import json
 import pathlib
 
 from absl import flags
-from ml_collections import config_flags
 
-from tcts_jax import checkpoint
-from tcts_jax.cli import run_main
-from tcts_jax.data import shapes
+from tcts_jax.data import get_dataset
 from tcts_jax.models import abstract_params, build_models
 from tcts_jax.models.features import abstract_feature_params, build_feature_net
-
-config_flags.DEFINE_config_file('config', 'configs/shapes.py', 'Config file.', lock_config=True)
-flags.DEFINE_string('tokenizer', None, 'Tokenizer workdir (or weights dir).', required=True)
-flags.DEFINE_string('generator', None, 'Generator workdir (or weights dir); holds text + generator.', required=True)
-flags.DEFINE_string('out', None, 'Output weights directory.', required=True)
-flags.DEFINE_string('selector', None, 'Optional TCTS selector workdir (or weights dir).')
-flags.DEFINE_string('features', None, 'Optional FID-shapes feature network workdir (or weights dir).')
+from tcts_jax.utils import checkpoint
+from tcts_jax.utils.cli import define_config_flag, run_main
+from tcts_jax.utils.files import atomic_write
 
 FLAGS = flags.FLAGS
 
@@ -33,7 +26,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   config, out = FLAGS.config, pathlib.Path(FLAGS.out)
-  vocabulary = shapes.vocabulary()
+  vocabulary = get_dataset(config.data).vocabulary()
   models = build_models(config, vocabulary)
   expected = abstract_params(models, config.data.image_size)
   sources = {'tokenizer': FLAGS.tokenizer, 'text': FLAGS.generator, 'generator': FLAGS.generator}
@@ -47,10 +40,17 @@ def main(argv):
   out.mkdir(parents=True, exist_ok=True)
   for part, p in params.items():
     checkpoint.save_weights(out / f'{part}.safetensors', p)
-  (out / 'vocab.json').write_text(json.dumps(vocabulary))
+  with atomic_write(out / 'vocab.json', 'w') as f:
+    json.dump(vocabulary, f)
   sizes = {p.name: p.stat().st_size for p in out.iterdir()}
   print(f'exported to {out}: ' + ', '.join(f'{k} {v / 1e6:.2f} MB' for k, v in sorted(sizes.items())))
 
 
 if __name__ == '__main__':
+  define_config_flag('config', 'configs/shapes.py', 'Config file.')
+  flags.DEFINE_string('tokenizer', None, 'Tokenizer workdir (or weights dir).', required=True)
+  flags.DEFINE_string('generator', None, 'Generator workdir (or weights dir); holds text + generator.', required=True)
+  flags.DEFINE_string('out', None, 'Output weights directory.', required=True)
+  flags.DEFINE_string('selector', None, 'Optional TCTS selector workdir (or weights dir).')
+  flags.DEFINE_string('features', None, 'Optional FID-shapes feature network workdir (or weights dir).')
   run_main(main)

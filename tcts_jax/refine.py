@@ -14,26 +14,9 @@ import time
 
 import jax
 from absl import flags
-from ml_collections import config_flags
 
 from tcts_jax import editing
-from tcts_jax.cli import run_main
-
-config_flags.DEFINE_config_file('config', 'configs/shapes.py', 'Config file.', lock_config=True)
-flags.DEFINE_string('image', None, 'Input image (PNG, JPEG, ...).')
-flags.DEFINE_string('prompt', None, 'The prompt the image should match.')
-flags.DEFINE_string('out', 'refined.png', 'Output PNG path.')
-flags.DEFINE_enum('mode', 'revision', ['revision', 'masked'], 'Refinement (a) revision rounds or (b) masking.')
-flags.DEFINE_enum('chooser', 'selector', list(editing.CHOOSERS), 'Who picks the tokens to re-mask.')
-flags.DEFINE_integer('rounds', 4, 'Revision rounds (mode=revision).')
-flags.DEFINE_float('fraction', None, 'Fraction of tokens re-masked (per round); default 0.25 revision, 0.6 masked.')
-flags.DEFINE_float('noise', None, 'Gumbel noise of the selector choice; default 1.0 annealed over rounds '
-                   '(revision), 0 (masked: exactly the lowest-scoring tokens).')
-flags.DEFINE_string('strategy', 'uniform', 'Sampling strategy that regenerates the re-masked tokens.')
-flags.DEFINE_integer('steps', None, 'Regeneration steps (per round); default 4 revision, 8 masked.')
-flags.DEFINE_integer('seed', 0, 'Random seed.')
-flags.DEFINE_string('weights', None, 'Weights directory (default: config.weights, the shipped model).')
-flags.DEFINE_string('selector', None, 'Selector weights or workdir overriding the weights dir\'s selector.')
+from tcts_jax.utils.cli import define_config_flag, run_main
 
 FLAGS = flags.FLAGS
 
@@ -67,4 +50,19 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_config_flag('config', 'configs/shapes.py', 'Config file.')
+  flags.DEFINE_string('image', None, 'Input image (PNG, JPEG, ...).')
+  flags.DEFINE_string('prompt', None, 'The prompt the image should match.')
+  flags.DEFINE_string('out', 'refined.png', 'Output PNG path.')
+  flags.DEFINE_enum('mode', 'revision', ['revision', 'masked'], 'Refinement (a) revision rounds or (b) masking.')
+  flags.DEFINE_enum('chooser', 'selector', list(editing.CHOOSERS), 'Who picks the tokens to re-mask.')
+  flags.DEFINE_integer('rounds', 4, 'Revision rounds (mode=revision).')
+  flags.DEFINE_float('fraction', None, 'Fraction of tokens re-masked (per round); default 0.25 revision, 0.6 masked.')
+  flags.DEFINE_float('noise', None, 'Gumbel noise of the selector choice; default 1.0 annealed over rounds '
+                     '(revision), 0 (masked: exactly the lowest-scoring tokens).')
+  flags.DEFINE_string('strategy', 'uniform', 'Sampling strategy that regenerates the re-masked tokens.')
+  flags.DEFINE_integer('steps', None, 'Regeneration steps (per round); default 4 revision, 8 masked.')
+  flags.DEFINE_integer('seed', 0, 'Random seed.')
+  flags.DEFINE_string('weights', None, 'Weights directory (default: config.weights, the shipped model).')
+  flags.DEFINE_string('selector', None, 'Selector weights or workdir overriding the weights dir\'s selector.')
   run_main(main)

@@ -12,20 +12,10 @@ import pathlib
 import time
 
 from absl import flags
-from ml_collections import config_flags
 
-from tcts_jax import visualize
 from tcts_jax.api import TextToImage
-from tcts_jax.cli import run_main
-
-config_flags.DEFINE_config_file('config', 'configs/shapes.py', 'Config file.', lock_config=True)
-flags.DEFINE_multi_string('prompt', None, 'A prompt; repeat the flag for several.')
-flags.DEFINE_integer('num_samples', 4, 'Images per prompt.')
-flags.DEFINE_integer('seed', 0, 'Random seed.')
-flags.DEFINE_string('out', 'samples.png', 'Output PNG path.')
-flags.DEFINE_string('weights', None, 'Weights directory (default: config.weights, the shipped model).')
-flags.DEFINE_string('negative_prompt', None, 'Text for the unconditional branch of guidance.')
-flags.DEFINE_bool('trajectory', False, 'Also write a per-step trajectory strip per prompt.')
+from tcts_jax.utils import visualize
+from tcts_jax.utils.cli import define_config_flag, run_main
 
 FLAGS = flags.FLAGS
 
@@ -57,4 +47,12 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_config_flag('config', 'configs/shapes.py', 'Config file.')
+  flags.DEFINE_multi_string('prompt', None, 'A prompt; repeat the flag for several.')
+  flags.DEFINE_integer('num_samples', 4, 'Images per prompt.')
+  flags.DEFINE_integer('seed', 0, 'Random seed.')
+  flags.DEFINE_string('out', 'samples.png', 'Output PNG path.')
+  flags.DEFINE_string('weights', None, 'Weights directory (default: config.weights, the shipped model).')
+  flags.DEFINE_string('negative_prompt', None, 'Text for the unconditional branch of guidance.')
+  flags.DEFINE_bool('trajectory', False, 'Also write a per-step trajectory strip per prompt.')
   run_main(main)

@@ -12,7 +12,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope='session')
 def tiny_config():
-  from tcts_jax.api import load_config
+  from tcts_jax.utils.config import load_config
   return load_config('configs/shapes.py:sample,tiny')
 
 
@@ -20,11 +20,17 @@ def tiny_config():
 def tiny_model(tiny_config):
   """(config, models, params): the tiny config with randomly initialised params (no training)."""
   import jax
-  from tcts_jax.data import shapes
+  from tcts_jax.data import get_dataset
   from tcts_jax.models import build_models, init_params
-  models = build_models(tiny_config, shapes.vocabulary())
+  models = build_models(tiny_config, get_dataset(tiny_config.data).vocabulary())
   params = init_params(models, tiny_config.data.image_size, jax.random.key(0))
   return tiny_config, models, params
+
+
+def make_sampler(models, cfg, **kwargs):
+  """The sampler of our `models` (generator and selector handed over as functions)."""
+  from tcts_jax.sampling.sampler import Sampler
+  return Sampler(models.masked_generator(), cfg, models.token_selector(), **kwargs)
 
 
 def run_cli(module, *args, timeout=600, env=None):

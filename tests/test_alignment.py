@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tcts_jax.data import shapes
-from tcts_jax.metrics import alignment
+from tcts_jax.data import shapes_alignment as alignment
 
 NUM = 500
 

@@ -128,10 +128,14 @@ def test_tfds_tiny_build(data_dir):
   assert not any(test[i]['image'].tobytes() in train_images for i in range(len(test)))
 
 
+def tiny_shapes(data_dir):
+  from tcts_jax.data.captioned_shapes import CaptionedShapes
+  return CaptionedShapes('tiny', data_dir)
+
+
 def test_loader_shapes_and_dtypes(data_dir):
   from tcts_jax.data import pipeline
-  it = pipeline.make_loader('train', 8, config_name='tiny', data_dir=data_dir,
-                            process_index=0, process_count=1)
+  it = pipeline.make_loader(tiny_shapes(data_dir), 'train', 8, process_index=0, process_count=1)
   batch = next(it)
   assert set(batch) == {'image', 'caption', 'objects', 'num_objects', 'index'}
   assert batch['image'].shape == (8, 32, 32, 3) and batch['image'].dtype == np.uint8
@@ -147,12 +151,12 @@ def test_loader_index_is_the_record_number(data_dir):
   source = shapes_tfds.build('tiny', data_dir).as_data_source('test')
   seen = []
   for process_index in range(2):
-    for b in pipeline.make_loader('test', 16, config_name='tiny', data_dir=data_dir, num_epochs=2,
-                                  process_index=process_index, process_count=2):
+    for b in pipeline.make_loader(tiny_shapes(data_dir), 'test', 16, num_epochs=2, process_index=process_index,
+                                  process_count=2):
       for index, image in zip(b['index'], b['image']):
         np.testing.assert_array_equal(image, source[int(index)]['image'])
         seen.append(int(index))
-  assert sorted(seen) == sorted(2 * list(range(pipeline.num_records('test', 'tiny', data_dir))))
+  assert sorted(seen) == sorted(2 * list(range(tiny_shapes(data_dir).num_records('test'))))
 
 
 def test_loader_epochs_determinism_and_tokenize(data_dir):
@@ -162,19 +166,19 @@ def test_loader_epochs_determinism_and_tokenize(data_dir):
     ids = [shapes.vocabulary().index(w) + 1 for w in text.split()][:48]
     return np.pad(np.array(ids, np.int32), (0, 48 - len(ids)))
 
-  kwargs = dict(config_name='tiny', data_dir=data_dir, process_index=0, process_count=1)
-  one = list(pipeline.make_loader('test', 50, num_epochs=1, drop_remainder=False,
+  dataset, kwargs = tiny_shapes(data_dir), dict(process_index=0, process_count=1)
+  one = list(pipeline.make_loader(dataset, 'test', 50, num_epochs=1, drop_remainder=False,
                                   tokenize=tokenize, **kwargs))
   assert [len(b['caption']) for b in one] == [50, 50, 28]
   assert all(b['text_ids'].shape == (len(b['caption']), 48) and b['text_ids'].dtype == np.int32
              for b in one)
   np.testing.assert_array_equal(one[0]['text_ids'][0], tokenize(one[0]['caption'][0]))
-  again = list(pipeline.make_loader('test', 50, num_epochs=1, drop_remainder=False,
+  again = list(pipeline.make_loader(dataset, 'test', 50, num_epochs=1, drop_remainder=False,
                                     tokenize=tokenize, **kwargs))
   assert all((a['image'] == b['image']).all() for a, b in zip(one, again))
-  other_seed = next(pipeline.make_loader('test', 50, seed=1, **kwargs))
+  other_seed = next(pipeline.make_loader(dataset, 'test', 50, seed=1, **kwargs))
   assert not np.array_equal(one[0]['image'], other_seed['image'])
-  unshuffled = next(pipeline.make_loader('test', 4, shuffle=False, **kwargs))
+  unshuffled = next(pipeline.make_loader(dataset, 'test', 4, shuffle=False, **kwargs))
   test_seed = shapes_tfds.build('tiny', data_dir).split_seed('test')
   assert list(unshuffled['caption']) == [
       shapes.make_example(test_seed, i)['caption'] for i in range(4)]
@@ -184,8 +188,8 @@ def test_loader_sharding_is_disjoint(data_dir):
   from tcts_jax.data import pipeline
   seen = []
   for process_index in range(2):
-    batches = pipeline.make_loader('test', 16, config_name='tiny', data_dir=data_dir,
-                                   num_epochs=1, process_index=process_index, process_count=2)
+    batches = pipeline.make_loader(tiny_shapes(data_dir), 'test', 16, num_epochs=1, process_index=process_index,
+                                   process_count=2)
     seen.append({image.tobytes() for b in batches for image in b['image']})
   assert len(seen[0]) == len(seen[1]) == 64
   assert not seen[0] & seen[1]
@@ -194,7 +198,8 @@ def test_loader_sharding_is_disjoint(data_dir):
 def test_reading_does_not_import_tensorflow(data_dir):
   code = ('import sys\n'
           'from tcts_jax.data import pipeline\n'
-          f'it = pipeline.make_loader("train", 4, config_name="tiny", data_dir={data_dir!r}, '
+          'from tcts_jax.data.captioned_shapes import CaptionedShapes\n'
+          f'it = pipeline.make_loader(CaptionedShapes("tiny", {data_dir!r}), "train", 4, '
           'process_index=0, process_count=1)\n'
           'next(it)\n'
           'assert "tensorflow" not in sys.modules, "tensorflow imported"\n')

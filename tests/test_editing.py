@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tcts_jax import checkpoint, editing
+from tcts_jax import editing
+from tcts_jax.utils import checkpoint
 from tcts_jax.api import TextToImage
 from tcts_jax.models import build_models, init_selector
 from tcts_jax.data import shapes

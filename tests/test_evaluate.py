@@ -1,4 +1,5 @@
-"""The eval job (tcts_jax.evaluate) and FID-shapes: end to end on the tiny model, resume, sharding, bad input."""
+"""The eval job (tcts_jax.evaluate, tcts_jax/evaluation/) and FID-shapes: end to end on the tiny model, resume,
+sharding, bad input; evaluators found by name, a metric of one's own added by one module."""
 
 import json
 import shutil
@@ -17,8 +18,8 @@ CLIP_DIR = REPO / 'tests' / 'fixtures' / 'tiny_clip'
 @pytest.fixture(scope='module')
 def tiny_features(tmp_path_factory, tiny_data_dir):
   """A tiny FID-shapes feature network trained by the real trainer (in-process, 20 steps): its workdir."""
-  from tcts_jax.api import load_config
-  from tcts_jax.train import train_and_evaluate
+  from tcts_jax.training.trainer import train_and_evaluate
+  from tcts_jax.utils.config import load_config
   config = load_config('configs/shapes.py:features,tiny')
   with config.unlocked():
     config.data.data_dir = str(tiny_data_dir)
@@ -59,32 +60,53 @@ def test_smoke_writes_results(smoke_run):
   names = [row['name'] for row in results['rows']]
   assert names == ['purity@8', 'uniform@8', 'random_revoke@8', 'uniform@8 + revision (random)',
                    'real (re-rendered)', 'VQ reconstruction']
+  assert results['metrics'] == ['alignment', 'fid_shapes', 'clip_score', 'mid', 'inception_fid']
+  assert list(results['unavailable']) == ['inception_fid']  # no Inception weights here: reported, not faked
   for row in results['rows']:
-    a = row['alignment']['object_accuracy']
-    assert 0 <= a['ci95'][0] <= a['mean'] <= a['ci95'][1] <= 1
-    assert row['fid_shapes'] is not None and row['fid_shapes'] >= -1e-6
-    assert row['clip_score'] is not None and row['mid'] is not None
+    m = row['metrics']
+    a = m['object_accuracy']
+    assert 0 <= a['ci95'][0] <= a['value'] <= a['ci95'][1] <= 1
+    assert m['fid_shapes']['value'] >= -1e-6 and m['clip_score']['value'] is not None and m['mid'] is not None
+    assert m['inception_fid'] is None
   generated = [row for row in results['rows'] if row['kind'] == 'generated']
   assert all(row['seconds_per_image'] > 0 for row in generated)
   real = next(row for row in results['rows'] if row['kind'] == 'real')
-  assert real['alignment']['all_correct']['mean'] >= 0.98   # re-rendered scenes are exact
+  assert real['metrics']['all_correct']['value'] >= 0.98   # re-rendered scenes are exact
   # 24 images in shards of 8, for each of the three grid entries and the refinement of uniform@8.
   assert [f.relative_to(workdir / 'shards').as_posix() for f in shard_files(workdir)] == [
       f'{e}/shard_{i:05d}.npz' for e in ('purity@8', 'random_revoke@8', 'refine_revision_random', 'uniform@8')
       for i in range(3)]
   md = (workdir / 'results.md').read_text()
   assert 'FID-shapes' in md and 'NOT Inception FID' in md and all(f'| {n} |' in md for n in names)
+  assert 'inception_fid skipped: eval.inception_weights is not set' in md
   # The smoke config's one eval.compare pair: purity@8 - random_revoke@8, paired over the same images.
   [comparison] = results['comparisons']
-  rows = {row['name']: row['alignment'] for row in results['rows']}
+  rows = {row['name']: row['metrics'] for row in results['rows']}
   assert (comparison['a'], comparison['b']) == ('purity@8', 'random_revoke@8')
+  assert {'object_accuracy', 'all_correct', 'clip_score'} <= set(comparison['difference'])
   for key, d in comparison['difference'].items():
-    assert d['mean'] == pytest.approx(rows['purity@8'][key]['mean'] - rows['random_revoke@8'][key]['mean'])
-    assert d['ci95'][0] <= d['mean'] <= d['ci95'][1]
+    assert d['value'] == pytest.approx(rows['purity@8'][key]['value'] - rows['random_revoke@8'][key]['value'])
+    assert d['ci95'][0] <= d['value'] <= d['ci95'][1]
   assert '## Paired differences' in md and '| purity@8 | random_revoke@8 |' in md
   png = np.asarray(Image.open(workdir / 'tradeoff.png'))
   assert png.ndim == 3 and png.shape[0] > 200
   assert 'eval shards' in r.stderr   # the progress bar
+  # Per-image values of every row, keyed evaluator/key, with the record each image was made for.
+  per_image = np.load(workdir / 'per_image' / 'purity@8.npz')
+  assert per_image['example'].tolist() == [i % 24 for i in range(24)]
+  assert per_image['alignment/object_accuracy'].shape == (24,) and 'clip_score/clip_score' in per_image.files
+
+
+def test_manifest_says_how_the_result_was_made(smoke_run, tiny_weights):
+  workdir, _ = smoke_run
+  m = json.loads((workdir / 'results.json').read_text())['manifest']
+  assert m['config']['eval']['grid'] == ['purity@8', 'uniform@8', 'random_revoke@8']
+  assert m['config']['sampler']['strategy'] == 'purity' and m['seeds']['eval'] == 0
+  assert set(m['weights_files']) == {'tokenizer.safetensors', 'text.safetensors', 'generator.safetensors', 'vocab.json'}
+  assert all(len(h) == 64 for h in m['weights_files'].values())
+  assert m['text_encoder'] == m['params']['text'] and set(m['params']) == {'tokenizer', 'text', 'generator'}
+  assert m['devices']['count'] == 1
+  assert m['code']['commit'] is None or len(m['code']['commit']) == 40
 
 
 def test_refinement_changes_at_most_the_remasked_budget(smoke_run):
@@ -138,8 +160,9 @@ def test_sharded_generation_matches_one_device(smoke_run, tiny_weights, tiny_dat
   assert results['devices'].startswith('8 x')
   assert [row['name'] for row in results['rows']] == ['random_revoke@8']
   notes = ' '.join(results['notes'])
-  assert 'skipped tcts@8' in notes and 'FID-shapes skipped' in notes and 'CLIP-S and MID skipped' in notes
-  assert results['rows'][0]['fid_shapes'] is None
+  assert 'skipped tcts@8' in notes and 'fid_shapes skipped' in notes and 'clip_score skipped' in notes
+  assert 'mid skipped: eval.clip_weights is not set' in notes
+  assert results['rows'][0]['metrics']['fid_shapes'] is None
   files = sorted((workdir / 'shards' / 'random_revoke@8').glob('*.npz'))
   assert len(files) == 3
   for f in files:
@@ -157,6 +180,8 @@ def test_sharded_generation_matches_one_device(smoke_run, tiny_weights, tiny_dat
     (["--config.eval.refinement.methods=('revision:oracle',)"], ['bad eval.refinement method', 'revision:oracle']),
     (['--config.eval.refinement.base=purity@16'], ['eval.refinement.base', 'not an eval.grid entry']),
     (["--config.eval.compare=('purity@8',)"], ['bad eval.compare pair', "'purity@8'"]),
+    (["--config.eval.metrics=('alignment', 'nope')"], ["unknown metric 'nope'", 'captioned_shapes']),
+    (["--config.eval.metrics=('alignment', 'alignment')"], ['duplicate eval.metrics']),
 ])
 def test_bad_input_fails_before_generating(tiny_weights, tiny_data_dir, tiny_features, tmp_path, args, fragments):
   args = [f'--config.eval.features_weights={tiny_features}' if a == 'FEATURES' else a for a in args]
@@ -169,7 +194,7 @@ def test_bad_input_fails_before_generating(tiny_weights, tiny_data_dir, tiny_fea
 
 
 def test_parse_grid():
-  from tcts_jax.evaluate import Entry, parse_grid
+  from tcts_jax.evaluation.grid import Entry, parse_grid
   assert parse_grid(['purity@16', ('uniform', 25), 'uniform:4,random_revoke:4@8']) == [
       Entry('purity', 16), Entry('uniform', 25), Entry('uniform:4,random_revoke:4', 8)]
   assert Entry('uniform:4,random_revoke:4', 8).dirname == 'uniform_4_random_revoke_4@8'
@@ -178,27 +203,36 @@ def test_parse_grid():
       parse_grid(bad)
 
 
-def test_bootstrap_alignment_matches_score_batch():
+def alignment_scores(n=12):
+  """Per-image alignment values of renders scored half against their own, half against other captions."""
   from tcts_jax.data import shapes
-  from tcts_jax.evaluate import SCORE_KEYS, bootstrap_alignment
-  from tcts_jax.metrics import alignment
-  examples = [shapes.make_example(3, i) for i in range(12)]
+  from tcts_jax.data import shapes_alignment as alignment
+  from tcts_jax.data.captioned_shapes import SCORE_KEYS
+  examples = [shapes.make_example(3, i) for i in range(n)]
   images = np.stack([e['image'] for e in examples])
   objects = np.roll(np.stack([e['objects'] for e in examples]), 1, 0)  # half wrong: non-trivial means
   counts = np.roll(np.array([e['num_objects'] for e in examples]), 1)
   objects[::2], counts[::2] = np.stack([e['objects'] for e in examples])[::2], np.array(
       [e['num_objects'] for e in examples])[::2]
   batch = alignment.score_batch(images, objects, counts)
-  scores = {k: batch['per_image'][k].astype(float) for k in SCORE_KEYS}
-  boot = bootstrap_alignment(scores, 500, seed=0)
+  return batch, {k: batch['per_image'][k].astype(float) for k in SCORE_KEYS}
+
+
+def test_bootstrap_of_the_alignment_evaluator_matches_score_batch():
+  from tcts_jax.data.captioned_shapes import pooled_alignment
+  from tcts_jax.evaluation.stats import bootstrap
+  batch, scores = alignment_scores()
+  boot = bootstrap(lambda idx: pooled_alignment(scores, idx), len(scores['num_objects']), 500, seed=0)
   for key, value in boot.items():
-    assert value['mean'] == pytest.approx(batch[key])
-    assert value['ci95'][0] <= value['mean'] <= value['ci95'][1]
-  assert 0 < boot['object_accuracy']['mean'] < 1 and boot['object_accuracy']['ci95'][0] < boot['object_accuracy']['ci95'][1]
+    assert value['value'] == pytest.approx(batch[key])
+    assert value['ci95'][0] <= value['value'] <= value['ci95'][1]
+  obj = boot['object_accuracy']
+  assert 0 < obj['value'] < 1 and obj['ci95'][0] < obj['ci95'][1]
 
 
 def test_paired_difference_is_the_difference_of_means_with_a_paired_interval():
-  from tcts_jax.evaluate import IMAGE_LEVEL, OBJECT_LEVEL, bootstrap_alignment, paired_difference
+  from tcts_jax.data.captioned_shapes import IMAGE_LEVEL, OBJECT_LEVEL, pooled_alignment
+  from tcts_jax.evaluation.stats import bootstrap, paired_difference
   rng = np.random.default_rng(0)
   n = 400
   counts = rng.integers(1, 4, n).astype(float)
@@ -208,30 +242,38 @@ def test_paired_difference_is_the_difference_of_means_with_a_paired_interval():
   worse = rng.choice(n, 20, replace=False)  # B = A with 5% of the images wrong
   b['object_accuracy'][worse], b['all_correct'][worse] = 0.0, 0.0
 
-  diff = paired_difference(a, b, 1000, seed=0)
-  own_a, own_b = bootstrap_alignment(a, 1000, seed=0), bootstrap_alignment(b, 1000, seed=0)
+  diff = paired_difference(pooled_alignment, a, b, 1000, seed=0)
+  own_a, own_b = (bootstrap(lambda idx, v=v: pooled_alignment(v, idx), n, 1000, seed=0) for v in (a, b))
   for key in diff:
-    assert diff[key]['mean'] == pytest.approx(own_a[key]['mean'] - own_b[key]['mean'])
+    assert diff[key]['value'] == pytest.approx(own_a[key]['value'] - own_b[key]['value'])
   d = diff['object_accuracy']
   # Every image of A is at least as good as B's: every resample's difference is >= 0, and > 0 here.
-  assert 0 < d['ci95'][0] <= d['mean'] <= d['ci95'][1]
+  assert 0 < d['ci95'][0] <= d['value'] <= d['ci95'][1]
   # Pairing cancels the image-to-image spread: far narrower than A's own interval, and narrower than the
   # gap that two overlapping unpaired intervals would suggest.
   own_width = own_a['object_accuracy']['ci95'][1] - own_a['object_accuracy']['ci95'][0]
   assert d['ci95'][1] - d['ci95'][0] < 0.6 * own_width
   assert own_b['object_accuracy']['ci95'][1] > own_a['object_accuracy']['ci95'][0]  # unpaired: overlap
-  same = paired_difference(a, a, 200, seed=0)
-  assert all(v['mean'] == 0 and v['ci95'] == [0, 0] for v in same.values())
+  same = paired_difference(pooled_alignment, a, a, 200, seed=0)
+  assert all(v['value'] == 0 and v['ci95'] == [0, 0] for v in same.values())
   with pytest.raises(ValueError, match='same images'):
-    paired_difference(a, {**b, 'num_objects': counts[::-1].copy()}, 10, seed=0)
+    paired_difference(pooled_alignment, a, {**b, 'num_objects': counts[:-1]}, 10, seed=0)
+
+
+def test_rows_made_for_other_records_are_not_paired():
+  from tcts_jax.evaluation.job import Row, comparison_rows
+  rows = {'a': Row('a', 'generated', None, np.arange(4)), 'b': Row('b', 'generated', None, np.arange(4)[::-1])}
+  with pytest.raises(ValueError, match='different records'):
+    comparison_rows([('a', 'b')], rows, {}, None, [])
+  notes = []
+  assert comparison_rows([('a', 'c')], rows, {}, None, notes) == [] and 'no row c' in notes[0]
 
 
 def test_load_shard_rejects_corrupt_stale_and_misshaped(tmp_path):
-  from tcts_jax.evaluate import SCORE_KEYS, load_shard, save_shard
+  from tcts_jax.evaluation.shards import load_shard, save_shard
   n, idx = 3, np.arange(8, 11)
   shard = {'indices': idx, 'tokens': np.zeros((n, 4), np.int32), 'images': np.zeros((n, 8, 8, 3), np.uint8),
-           **{f'score_{k}': np.zeros(n) for k in SCORE_KEYS}, 'seconds': np.float64(1.0), 'slots': np.int64(4),
-           'fingerprint': np.array('abc')}
+           'seconds': np.float64(1.0), 'slots': np.int64(4), 'fingerprint': np.array('abc')}
   path = tmp_path / 'shards' / 'x@1' / 'shard_00001.npz'
   save_shard(path, shard)
   assert sorted(p.name for p in path.parent.iterdir()) == [path.name]   # no temp file left behind
@@ -246,15 +288,15 @@ def test_load_shard_rejects_corrupt_stale_and_misshaped(tmp_path):
 
 
 def test_example_keys_depend_only_on_the_index():
-  from tcts_jax.evaluate import example_keys
+  from tcts_jax.evaluation.generation import example_keys
   np.testing.assert_array_equal(example_keys(0, [5, 6, 7])[1:], example_keys(0, [6, 7]))
   assert not np.array_equal(example_keys(0, [5]), example_keys(1, [5]))
 
 
 def test_rerender_keeps_the_scene_and_changes_the_background():
   from tcts_jax.data import shapes
-  from tcts_jax.evaluate import rerender
-  from tcts_jax.metrics import alignment
+  from tcts_jax.data import shapes_alignment as alignment
+  from tcts_jax.data.captioned_shapes import rerender
   e = shapes.make_example(1, 4)
   again = rerender(e['objects'], e['num_objects'], 0, 4, 32)
   assert not np.array_equal(again, e['image'])
@@ -262,10 +304,10 @@ def test_rerender_keeps_the_scene_and_changes_the_background():
 
 
 def test_feature_targets_and_fid_shapes(tiny_features):
-  from tcts_jax.api import load_config
   from tcts_jax.data import shapes
   from tcts_jax.metrics.fid_shapes import FIDShapes, fid_shapes_from_features
   from tcts_jax.models.features import NUM_CELL_CLASSES, cell_targets
+  from tcts_jax.utils.config import load_config
   objects = np.array([[[2, 5, 1, 4], [0, 0, 0, 8], [-1, -1, -1, -1]]], np.int32)
   cells = np.asarray(cell_targets(objects, np.array([2])))[0]
   assert cells.tolist() == [0, 0, 0, 0, NUM_CELL_CLASSES - 1, 0, 0, 0, 1]

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tcts_jax import checkpoint
-from tcts_jax.corruption import corrupt
+from tcts_jax.utils import checkpoint
+from tcts_jax.training.corruption import corrupt
 from tcts_jax.models.generator import generator_forward
 from tcts_jax.models.text import UnknownWordsError
 

@@ -1,4 +1,4 @@
-"""Sampler properties (DESIGN §2-3), on the tiny config with random weights: the properties hold for any
+"""Sampler properties (docs/design.md §2-3), on the tiny config with random weights: the properties hold for any
 generator, so no training is needed."""
 
 import jax
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tcts_jax.sampling import schedules
-from tcts_jax.sampling.sampler import Sampler, sampler_config, strategy_per_step
+from tcts_jax.sampling.sampler import sampler_config, strategy_per_step
+from tests.conftest import make_sampler
 
 PROMPTS = ['a large red circle in the middle', 'a small blue square at the top left',
            'a big green triangle at the bottom', 'a tiny yellow disk on the right side']
@@ -23,7 +24,7 @@ def run(tiny_model):
     cfg = sampler_config(config.sampler, **overrides)
     key = cfg.to_json()
     if key not in cache:
-      cache[key] = Sampler(models, cfg, trajectory=True)
+      cache[key] = make_sampler(models, cfg, trajectory=True)
     out = cache[key](params, ids, jax.random.key(seed), negative)
     return jax.tree.map(np.asarray, out), cache[key]
   return _run
@@ -138,7 +139,7 @@ def test_guidance_zero_is_the_conditional_path(run, tiny_model):
 
 def test_one_scan_with_static_length(tiny_model):
   config, models, params = tiny_model
-  sampler = Sampler(models, sampler_config(config.sampler, strategy='fas'))
+  sampler = make_sampler(models, sampler_config(config.sampler, strategy='fas'))
   ids = models.word_tokenizer.encode_batch(PROMPTS[:2])
   jaxpr = jax.make_jaxpr(sampler._sample_impl)(params, ids, jax.random.key(0), None)
   scans = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == 'scan']
@@ -149,7 +150,7 @@ def test_one_scan_with_static_length(tiny_model):
 
 def test_no_recompilation_across_prompts_and_seeds(tiny_model):
   config, models, params = tiny_model
-  sampler = Sampler(models, sampler_config(config.sampler, strategy='random_revoke', steps=4))
+  sampler = make_sampler(models, sampler_config(config.sampler, strategy='random_revoke', steps=4))
   for seed, prompts in enumerate([PROMPTS[:2], PROMPTS[2:]]):
     sampler(params, models.word_tokenizer.encode_batch(prompts), jax.random.key(seed))
   assert sampler._sample._cache_size() == 1
@@ -170,7 +171,7 @@ def test_no_recompilation_across_prompts_and_seeds(tiny_model):
 def test_bad_settings_fail_before_compiling(tiny_model, overrides, message):
   config, models, _ = tiny_model
   with pytest.raises(ValueError, match=message):
-    Sampler(models, sampler_config(config.sampler, **overrides))
+    make_sampler(models, sampler_config(config.sampler, **overrides))
 
 
 def test_keep_counts():
@@ -191,7 +192,7 @@ def test_schedules_stay_numpy_inside_a_jit_trace(tiny_model):
     inside = schedules.keep_counts(8, 64)
     assert isinstance(inside, np.ndarray)
     np.testing.assert_array_equal(inside, outside)
-    Sampler(models, config.sampler)
+    make_sampler(models, config.sampler)
     return x
 
   jax.jit(build)(0.0)
@@ -209,7 +210,7 @@ def test_guidance_schedules():
 def test_completion_never_changes_locked_tokens(tiny_model, strategy):
   # Inpainting: tokens outside the region are locked; the region is generated; counts follow the schedule.
   config, models, params = tiny_model
-  sampler = Sampler(models, sampler_config(config.sampler, strategy=strategy, steps=6), trajectory=True)
+  sampler = make_sampler(models, sampler_config(config.sampler, strategy=strategy, steps=6), trajectory=True)
   ids = models.word_tokenizer.encode_batch(PROMPTS[:2])
   rng = np.random.default_rng(0)
   original = rng.integers(0, models.generator.codebook_size, (2, models.num_tokens))

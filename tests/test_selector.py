@@ -1,4 +1,4 @@
-"""TCTS selector (DESIGN §4): model, training stage, held-out metrics and the tcts / tcts_fas strategies.
+"""TCTS selector (docs/design.md §4): model, training stage, held-out metrics and the tcts / tcts_fas strategies.
 
 Tiny config, random weights wherever the property holds for any weights (sampling); the training test
 trains the selector on a random-init frozen generator saved to a weights dir, as the CLI would load it.
@@ -14,14 +14,16 @@ import numpy as np
 import pytest
 from flax.training import train_state
 
-from tcts_jax import checkpoint
+from tcts_jax.utils import checkpoint
 from tcts_jax.api import TextToImage, load_config
-from tcts_jax.data import pipeline, shapes
+from tests.conftest import make_sampler
+from tcts_jax.data import get_dataset, pipeline, shapes
 from tcts_jax.models.selector import selector_forward
-from tcts_jax.sampling.sampler import Sampler, _make_strategy, sampler_config
-from tcts_jax.selector_eval import evaluate_selector
-from tcts_jax.stages import SelectorStage, auroc
-from tcts_jax.train import make_optimizer, train_step
+from tcts_jax.sampling.sampler import Sampler, sampler_config
+from tcts_jax.sampling.strategies import make_strategy
+from tcts_jax.evaluation.selector import evaluate_selector
+from tcts_jax.training.stages import SelectorStage, auroc
+from tcts_jax.training.trainer import make_optimizer, train_step
 
 PROMPTS = ['a large red circle in the middle', 'a small blue square at the top left',
            'a big green triangle at the bottom', 'a tiny yellow disk on the right side']
@@ -38,7 +40,7 @@ def run(tiny_model):
     cfg = sampler_config(config.sampler, **overrides)
     key = cfg.to_json()
     if key not in cache:
-      cache[key] = Sampler(models, cfg, trajectory=True)
+      cache[key] = make_sampler(models, cfg, trajectory=True)
     return jax.tree.map(np.asarray, cache[key](params, ids, jax.random.key(seed))), cache[key]
   return _run
 
@@ -101,7 +103,7 @@ def trained(tiny_data_dir, weights_dir):
   models = build_models(config, shapes.vocabulary())
   stage = SelectorStage(config, models)
   frozen = stage.frozen()
-  loader = pipeline.make_loader('train', config.train.batch_size, config_name='tiny', data_dir=str(tiny_data_dir),
+  loader = pipeline.make_loader(get_dataset(config.data), 'train', config.train.batch_size,
                                 tokenize=models.word_tokenizer.encode)
   arrays = lambda b: {k: jnp.asarray(b[k]) for k in ('image', 'text_ids')}
   held_out = arrays(next(loader))
@@ -192,8 +194,8 @@ def test_tcts_fas_all_high_frequency_equals_tcts(run, tiny_config):
   np.testing.assert_array_equal(all_high.trajectory['kept'], tcts.trajectory['kept'])
   np.testing.assert_array_equal(all_high.tokens, tcts.tokens)
   # The named strategy is fas over tcts, whatever fas_base says.
-  assert _make_strategy('tcts_fas', sampler_config(tiny_config.sampler)).name == 'fas[tcts]'
-  assert _make_strategy('fas', sampler_config(tiny_config.sampler, fas_base='tcts')).name == 'fas[tcts]'
+  assert make_strategy('tcts_fas', sampler_config(tiny_config.sampler)).name == 'fas[tcts]'
+  assert make_strategy('fas', sampler_config(tiny_config.sampler, fas_base='tcts')).name == 'fas[tcts]'
 
 
 def test_tcts_fas_all_low_frequency_equals_tcts_persistent(run, tiny_config):
@@ -202,7 +204,7 @@ def test_tcts_fas_all_low_frequency_equals_tcts_persistent(run, tiny_config):
   all_low, _ = run(seed=9, strategy='tcts_fas', fas_threshold=1e9, persistent_weight=5.0)
   np.testing.assert_array_equal(all_low.trajectory['kept'], per.trajectory['kept'])
   np.testing.assert_array_equal(all_low.tokens, per.tokens)
-  strategy = _make_strategy('tcts_persistent', sampler_config(tiny_config.sampler))
+  strategy = make_strategy('tcts_persistent', sampler_config(tiny_config.sampler))
   assert strategy.name == 'persistent[tcts]' and strategy.revocable and strategy.needs_selector
 
 
@@ -215,14 +217,14 @@ def test_tcts_fas_all_low_frequency_equals_tcts_persistent(run, tiny_config):
 def test_bad_tcts_settings(tiny_model, overrides, message):
   config, models, _ = tiny_model
   with pytest.raises(ValueError, match=message):
-    Sampler(models, sampler_config(config.sampler, **overrides))
+    make_sampler(models, sampler_config(config.sampler, **overrides))
 
 
 def test_tcts_without_selector_is_a_clear_error(tiny_model):
   config, models, params = tiny_model
   with pytest.raises(ValueError, match='needs a TCTS selector'):
-    Sampler(dataclasses.replace(models, selector=None), sampler_config(config.sampler, strategy='uniform:8,tcts:8'))
-  sampler = Sampler(models, sampler_config(config.sampler, strategy='tcts_fas'))
+    Sampler(models.masked_generator(), sampler_config(config.sampler, strategy='uniform:8,tcts:8'), selector=None)
+  sampler = make_sampler(models, sampler_config(config.sampler, strategy='tcts_fas'))
   no_selector = {k: v for k, v in params.items() if k != 'selector'}
   with pytest.raises(ValueError, match='needs TCTS selector weights'):
     sampler(no_selector, models.word_tokenizer.encode_batch(PROMPTS[:1]), jax.random.key(0))

@@ -2,11 +2,11 @@
 
 import json
 
-from tcts_jax import checkpoint
-from tcts_jax.api import load_config
 from tcts_jax.data import shapes
+from tcts_jax.evaluation.tokenizer import evaluate_tokenizer
 from tcts_jax.models import abstract_params, build_models
-from tcts_jax.tokenizer_eval import evaluate_tokenizer
+from tcts_jax.utils import checkpoint
+from tcts_jax.utils.config import load_config
 
 from tests.conftest import run_cli
 

@@ -6,12 +6,11 @@ import sys
 
 import numpy as np
 
-from tcts_jax import checkpoint
-from tcts_jax.api import load_config
-from tcts_jax.data import pipeline, shapes
-from tcts_jax.models import abstract_params, build_models
-from tcts_jax.stages import image_tokens
-from tcts_jax.train import encode_training_set, train_and_evaluate
+from tcts_jax.data import get_dataset, pipeline
+from tcts_jax.models import abstract_params, build_models, image_tokens
+from tcts_jax.training.trainer import encode_training_set, train_and_evaluate
+from tcts_jax.utils import checkpoint
+from tcts_jax.utils.config import load_config
 
 from tests.conftest import REPO
 
@@ -54,11 +53,12 @@ def test_training_set_codes_equal_encoding_each_batch(tiny_data_dir, tmp_path):
   # The generator and selector stages read the codes encoded once; they must be the step's own encoding.
   tok = tiny('tokenizer', tiny_data_dir, num_steps=2, image_every=0)
   train_and_evaluate(tok, tmp_path)
-  models = build_models(tok, shapes.vocabulary())
+  dataset = get_dataset(tok.data)
+  models = build_models(tok, dataset.vocabulary())
   params = checkpoint.load_part(str(tmp_path), 'tokenizer', abstract_params(models, 32)['tokenizer'])
-  codes = encode_training_set(tok, models, params, batch_size=24)
-  assert codes.shape == (pipeline.num_records('train', 'tiny', tiny_data_dir), models.num_tokens)
-  batch = next(pipeline.make_loader('train', 16, config_name='tiny', data_dir=str(tiny_data_dir), seed=3))
+  codes = encode_training_set(dataset, models, params, batch_size=24)
+  assert codes.shape == (dataset.num_records('train'), models.num_tokens)
+  batch = next(pipeline.make_loader(dataset, 'train', 16, seed=3))
   np.testing.assert_array_equal(codes[batch['index']], image_tokens(models, params, batch['image']))
   assert len(np.unique(codes)) > 1
 
@@ -68,7 +68,7 @@ def test_train_step_on_eight_devices(tiny_data_dir, tmp_path):
   code = (
       'import jax; assert jax.device_count() == 8\n'
       'from tests.test_train import tiny\n'
-      'from tcts_jax.train import train_and_evaluate\n'
+      'from tcts_jax.training.trainer import train_and_evaluate\n'
       f'c = tiny("tokenizer", {str(tiny_data_dir)!r}, num_steps=3, log_every=1, image_every=0)\n'
       f's, h = train_and_evaluate(c, {str(tmp_path)!r})\n'
       'assert int(s.step) == 3 and len(h) == 3\n'
@@ -80,7 +80,7 @@ def test_train_step_on_eight_devices(tiny_data_dir, tmp_path):
 
 def test_edge_weights_pick_out_object_outlines():
   import jax.numpy as jnp
-  from tcts_jax.stages import edge_weights
+  from tcts_jax.training.stages import edge_weights
   flat = jnp.full((2, 8, 8, 3), 0.3)
   np.testing.assert_allclose(edge_weights(flat, 10.0), 1.0)  # no edges: the plain mean
   img = flat.at[0, 2:5, 2:5].set(-0.9)  # one 3x3 object on image 0
@@ -99,7 +99,7 @@ def test_edge_weights_pick_out_object_outlines():
 def test_smoothed_cross_entropy_equals_optax_on_smoothed_one_hot():
   import jax
   import optax
-  from tcts_jax.stages import smoothed_cross_entropy
+  from tcts_jax.training.stages import smoothed_cross_entropy
   logits = 3.0 * jax.random.normal(jax.random.key(0), (2, 5, 37))
   labels = jax.random.randint(jax.random.key(1), (2, 5), 0, 37)
   for s in (0.0, 0.1, 0.5):

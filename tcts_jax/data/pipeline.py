@@ -1,4 +1,4 @@
-"""Input pipeline: captioned shapes through `tfds` random access + grain, as numpy batches.
+"""Input pipeline: any `Dataset`'s random-access records through grain, as numpy batches.
 
 Reading does not import TensorFlow. The returned grain iterator supports `get_state()` /
 `set_state()` for checkpointing.
@@ -11,20 +11,15 @@ from typing import Callable, Iterator
 import grain
 import numpy as np
 
-from tcts_jax.data import shapes_tfds
+from tcts_jax.data import Dataset, decode_caption, field_array
 
 
-def example_to_numpy(example: dict, tokenize: Callable[[str], np.ndarray] | None, index: int = -1) -> dict:
-  caption = example['caption']
-  if isinstance(caption, bytes):
-    caption = caption.decode('utf-8')
-  out = {
-      'image': np.asarray(example['image'], np.uint8),
-      'caption': caption,
-      'objects': np.asarray(example['objects'], np.int32),
-      'num_objects': np.int32(example['num_objects']),
-      'index': np.int32(index),  # the record's position in its split (keys per-record caches)
-  }
+def example_to_numpy(example: dict, fields, tokenize: Callable[[str], np.ndarray] | None, index: int = -1) -> dict:
+  """One record as numpy: image uint8, caption str, the dataset's `fields` as arrays, and `index`."""
+  out = {k: field_array(example[k]) for k in fields}
+  caption = decode_caption(example['caption'])
+  out.update(image=np.asarray(example['image'], np.uint8), caption=caption,
+             index=np.int32(index))  # the record's position in its split (keys per-record caches)
   if tokenize is not None:
     out['text_ids'] = np.asarray(tokenize(caption), np.int32)
   return out
@@ -37,35 +32,30 @@ def collate(examples: list[dict]) -> dict:
   return batch
 
 
-def num_records(split: str, config_name: str = 'default', data_dir: str | None = None) -> int:
-  return shapes_tfds.build(config_name, data_dir).info.splits[split].num_examples
-
-
-def make_loader(split: str, batch_size: int, *, config_name: str = 'default',
-                data_dir: str | None = None, seed: int = 0, shuffle: bool = True,
+def make_loader(dataset: Dataset, split: str, batch_size: int, *, seed: int = 0, shuffle: bool = True,
                 num_epochs: int | None = None, drop_remainder: bool = True,
                 process_index: int | None = None, process_count: int | None = None,
                 tokenize: Callable[[str], np.ndarray] | None = None) -> Iterator[dict]:
-  """Iterator of numpy batches of `batch_size` (per process) examples.
+  """Iterator of numpy batches of `batch_size` (per process) records of `dataset`.
 
-  Batches: image uint8 (B, S, S, 3), caption object array of str (B,), objects int32 (B, 3, 4),
-  num_objects int32 (B,), index int32 (B,) (record number in the split), and text_ids int32 (B, L) when
-  `tokenize` is given. Each process reads a disjoint shard (every `process_count`-th record); the order
-  is a function of `seed` alone.
+  Batches: image uint8 (B, S, S, 3), caption object array of str (B,), index int32 (B,) (record number in
+  the split), the dataset's `fields` (e.g. objects int32 (B, 3, 4) and num_objects int32 (B,) for
+  captioned shapes), and text_ids int32 (B, L) when `tokenize` is given. Each process reads a disjoint
+  shard (every `process_count`-th record); the order is a function of `seed` alone.
   `num_epochs=None` repeats forever. Prepares the dataset on first use.
   """
   if process_index is None or process_count is None:
-    import jax  # Lazily: the pipeline itself does not need jax.
+    import jax  # pylint: disable=import-outside-toplevel (the pipeline itself does not need jax)
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
 
-  source = shapes_tfds.build(config_name, data_dir).as_data_source(split)
+  source = dataset.source(split)
   # Shuffle and repeat hand later epochs indices past the end (the source wraps them): keep the record's own.
   ds = grain.MapDataset.source(source).map_with_index(lambda i, example: (i % len(source), example))
   ds = ds[process_index::process_count]
   if shuffle:
     ds = ds.shuffle(seed=seed)  # Reshuffled differently every epoch by `repeat`.
   ds = ds.repeat(num_epochs)
-  ds = ds.map(lambda indexed: example_to_numpy(indexed[1], tokenize, indexed[0]))
+  ds = ds.map(lambda indexed: example_to_numpy(indexed[1], dataset.fields, tokenize, indexed[0]))
   ds = ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=collate)
   return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=16)))

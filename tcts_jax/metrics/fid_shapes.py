@@ -18,7 +18,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from tcts_jax import checkpoint
+from tcts_jax.utils import checkpoint
 from tcts_jax.metrics.fid import fid_from_features
 from tcts_jax.models.features import ShapesFeatureNet, abstract_feature_params, build_feature_net
 
@@ -43,7 +43,7 @@ class FIDShapes:
     """Weights from a dir with features.safetensors or a `features` trainer workdir; the architecture from
     `config` (default: configs/shapes.py) — a mismatch fails with one clear line."""
     if config is None:
-      from tcts_jax.api import load_config  # pylint: disable=import-outside-toplevel (api imports models)
+      from tcts_jax.utils.config import load_config  # pylint: disable=import-outside-toplevel
       config = load_config('configs/shapes.py:features')
     net = build_feature_net(config)
     expected = abstract_feature_params(net, config.data.image_size)

@@ -1,4 +1,8 @@
-"""Model construction from a config: one place that knows how config fields map to modules."""
+"""Model construction from a config: one place that knows how config fields map to modules.
+
+`Models.masked_generator()` and `Models.token_selector()` hand our modules to the sampler as the pure
+functions it takes (`tcts_jax.sampling.model`); params are the dict of `init_params`.
+"""
 
 import dataclasses
 from typing import Optional, Sequence
@@ -6,8 +10,9 @@ from typing import Optional, Sequence
 import jax
 import jax.numpy as jnp
 
-from tcts_jax.models.generator import Generator
+from tcts_jax.models.generator import Generator, generator_context, generator_logits
 from tcts_jax.models.selector import Selector
+from tcts_jax.sampling.model import MaskedGenerator, TokenSelector
 from tcts_jax.models.text import TextEncoder, WordTokenizer
 from tcts_jax.models.vqgan import VQTokenizer
 
@@ -30,6 +35,80 @@ class Models:
   def mask_id(self) -> int:
     return self.generator.mask_id
 
+  def encode_text(self, params, text_ids, negative_ids=None):
+    """Text embeddings, padding mask and null-text flags for 2B rows: B conditional, then B unconditional
+    (the learned null text, or the negative prompt when `negative_ids` is given)."""
+    b = text_ids.shape[0]
+    uncond_ids = text_ids if negative_ids is None else negative_ids
+    text, text_mask = self.text_encoder.apply({'params': params['text']}, jnp.concatenate([text_ids, uncond_ids]))
+    drop = jnp.concatenate([jnp.zeros(b, bool), jnp.full(b, negative_ids is None)])
+    return text, text_mask, drop
+
+  def decode_tokens(self, tokenizer_params, tokens):
+    """(B, N) token ids -> (B, H, W, 3) images in [0, 1]."""
+    g = self.grid_size
+    images = self.tokenizer.apply({'params': tokenizer_params}, tokens.reshape(-1, g, g), method='decode')
+    return model_to_images(images)
+
+  def masked_generator(self) -> MaskedGenerator:
+    """The generator as the sampler takes it; its text state is the cross-attention context of every layer."""
+
+    def encode_text(params, text_ids, negative_ids):
+      return generator_context(self.generator, params['generator'], *self.encode_text(params, text_ids, negative_ids))
+
+    def logits(params, tokens, context, attention_layer):
+      logits, self_attention, cross_attention = generator_logits(
+        self.generator, params['generator'], tokens, context, attention_layer
+      )
+      maps = None if attention_layer is None else dict(self_attention=self_attention, cross_attention=cross_attention)
+      return logits, maps
+
+    return MaskedGenerator(
+      num_tokens=self.num_tokens,
+      codebook_size=self.generator.codebook_size,
+      mask_id=self.mask_id,
+      num_layers=self.generator.num_layers,
+      encode_text=encode_text,
+      logits=logits,
+      decode=lambda params, tokens: self.decode_tokens(params['tokenizer'], tokens),
+    )
+
+  def token_selector(self) -> Optional[TokenSelector]:
+    """The TCTS selector as the sampler takes it (None without a selector config section)."""
+    if self.selector is None:
+      return None
+
+    def selector_params(params):
+      if 'selector' not in params:
+        raise ValueError('this strategy needs TCTS selector weights, but none are loaded (no selector.safetensors '
+                         'in the weights dir; train one with the selector stage)')
+      return params['selector']
+
+    def encode_text(params, text_ids, negative_ids):
+      text = self.encode_text(params, text_ids, negative_ids)
+      return self.selector.apply({'params': selector_params(params)}, *text, method='context')
+
+    def logits(params, tokens, ratio, context):
+      return self.selector.apply({'params': selector_params(params)}, tokens, ratio, context, method='logits')
+
+    return TokenSelector(encode_text=encode_text, logits=logits)
+
+
+def images_to_model(images_uint8):
+  """uint8 images -> the tokenizer's input range [-1, 1]."""
+  return images_uint8.astype(jnp.float32) / 127.5 - 1.0
+
+
+def model_to_images(x):
+  """The tokenizer's output -> images in [0, 1]."""
+  return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
+
+
+def image_tokens(models: Models, tokenizer_params, images_uint8):
+  """(B, H, W, 3) uint8 images -> (B, N) codebook ids through the frozen tokenizer."""
+  grid = models.tokenizer.apply({'params': tokenizer_params}, images_to_model(images_uint8), method='encode')
+  return grid.reshape(grid.shape[0], -1)
+
 
 def build_models(config, vocabulary: Sequence[str]) -> Models:
   t, x, g = config.tokenizer, config.text, config.generator
@@ -42,7 +121,7 @@ def build_models(config, vocabulary: Sequence[str]) -> Models:
       tokenizer=VQTokenizer(tuple(t.channels), t.num_res_blocks, t.codebook_size, t.code_dim, t.commitment_cost),
       word_tokenizer=words,
       text_encoder=TextEncoder(words.vocab_size, x.max_length, x.width, x.num_layers, x.num_heads),
-      generator=Generator(t.codebook_size, grid * grid, g.width, g.num_layers, g.num_heads, g.mlp_ratio),
+      generator=Generator(t.codebook_size, grid * grid, g.width, g.num_layers, g.num_heads, x.width, g.mlp_ratio),
       grid_size=grid,
       selector=_build_selector(config, grid * grid),
   )
@@ -52,7 +131,8 @@ def _build_selector(config, num_tokens: int) -> Optional[Selector]:
   if 'selector' not in config:
     return None
   s = config.selector
-  return Selector(config.tokenizer.codebook_size, num_tokens, s.width, s.num_layers, s.num_heads, s.mlp_ratio)
+  return Selector(config.tokenizer.codebook_size, num_tokens, s.width, s.num_layers, s.num_heads, config.text.width,
+                  s.mlp_ratio)
 
 
 def init_selector(models: Models, rng, text_width: int) -> dict:

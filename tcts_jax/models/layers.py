@@ -1,6 +1,12 @@
-"""Transformer building blocks shared by the text encoder, the generator and (later) the selector."""
+"""Transformer building blocks shared by the text encoder, the generator and the selector.
+
+`Attention` has the parameters and numerics of `nn.MultiHeadDotProductAttention` (query / key / value /
+out `DenseGeneral`, flax's `dot_product_attention`), but its keys and values can be computed apart from
+its queries: the sampler projects the text once, before its loop, instead of at every step.
+"""
 
 import flax.linen as nn
+import flax.struct
 import jax.numpy as jnp
 
 
@@ -13,28 +19,76 @@ class MlpBlock(nn.Module):
     return nn.Dense(x.shape[-1])(y)
 
 
-class TransformerBlock(nn.Module):
-  """Pre-LN block: self-attention -> (optional) cross-attention -> MLP.
+class Attention(nn.Module):
+  """Multi-head dot-product attention over `width` features, keys and values given or projected here.
 
-  With `sow_attention=True` the softmax attention probabilities of both attention layers are sown into
-  the 'intermediates' collection as `self_attn/attention_weights` and `cross_attn/attention_weights`
+  With `sow_weights=True` the softmax probabilities (B, heads, queries, keys) are sown into the
+  'intermediates' collection as `attention_weights`.
+  """
+
+  num_heads: int
+  width: int
+
+  def setup(self):
+    head_features = (self.num_heads, self.width // self.num_heads)
+    self.query = nn.DenseGeneral(head_features, axis=-1)
+    self.key = nn.DenseGeneral(head_features, axis=-1)
+    self.value = nn.DenseGeneral(head_features, axis=-1)
+    self.out = nn.DenseGeneral(self.width, axis=(-2, -1))
+
+  def keys_values(self, inputs):
+    return self.key(inputs), self.value(inputs)
+
+  def __call__(self, x, keys_values=None, mask=None, sow_weights=False):
+    """Self-attention over `x`, or attention to precomputed `keys_values` (from `self.keys_values`)."""
+    keys, values = self.keys_values(x) if keys_values is None else keys_values
+    y = nn.dot_product_attention(self.query(x), keys, values, mask=mask, module=self if sow_weights else None)
+    return self.out(y)
+
+
+@flax.struct.dataclass
+class Context:
+  """What a cross-attending transformer derives from its text alone, computed once per text.
+
+  keys_values: per block, the cross-attention (keys, values), each (B, L, heads, head_dim).
+  mask: (B, 1, 1, L) bool, True where a query may attend to the text slot.
+  """
+
+  keys_values: tuple
+  mask: jnp.ndarray
+
+
+class TransformerBlock(nn.Module):
+  """Pre-LN block: self-attention -> (optional) cross-attention to a `Context` -> MLP.
+
+  With `sow_attention=True` the attention probabilities of both attention layers are sown into the
+  'intermediates' collection as `self_attn/attention_weights` and `cross_attn/attention_weights`
   (shape (B, heads, queries, keys)); they come from this very forward pass.
   """
+
   num_heads: int
+  width: int
   mlp_ratio: int = 4
   cross_attention: bool = False
 
-  @nn.compact
-  def __call__(self, x, self_mask=None, context=None, context_mask=None, sow_attention=False):
-    attn = lambda name: nn.MultiHeadDotProductAttention(num_heads=self.num_heads, name=name)
-    h = nn.LayerNorm()(x)
-    x = x + attn('self_attn')(h, mask=self_mask, sow_weights=sow_attention)
+  def setup(self):
+    # Submodule names are the parameter names of the checkpoints: LayerNorm_<i> in order of use.
+    self.self_attn = Attention(self.num_heads, self.width)
+    num_norms = 3 if self.cross_attention else 2
+    self.norms = [nn.LayerNorm(name=f'LayerNorm_{i}') for i in range(num_norms)]
     if self.cross_attention:
-      h = nn.LayerNorm()(x)
-      cross_mask = nn.make_attention_mask(jnp.ones(x.shape[:2], bool), context_mask)
-      x = x + attn('cross_attn')(h, context, mask=cross_mask, sow_weights=sow_attention)
-    h = nn.LayerNorm()(x)
-    return x + MlpBlock(self.mlp_ratio * x.shape[-1])(h)
+      self.cross_attn = Attention(self.num_heads, self.width)
+    self.mlp = MlpBlock(self.mlp_ratio * self.width, name='MlpBlock_0')
+
+  def context_keys_values(self, context):
+    """Cross-attention keys and values of a projected text `context` (B, L, width)."""
+    return self.cross_attn.keys_values(context)
+
+  def __call__(self, x, self_mask=None, context_keys_values=None, context_mask=None, sow_attention=False):
+    x = x + self.self_attn(self.norms[0](x), mask=self_mask, sow_weights=sow_attention)
+    if self.cross_attention:
+      x = x + self.cross_attn(self.norms[1](x), context_keys_values, mask=context_mask, sow_weights=sow_attention)
+    return x + self.mlp(self.norms[-1](x))
 
 
 def sown_attention(intermediates, layer: int, kind: str = 'self_attn'):
@@ -51,3 +105,10 @@ def with_null_text(null, text, text_mask, drop_text):
   text = jnp.where(drop[..., None], jnp.broadcast_to(null, text.shape), text)
   only_first = jnp.arange(text.shape[1]) == 0
   return text, jnp.where(drop, only_first[None], text_mask)
+
+
+def text_context(null, text_proj, blocks, text, text_mask, drop_text) -> Context:
+  """The `Context` of cross-attending `blocks`: null text for dropped rows, projection, keys and values."""
+  text, text_mask = with_null_text(null, text, text_mask, drop_text)
+  projected = text_proj(text)
+  return Context(tuple(block.context_keys_values(projected) for block in blocks), text_mask[:, None, None, :])

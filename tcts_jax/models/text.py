@@ -80,5 +80,5 @@ class TextEncoder(nn.Module):
     x = x + self.param('pos_embedding', nn.initializers.normal(0.02), (1, self.max_length, self.width))
     attn_mask = nn.make_attention_mask(mask, mask)
     for i in range(self.num_layers):
-      x = TransformerBlock(self.num_heads, name=f'block_{i}')(x, self_mask=attn_mask)
+      x = TransformerBlock(self.num_heads, self.width, name=f'block_{i}')(x, self_mask=attn_mask)
     return nn.LayerNorm()(x), mask

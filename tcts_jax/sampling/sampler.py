@@ -3,6 +3,9 @@
 All per-step quantities (k_t, guidance scale, temperature, noise scale, strategy index) are NumPy
 arrays built from the config before tracing, so the step count is static, nothing in the loop depends
 on Python control flow over traced values, and a new prompt or seed reuses the compiled program.
+
+The model comes in as functions (`sampling.model`): the text side is encoded once, before the scan;
+each step calls the generator's `logits` (and the selector's, for TCTS). Nothing here imports a model.
 """
 
 import dataclasses
@@ -13,18 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tcts_jax.models import Models
-from tcts_jax.models.generator import generator_forward
-from tcts_jax.models.selector import guided_selector_logits
 from tcts_jax.sampling import schedules
 from tcts_jax.sampling import strategies as strat
+from tcts_jax.sampling.model import MaskedGenerator, TokenSelector, guided_selector_logits
 from tcts_jax.sampling.select import gumbel_top_k, sample_categorical
-
-STRATEGIES = ('uniform', 'purity', 'random_revoke', 'persistent', 'fas', 'tcts', 'tcts_fas', 'tcts_persistent')
-PRESETS = {  # per-step switching (paper §4.5): first half / second half.
-    'u2r': ('uniform', 'random_revoke'),
-    'r2u': ('random_revoke', 'uniform'),
-}
 
 
 @flax.struct.dataclass
@@ -35,28 +30,6 @@ class SampleOutput:
   # FAS `high_freq` map, and `selector_logits` (guided TCTS scores of x̂) when a strategy uses the
   # selector. None unless the sampler was built with trajectory=True.
   trajectory: Optional[dict] = None
-
-
-def _make_strategy(name: str, cfg) -> strat.Strategy:
-  if name == 'uniform':
-    return strat.uniform()
-  if name == 'purity':
-    return strat.purity(cfg.purity_noise)
-  if name == 'random_revoke':
-    return strat.random_revoke()
-  if name == 'persistent':
-    return strat.persistent(cfg.persistent_weight)
-  if name == 'fas':
-    if cfg.fas_base in ('fas', 'tcts_fas', 'tcts_persistent') or cfg.fas_base not in STRATEGIES:
-      raise ValueError(f'unknown FAS base strategy {cfg.fas_base!r}')
-    return strat.fas(_make_strategy(cfg.fas_base, cfg), cfg.persistent_weight)
-  if name == 'tcts':
-    return strat.tcts(cfg.get('tcts_sharpness', 1.0), cfg.get('tcts_noise', 1.0))
-  if name == 'tcts_fas':  # the paper's TCTS + FAS: fas over tcts, whatever fas_base says
-    return strat.fas(_make_strategy('tcts', cfg), cfg.persistent_weight)
-  if name == 'tcts_persistent':  # Table 5's TCTS + persistent: the weight on every kept position
-    return strat.persistent(cfg.persistent_weight, _make_strategy('tcts', cfg))
-  raise ValueError(f'unknown strategy {name!r}; expected one of {STRATEGIES + tuple(PRESETS)}')
 
 
 def sampler_config(base, **overrides):
@@ -73,8 +46,8 @@ def sampler_config(base, **overrides):
 def strategy_per_step(cfg) -> list[str]:
   """The strategy name used at each step: one name, a preset, or 'name:steps,name:steps,...'."""
   spec, steps = cfg.strategy, cfg.steps
-  if spec in PRESETS:
-    first, second = PRESETS[spec]
+  if spec in strat.PRESETS:
+    first, second = strat.PRESETS[spec]
     return [first] * (steps // 2) + [second] * (steps - steps // 2)
   if ':' in spec or ',' in spec:
     names = []
@@ -105,7 +78,7 @@ def _truncate(logits, top_k: int, top_p: float):
 
 
 def high_frequency_map(self_attention, threshold: float):
-  """FAS split (DESIGN §3): attention each token receives, averaged over heads; > threshold is 'high'."""
+  """FAS split (docs/design.md §3): attention each token receives, averaged over heads; > threshold is 'high'."""
   received = jnp.sum(jnp.mean(self_attention, axis=1), axis=1)  # (B, N), mean over tokens is 1
   return received > threshold
 
@@ -126,23 +99,27 @@ class Schedules:
 
 
 class Sampler:
-  """`Sampler(models, cfg)(params, text_ids, rng)` -> SampleOutput. Compiles once per batch shape.
+  """`Sampler(model, cfg, selector)(params, text_ids, rng)` -> SampleOutput. Compiles once per batch shape.
 
-  trajectory: also return per-step x̂, kept masks and FAS maps. decode: False skips image decoding
-  (`images` is then None), for callers that only need tokens.
+  model: the generator as functions (`sampling.model.MaskedGenerator`); selector: the TCTS selector
+  (`TokenSelector`), needed by the tcts* strategies only. trajectory: also return per-step x̂, kept masks
+  and FAS maps. decode: False skips image decoding (`images` is then None), for callers that only need
+  tokens.
   """
 
-  def __init__(self, models: Models, cfg, trajectory: bool = False, decode: bool = True):
-    validate(cfg, models)
-    self.models, self.cfg, self.trajectory, self.decode_images = models, cfg, trajectory, decode
+  def __init__(self, model: MaskedGenerator, cfg, selector: Optional[TokenSelector] = None,
+               trajectory: bool = False, decode: bool = True):
+    validate(cfg, model, selector)
+    self.model, self.selector, self.cfg, self.trajectory = model, selector, cfg, trajectory
+    self.decode_images = decode and model.decode is not None
     names = strategy_per_step(cfg)
     unique = list(dict.fromkeys(names))
-    self.strategies = tuple(_make_strategy(n, cfg) for n in unique)
+    self.strategies = tuple(strat.make_strategy(n, cfg) for n in unique)
     index = np.array([unique.index(n) for n in names], np.int32)
     progress = np.arange(1, cfg.steps + 1) / cfg.steps
     noise = np.array([self.strategies[i].noise_scale(p) for i, p in zip(index, progress)], np.float32)
     revocable = np.array([self.strategies[i].revocable for i in index])
-    keep_counts = schedules.keep_counts(cfg.steps, models.num_tokens, cfg.mask_schedule)
+    keep_counts = schedules.keep_counts(cfg.steps, model.num_tokens, cfg.mask_schedule)
     self.schedules = Schedules(
         keep_counts=keep_counts,
         guidance=schedules.guidance_scales(cfg.steps, cfg.guidance_scale, cfg.guidance_schedule),
@@ -151,7 +128,7 @@ class Sampler:
         strategy_index=index,
         freeze=~revocable | cfg.freeze_visible,
         mask_ratio_after=np.asarray(schedules.mask_ratio(progress, cfg.mask_schedule), np.float32),
-        input_mask_ratio=(1.0 - np.concatenate([[0], keep_counts[:-1]]) / models.num_tokens).astype(np.float32),
+        input_mask_ratio=(1.0 - np.concatenate([[0], keep_counts[:-1]]) / model.num_tokens).astype(np.float32),
     )
     self.needs_attention = any(s.needs_high_freq for s in self.strategies)
     self.needs_selector = any(s.needs_selector for s in self.strategies)
@@ -161,18 +138,15 @@ class Sampler:
   def __call__(self, params, text_ids, rng, negative_ids=None, init_tokens=None, locked=None) -> SampleOutput:
     """Sample from an all-[MASK] canvas, or complete `init_tokens` (B, N) whose [MASK] positions are
     generated; `locked` (B, N) bool marks visible tokens that never change (inpainting, editing)."""
-    if self.needs_selector and 'selector' not in params:
-      raise ValueError(f'strategy {self.cfg.strategy!r} needs TCTS selector weights, but none are loaded '
-                       '(no selector.safetensors in the weights dir; train one with the selector stage)')
     if locked is not None:
       if init_tokens is None:
         raise ValueError('locked needs init_tokens')
-      if np.any(np.asarray(locked) & (np.asarray(init_tokens) == self.models.mask_id)):
+      if np.any(np.asarray(locked) & (np.asarray(init_tokens) == self.model.mask_id)):
         raise ValueError('locked positions must hold tokens, not [MASK]')
     return self._sample(params, jnp.asarray(text_ids), rng, negative_ids, init_tokens, locked)
 
   def _sample_impl(self, params, text_ids, rng, negative_ids, init_tokens=None, locked=None):
-    m, cfg, sch = self.models, self.cfg, self.schedules
+    m, cfg, sch = self.model, self.cfg, self.schedules
     b, n = text_ids.shape[0], m.num_tokens
     if init_tokens is None:
       x0, keep_counts = jnp.full((b, n), m.mask_id, jnp.int32), sch.keep_counts
@@ -182,10 +156,9 @@ class Sampler:
       n0 = jnp.sum(x0 == m.mask_id, axis=-1)
       keep_counts = n - jnp.clip(jnp.floor(n0[None] * sch.mask_ratio_after[:, None]), 0, n).astype(jnp.int32)
     locked = jnp.zeros((b, n), bool) if locked is None else jnp.asarray(locked, bool)
-    # Conditional and unconditional (null text, or the negative prompt) branches in one batch.
-    uncond_ids = text_ids if negative_ids is None else negative_ids
-    text, text_mask = m.text_encoder.apply({'params': params['text']}, jnp.concatenate([text_ids, uncond_ids]))
-    drop = jnp.concatenate([jnp.zeros(b, bool), jnp.full(b, negative_ids is None)])
+    # The text side, once: conditional and unconditional (null text or negative prompt) rows.
+    text = m.encode_text(params, text_ids, negative_ids)
+    selector_text = self.selector.encode_text(params, text_ids, negative_ids) if self.needs_selector else None
     attention_layer = cfg.fas_layer if self.needs_attention else None
     keep_logit_fns = [s.keep_logits for s in self.strategies]
 
@@ -193,21 +166,18 @@ class Sampler:
       x, rng = carry
       rng, r_draw, r_select = jax.random.split(rng, 3)
       kept = x != m.mask_id
-      logits, self_attn, _ = generator_forward(
-          m.generator, params['generator'], jnp.concatenate([x, x]), text, text_mask, drop, attention_layer)
+      logits, maps = m.logits(params, jnp.concatenate([x, x]), text, attention_layer)
       cond, uncond = logits[:b], logits[b:]
       guided = cond + per_step['guidance'] * (cond - uncond)
       guided = _truncate(guided / per_step['temperature'], cfg.top_k, cfg.top_p)
       x_hat = sample_categorical(r_draw, guided)
       logp = jnp.take_along_axis(jax.nn.log_softmax(guided), x_hat[..., None], axis=-1)[..., 0]
       x_hat = jnp.where((kept & per_step['freeze']) | locked, x, x_hat)
-      high_freq = (high_frequency_map(self_attn[:b], cfg.fas_threshold) if self_attn is not None
+      high_freq = (high_frequency_map(maps['self_attention'][:b], cfg.fas_threshold) if maps is not None
                    else jnp.ones((b, n), bool))
-      # The selector scores the x̂ the strategy chooses from (after the freeze rule), in this same step;
-      # the uncond half of its CFG reuses the generator's uncond text rows (null text or negative prompt).
-      scores = (guided_selector_logits(m.selector, params['selector'], x_hat, per_step['ratio'], text, text_mask,
-                                        drop, self.selector_guidance)
-                if self.needs_selector else jnp.zeros((b, n)))
+      # The selector scores the x̂ the strategy chooses from (after the freeze rule), in this same step.
+      scores = (guided_selector_logits(self.selector, params, x_hat, per_step['ratio'], selector_text,
+                                        self.selector_guidance) if self.needs_selector else jnp.zeros((b, n)))
       inputs = strat.StepInputs(kept=kept, logp=logp, high_freq=high_freq, selector_logits=scores)
       keep_logits = jnp.where(locked, jnp.inf, jax.lax.switch(per_step['strategy'], keep_logit_fns, inputs))
       keep = gumbel_top_k(r_select, keep_logits, per_step['k'], per_step['noise'])
@@ -221,29 +191,21 @@ class Sampler:
                     noise=sch.noise_scale, strategy=sch.strategy_index, freeze=sch.freeze,
                     ratio=sch.input_mask_ratio)
     (tokens, _), traj = jax.lax.scan(step, (x0, rng), per_step)
-    images = self.decode(params['tokenizer'], tokens) if self.decode_images else None
+    images = m.decode(params, tokens) if self.decode_images else None
     if self.trajectory and self.decode_images:
       t = cfg.steps
-      traj['images'] = self.decode(params['tokenizer'], traj['tokens'].reshape(t * b, n)).reshape(
-          (t, b) + images.shape[1:])
+      traj['images'] = m.decode(params, traj['tokens'].reshape(t * b, n)).reshape((t, b) + images.shape[1:])
     return SampleOutput(tokens=tokens, images=images, trajectory=traj)
 
-  def decode(self, tokenizer_params, tokens):
-    """(B, N) token ids -> (B, H, W, 3) images in [0, 1]."""
-    g = self.models.grid_size
-    images = self.models.tokenizer.apply({'params': tokenizer_params},
-                                         tokens.reshape(-1, g, g), method='decode')
-    return jnp.clip((images + 1) / 2, 0, 1)
 
-
-def validate(cfg, models: Models) -> None:
+def validate(cfg, model: MaskedGenerator, selector: Optional[TokenSelector] = None) -> None:
   """One-line errors for bad sampler settings, raised before anything is traced."""
-  n = models.num_tokens
+  n = model.num_tokens
   if not 1 <= cfg.steps <= n:
     raise ValueError(f'steps must be in [1, {n}] (the number of image tokens), got {cfg.steps}')
-  used = [_make_strategy(name, cfg) for name in set(strategy_per_step(cfg))]
-  if any(s.needs_selector for s in used) and models.selector is None:
-    raise ValueError(f'strategy {cfg.strategy!r} needs a TCTS selector, but the config has no selector section')
+  used = [strat.make_strategy(name, cfg) for name in set(strategy_per_step(cfg))]
+  if any(s.needs_selector for s in used) and selector is None:
+    raise ValueError(f'strategy {cfg.strategy!r} needs a TCTS selector, but the sampler was given none')
   if cfg.get('selector_guidance', 1.0) < 0:
     raise ValueError(f'selector_guidance must be >= 0, got {cfg.selector_guidance}')
   if cfg.get('tcts_sharpness', 1.0) <= 0:
@@ -252,15 +214,15 @@ def validate(cfg, models: Models) -> None:
     raise ValueError(f'tcts_noise must be >= 0, got {cfg.tcts_noise}')
   if cfg.persistent_weight <= 0:
     raise ValueError(f'persistent_weight must be > 0, got {cfg.persistent_weight}')
-  if not 0 <= cfg.fas_layer < models.generator.num_layers:
-    raise ValueError(f'fas_layer {cfg.fas_layer} out of range [0, {models.generator.num_layers})')
+  if not 0 <= cfg.fas_layer < model.num_layers:
+    raise ValueError(f'fas_layer {cfg.fas_layer} out of range [0, {model.num_layers})')
   if cfg.guidance_scale < 0:
     raise ValueError(f'guidance_scale must be >= 0, got {cfg.guidance_scale}')
   schedules.guidance_scales(cfg.steps, cfg.guidance_scale, cfg.guidance_schedule)
   schedules.mask_ratio(0.0, cfg.mask_schedule)
   if cfg.temperature <= 0:
     raise ValueError(f'temperature must be > 0, got {cfg.temperature}')
-  if not 0 <= cfg.top_k <= models.generator.codebook_size:
-    raise ValueError(f'top_k must be in [0, {models.generator.codebook_size}], got {cfg.top_k}')
+  if not 0 <= cfg.top_k <= model.codebook_size:
+    raise ValueError(f'top_k must be in [0, {model.codebook_size}], got {cfg.top_k}')
   if not 0 < cfg.top_p <= 1:
     raise ValueError(f'top_p must be in (0, 1], got {cfg.top_p}')

@@ -1,9 +1,13 @@
-"""Sampling strategies as keep-logit functions (DESIGN §2 table).
+"""Sampling strategies as keep-logit functions (docs/design.md §2 table).
 
 A strategy sees what the step produced (`StepInputs`) and returns per-position keep logits: the log of
 the weight with which each position is kept (+inf: always kept). `select.gumbel_top_k` turns them into
 exactly k_t kept positions. Fixed strategies give +inf to every visible token, so they never change one;
 revocable strategies may re-mask any token.
+
+`STRATEGIES` maps each name to a factory of the sampler config; the sampler, tests, benchmarks and docs
+read it. A strategy of your own needs no edit here: name its factory by dotted path,
+`--config.sampler.strategy=my_package.my_module.my_strategy` (a function `cfg -> Strategy`).
 """
 
 import dataclasses
@@ -12,6 +16,8 @@ from typing import Callable, Optional
 import flax.struct
 import jax.numpy as jnp
 import numpy as np
+
+from tcts_jax.utils.registry import import_object
 
 
 @flax.struct.dataclass
@@ -78,3 +84,50 @@ def fas(base: Strategy, weight: float) -> Strategy:
   return Strategy(f'fas[{base.name}]', base.revocable,
                   lambda s: base.keep_logits(s) + jnp.where(s.kept & ~s.high_freq, log_w, 0.0),
                   base.noise_scale, needs_selector=base.needs_selector, needs_high_freq=True)
+
+
+def _fas_base(cfg) -> Strategy:
+  try:
+    base = make_strategy(cfg.fas_base, cfg)
+  except ValueError as e:
+    raise ValueError(f'unknown FAS base strategy {cfg.fas_base!r}: {e}') from None
+  if base.needs_high_freq:
+    raise ValueError(f'unknown FAS base strategy {cfg.fas_base!r}: FAS cannot be applied over itself')
+  return base
+
+
+def _tcts(cfg) -> Strategy:
+  return tcts(cfg.get('tcts_sharpness', 1.0), cfg.get('tcts_noise', 1.0))
+
+
+# name -> factory(sampler config) -> Strategy.
+STRATEGIES: dict[str, Callable[..., Strategy]] = {
+  'uniform': lambda cfg: uniform(),
+  'purity': lambda cfg: purity(cfg.purity_noise),
+  'random_revoke': lambda cfg: random_revoke(),
+  'persistent': lambda cfg: persistent(cfg.persistent_weight),
+  'fas': lambda cfg: fas(_fas_base(cfg), cfg.persistent_weight),
+  'tcts': _tcts,
+  # The paper's TCTS + FAS: FAS over TCTS, whatever fas_base says.
+  'tcts_fas': lambda cfg: fas(_tcts(cfg), cfg.persistent_weight),
+  # Table 5's TCTS + persistent: the persistent weight on every kept position, over the selector.
+  'tcts_persistent': lambda cfg: persistent(cfg.persistent_weight, _tcts(cfg)),
+}
+# Per-step switching (paper §4.5): the strategy of the first half of the steps, then of the second half.
+PRESETS = {
+  'u2r': ('uniform', 'random_revoke'),
+  'r2u': ('random_revoke', 'uniform'),
+}
+
+
+def make_strategy(name: str, cfg) -> Strategy:
+  """The strategy `name` (a key of STRATEGIES, or a dotted path to a factory) for sampler config `cfg`."""
+  if name in STRATEGIES:
+    return STRATEGIES[name](cfg)
+  if '.' in name:
+    strategy = import_object(name, 'strategy')(cfg)
+    if not isinstance(strategy, Strategy):
+      raise ValueError(f'strategy factory {name!r} returned {type(strategy).__name__}, not a Strategy')
+    return strategy
+  raise ValueError(f'unknown strategy {name!r}; expected one of {tuple(STRATEGIES) + tuple(PRESETS)} '
+                   'or a dotted path to a strategy factory')

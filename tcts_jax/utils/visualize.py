@@ -1,13 +1,12 @@
-"""Pictures: captioned sample grids, trajectory strips, and atomic PNG writing."""
+"""Pictures: captioned sample grids, trajectory strips, token maps, and PNG writing."""
 
-import os
-import pathlib
-import tempfile
 import textwrap
 from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from tcts_jax.utils.files import atomic_write
 
 
 def to_uint8(images) -> np.ndarray:
@@ -88,15 +87,6 @@ def token_heatmap(image, values, grid_size: int, alpha: float = 0.6) -> np.ndarr
 
 
 def save_png(path, image: np.ndarray) -> None:
-  """Write a PNG atomically: a temp file in the same directory, then rename (no half-written outputs)."""
-  path = pathlib.Path(path)
-  if path.parent and not path.parent.exists():
-    raise FileNotFoundError(f'output directory does not exist: {path.parent}')
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-  os.close(fd)
-  try:
-    Image.fromarray(to_uint8(image)).save(tmp, format='PNG')
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  """Write a PNG atomically (no half-written outputs)."""
+  with atomic_write(path) as f:
+    Image.fromarray(to_uint8(image)).save(f, format='PNG')

@@ -1,4 +1,4 @@
-"""The generator's training corruption (DESIGN §2), shared by generator and selector training."""
+"""The generator's training corruption (docs/design.md §2.4), shared by generator and selector training."""
 
 import jax
 import jax.numpy as jnp

@@ -1,26 +1,20 @@
 """Training stages: what one trainer needs to know about each model it trains.
 
 A stage owns its trainable params (a dict keyed by model part), its frozen inputs, its loss and the
-pictures it logs. The trainer (train.py) supplies everything else: data, mesh, optimiser, checkpoints.
+pictures it logs. The trainer (trainer.py) supplies everything else: data, mesh, optimiser, checkpoints.
+Class attributes say what a stage reads: `needs_text` (caption ids), `needs_codes` (the training set's
+image codes, encoded once by the trainer) and `needs_fields` (dataset ground truth beyond the caption).
 """
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from tcts_jax import checkpoint
-from tcts_jax.corruption import corrupt
-from tcts_jax.sampling.select import sample_categorical
-from tcts_jax.models import Models, abstract_params, init_selector
+from tcts_jax.models import Models, abstract_params, image_tokens, images_to_model, init_selector, model_to_images
 from tcts_jax.models import features as feature_net
-
-
-def images_to_model(images_uint8):
-  return images_uint8.astype(jnp.float32) / 127.5 - 1.0
-
-
-def model_to_images(x):
-  return jnp.clip((x + 1.0) / 2.0, 0.0, 1.0)
+from tcts_jax.sampling.select import sample_categorical
+from tcts_jax.training.corruption import corrupt
+from tcts_jax.utils import checkpoint
 
 
 def image_grid(rows):
@@ -59,6 +53,7 @@ class TokenizerStage:
   parts = ('tokenizer',)
   needs_text = False
   needs_codes = False
+  needs_fields = ()
 
   def __init__(self, config, models: Models):
     self.config, self.models = config, models
@@ -89,10 +84,11 @@ class TokenizerStage:
 
 
 class GeneratorStage:
-  """Text encoder + masked generator on frozen tokenizer codes (DESIGN §2 training corruption)."""
+  """Text encoder + masked generator on frozen tokenizer codes (docs/design.md §2.4 training corruption)."""
   parts = ('text', 'generator')
   needs_text = True
   needs_codes = True
+  needs_fields = ()
 
   def __init__(self, config, models: Models):
     self.config, self.models = config, models
@@ -130,15 +126,10 @@ class GeneratorStage:
 
   def images(self, params, frozen, batch):
     """Top row: data; bottom row: samples for the same captions (the configured sampler)."""
-    from tcts_jax.sampling.sampler import Sampler  # the sampler imports models; keep stage import light
-    out = Sampler(self.models, self.config.sampler)({**frozen, **params}, batch['text_ids'][:8], jax.random.key(0))
+    from tcts_jax.sampling.sampler import Sampler  # pylint: disable=import-outside-toplevel (import cost)
+    sampler = Sampler(self.models.masked_generator(), self.config.sampler)
+    out = sampler({**frozen, **params}, batch['text_ids'][:8], jax.random.key(0))
     return image_grid([batch['image'][:8].astype(jnp.float32) / 255.0, out.images])
-
-
-def image_tokens(models: Models, tokenizer_params, images_uint8):
-  """(B, H, W, 3) uint8 images -> (B, N) codebook ids through the frozen tokenizer."""
-  grid = models.tokenizer.apply({'params': tokenizer_params}, images_to_model(images_uint8), method='encode')
-  return grid.reshape(grid.shape[0], -1)
 
 
 def batch_codes(models: Models, frozen, batch):
@@ -174,7 +165,7 @@ def selector_metrics(logits, labels):
 
 def selector_examples(models: Models, frozen, target, text_ids, rng, *, corrupt_prob: float,
                       guidance: float, label: str):
-  """Selector training examples made on the fly from real data (DESIGN §4), all frozen models.
+  """Selector training examples made on the fly from real data (docs/design.md §4), all frozen models.
 
   Real codes `target` (B, N) -> the generator's training corruption at a random (cosine) ratio -> ONE
   generator forward with CFG (cond + null text in one batch) -> x̂ drawn at every position, as the sampler
@@ -218,10 +209,11 @@ SELECTOR_LABELS = ('corrupted', 'mismatch')
 
 
 class SelectorStage:
-  """TCTS selector on the frozen tokenizer, text encoder and generator (DESIGN §4): BCE per position."""
+  """TCTS selector on the frozen tokenizer, text encoder and generator (docs/design.md §4): BCE per position."""
   parts = ('selector',)
   needs_text = True
   needs_codes = True
+  needs_fields = ()
 
   def __init__(self, config, models: Models):
     if models.selector is None:
@@ -276,6 +268,7 @@ class FeaturesStage:
   parts = ('features',)
   needs_text = False
   needs_codes = False
+  needs_fields = ('objects', 'num_objects')
 
   def __init__(self, config, models: Models):
     del models  # the feature network is independent of the text-to-image model

@@ -1,4 +1,4 @@
-"""Refinement, mask-free editing and in/outpainting of existing images (paper §4.2–4.3, DESIGN §5).
+"""Refinement, mask-free editing and in/outpainting of existing images (paper §4.2–4.3, docs/design.md §5).
 
 Every operation is the same three moves: choose positions (always through `gumbel_top_k`, the one
 selection primitive), re-mask them, and regenerate them with the ordinary `Sampler` (one `lax.scan`)
@@ -19,109 +19,19 @@ change. Only the choice differs:
 
 import dataclasses
 import functools
-import pathlib
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
-from tcts_jax.api import TextToImage
 from tcts_jax.models import Models
-from tcts_jax.models.layers import sown_attention
-from tcts_jax.models.selector import guided_selector_logits, selector_forward
+from tcts_jax.models.selector import selector_forward
+from tcts_jax.sampling.model import MaskedGenerator, TokenSelector, conditional_rows, guided_selector_logits
 from tcts_jax.sampling.select import gumbel_top_k
-from tcts_jax.visualize import caption_grid, darken_outside, save_png, to_uint8
+from tcts_jax.utils.visualize import to_uint8
 
 CHOOSERS = ('selector', 'random')
-# Transparent pixels are composited onto mid-grey: inside the shapes backgrounds' luminance range, so
-# transparency does not read as an object to the model (white or black would be out of distribution).
-ALPHA_BACKGROUND = (128, 128, 128)
-
-
-# ----------------------------------------------------------------------------------------- image I/O
-
-@dataclasses.dataclass
-class LoadedImage:
-  pixels: np.ndarray               # (S, S, 3) uint8: what the model sees
-  original_size: tuple[int, int]   # (width, height) of the file, for pixel coordinates given on it
-  notes: list[str]                 # what was done to fit the image (conversion, resizing); empty if nothing
-
-
-def load_image(path, image_size: int) -> LoadedImage:
-  """An image file as (S, S, 3) uint8 RGB. Other modes are converted (alpha composited onto mid-grey),
-  other sizes resized (area averaging when shrinking, bicubic when enlarging; aspect ratio not kept);
-  `notes` says which happened. Unreadable files raise a one-line error."""
-  path = pathlib.Path(path)
-  if not path.exists():
-    raise FileNotFoundError(f'image not found: {path}')
-  if path.is_dir():
-    raise IsADirectoryError(f'image path is a directory: {path}')
-  try:
-    with Image.open(path) as im:
-      im.load()
-      image = im.copy()
-  except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for non-images and truncated files
-    raise ValueError(f'cannot read image {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}') from None
-  notes = []
-  if image.mode != 'RGB':
-    mode = image.mode
-    has_alpha = mode in ('RGBA', 'LA', 'PA') or (mode == 'P' and 'transparency' in image.info)
-    if has_alpha:
-      rgba = image.convert('RGBA')
-      image = Image.new('RGB', rgba.size, ALPHA_BACKGROUND)
-      image.paste(rgba, mask=rgba.getchannel('A'))
-      notes.append(f'converted {mode} to RGB (transparent pixels composited onto grey)')
-    else:
-      image = image.convert('RGB')
-      notes.append(f'converted {mode} to RGB')
-  original = image.size
-  if original != (image_size, image_size):
-    shrink = original[0] * original[1] > image_size ** 2
-    image = image.resize((image_size, image_size), Image.BOX if shrink else Image.BICUBIC)
-    notes.append(f'resized {original[0]}x{original[1]} to {image_size}x{image_size} '
-                 f'({"area" if shrink else "bicubic"}{", aspect ratio not kept" if original[0] != original[1] else ""})')
-  return LoadedImage(np.asarray(image, np.uint8), original, notes)
-
-
-def open_job(config, image_path, prompt, out, weights=None, selector=None):
-  """The common start of the refine and edit CLIs: check the arguments, fit the image to the model, load
-  the model and check the prompt's words, all before anything compiles. -> (LoadedImage, TextToImage, Path)"""
-  if not image_path or not prompt:
-    raise ValueError('give --image and --prompt')
-  out = pathlib.Path(out)
-  if out.suffix.lower() != '.png':
-    raise ValueError(f'--out must end in .png, got {out}')
-  image = load_image(image_path, config.data.image_size)
-  t2i = TextToImage.load(config, weights, selector)
-  t2i.encode_prompts([prompt])  # unknown words fail here, naming the word
-  return image, t2i, out
-
-
-def parse_rect(text: str) -> tuple[int, int, int, int]:
-  """'x0,y0,x1,y1' -> ints (pixels; x1, y1 exclusive)."""
-  parts = text.split(',')
-  try:
-    rect = tuple(int(p) for p in parts)
-  except ValueError:
-    rect = ()
-  if len(rect) != 4:
-    raise ValueError(f'bad rectangle {text!r}: expected four integers x0,y0,x1,y1 (pixels)')
-  return rect
-
-
-def rect_to_token_mask(rect, grid_size: int, width: int, height: int) -> np.ndarray:
-  """(N,) bool: the tokens whose cell overlaps the pixel rectangle (x0, y0, x1, y1) (x1, y1 exclusive) of a
-  width x height image that the token grid covers evenly."""
-  x0, y0, x1, y1 = rect
-  if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-    raise ValueError(f'bad rectangle {tuple(rect)}: need 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height} '
-                     '(pixels of the input image)')
-  def overlap(lo, hi, size):
-    edges = np.arange(grid_size + 1) * size / grid_size
-    return (edges[:-1] < hi) & (edges[1:] > lo)
-  return (overlap(y0, y1, height)[:, None] & overlap(x0, x1, width)[None, :]).reshape(-1)
 
 
 # ------------------------------------------------------------------------------ choosing positions
@@ -184,22 +94,17 @@ def word_mask(word_tokenizer, prompt: str, word: Union[str, int]) -> np.ndarray:
 # ------------------------------------------------------------------------- model pieces (jitted)
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
-def _selector_logits(models: Models, params, tokens, text_ids, ratio, guidance: float):
-  b = tokens.shape[0]
-  # The sampler's layout: cond rows then null-text rows, so the selector's own CFG works the same way.
-  text, text_mask = models.text_encoder.apply({'params': params['text']}, jnp.concatenate([text_ids, text_ids]))
-  drop = jnp.arange(2 * b) >= b
-  return guided_selector_logits(models.selector, params['selector'], tokens, ratio, text, text_mask, drop, guidance)
+def _selector_logits(selector: TokenSelector, params, tokens, text_ids, ratio, guidance: float):
+  # The sampler's layout (conditional rows, then null-text rows), so the selector's own CFG works the same way.
+  text = selector.encode_text(params, text_ids, None)
+  return guided_selector_logits(selector, params, tokens, ratio, text, guidance)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
-def _word_attention(models: Models, params, tokens, text_ids, words, layer: Optional[int]):
-  text, text_mask = models.text_encoder.apply({'params': params['text']}, text_ids)
-  drop = jnp.zeros(tokens.shape[0], bool)
-  _, state = models.generator.apply({'params': params['generator']}, tokens, text, text_mask, drop,
-                                    sow_attention=True, mutable=['intermediates'])
-  layers = range(models.generator.num_layers) if layer is None else [layer]
-  maps = [jnp.mean(sown_attention(state['intermediates'], i, 'cross_attn'), axis=1) for i in layers]  # (B, N, L)
+def _word_attention(model: MaskedGenerator, params, tokens, text_ids, words, layer: Optional[int]):
+  text = conditional_rows(model.encode_text(params, text_ids, None), tokens.shape[0])
+  layers = range(model.num_layers) if layer is None else [layer]
+  maps = [jnp.mean(model.logits(params, tokens, text, i)[1]['cross_attention'], axis=1) for i in layers]  # (B, N, L)
   return jnp.sum(jnp.mean(jnp.stack(maps), axis=0) * words[:, None, :], axis=-1)
 
 
@@ -230,7 +135,7 @@ def selector_logits(t2i, tokens, text_ids, ratio: float) -> np.ndarray:
   require_selector(t2i)
   guidance = float(t2i.config.sampler.get('selector_guidance', 1.0))
   ratio = jnp.full((len(tokens),), ratio, jnp.float32)
-  return np.asarray(_selector_logits(t2i.models, t2i.params, jnp.asarray(tokens, jnp.int32),
+  return np.asarray(_selector_logits(t2i.selector, t2i.params, jnp.asarray(tokens, jnp.int32),
                                      jnp.asarray(text_ids), ratio, guidance))
 
 
@@ -253,7 +158,7 @@ def word_attention(t2i, tokens, text_ids, words, layer: Optional[int] = None) ->
   num_layers = t2i.models.generator.num_layers
   if layer is not None and not 0 <= layer < num_layers:
     raise ValueError(f'attention layer {layer} out of range [0, {num_layers})')
-  return np.asarray(_word_attention(t2i.models, t2i.params, jnp.asarray(tokens, jnp.int32), jnp.asarray(text_ids),
+  return np.asarray(_word_attention(t2i.model, t2i.params, jnp.asarray(tokens, jnp.int32), jnp.asarray(text_ids),
                                     jnp.asarray(words, jnp.float32), layer))
 
 
@@ -406,20 +311,3 @@ def inpaint(t2i, tokens, prompts, region, rng, outpaint: bool = False, strategy:
   overrides = {k: v for k, v in dict(strategy=strategy, steps=steps).items() if v is not None}
   out = regenerate(t2i, tokens, remask, ids, rng, **overrides)
   return EditResult(np.asarray(out.tokens), to_uint8(out.images), np.array(remask), None)
-
-
-# ------------------------------------------------------------------------------------- pictures
-
-def comparison(before, after, remasked, grid_size: int, captions: Sequence[str]) -> np.ndarray:
-  """One captioned row: before | re-masked tokens (highlighted on before) | after."""
-  panels = np.stack([to_uint8(before), darken_outside(before, remasked, grid_size), to_uint8(after)])
-  return caption_grid(panels, list(captions), cols=3)
-
-
-def save_comparison(path, t2i, tokens, result: EditResult, what: str, prompt: str) -> tuple[int, int]:
-  """Write before | re-masked | after of the first image as a PNG; returns (re-masked, changed) token counts."""
-  remasked, changed = int(result.remasked.sum()), int((result.tokens != tokens).sum())
-  panel = comparison(t2i.decode_tokens(tokens)[0], result.images[0], result.remasked[0], t2i.models.grid_size,
-                     ['before (VQ tokens)', f'{what}: {remasked} tokens re-masked', f'after: {prompt}'])
-  save_png(path, panel)
-  return remasked, changed

@@ -6,15 +6,15 @@ and the samplers load. Loading checks every name and shape against the model the
 mismatched or corrupt file fails with one clear line instead of producing garbage.
 """
 
-import os
 import pathlib
-import tempfile
 
 import flax.traverse_util
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import safetensors.numpy
+
+from tcts_jax.utils.files import atomic_write
 
 
 class CheckpointError(ValueError):
@@ -47,15 +47,8 @@ def save_weights(path, params) -> None:
   path = pathlib.Path(path)
   flat = {k: np.ascontiguousarray(np.asarray(v)) for k, v in
           flax.traverse_util.flatten_dict(jax.device_get(params), sep='/').items()}
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-  os.close(fd)
-  try:
-    safetensors.numpy.save_file(flat, tmp)
-    os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; weights are meant to be shared
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+  with atomic_write(path) as f:
+    f.write(safetensors.numpy.save(flat))
 
 
 def load_weights(path, expected):

@@ -1,0 +1,100 @@
+"""Evaluators: the metrics of the eval job, found by name (`config.eval.metrics`).
+
+A name resolves to, in order: an evaluator of the dataset (`Dataset.evaluators`, e.g. 'alignment' for
+captioned shapes), the module `tcts_jax.evaluation.evaluators.<name>`, or a dotted module path. The module's
+`Evaluator` class is built with the `EvalContext`; it raises `Unavailable` (with the reason) when it cannot
+run here, e.g. without its weights, and the job then reports the reason instead of a number.
+
+An evaluator scores one row of images, image i made for held-out record `example[i]`:
+  per_image(images, example) -> {key: (n,) float64}  values per image: bootstrap intervals, paired differences
+  pool(values, idx) -> {key: statistic}              the row statistic from per-image values over images `idx`
+                                                     (None: all images; an (R, n) index: R resamples)
+  per_row(images, example) -> {key: float}           statistics of the whole set (FID, MID): no interval
+`columns` lists (key, label, scale, digits, with_interval) for the tables, `compared` the per-image keys
+whose paired differences the report shows, `description` a sentence for the report on what the numbers are.
+"""
+
+import dataclasses
+import importlib.util
+from typing import Optional
+
+import numpy as np
+
+from tcts_jax.utils.registry import import_module, import_object
+
+
+class Unavailable(Exception):
+  """An evaluator that cannot run here; the message says why (no number is reported)."""
+
+
+@dataclasses.dataclass
+class EvalContext:
+  config: object  # the whole config: evaluators read their settings from config.eval
+  dataset: object  # tcts_jax.data.Dataset
+  held_out: object  # tcts_jax.data.HeldOut: the records the rows' images were made for
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+  key: str
+  label: str
+  scale: float = 1.0  # 100 shows fractions as percent
+  digits: int = 2
+  with_interval: bool = False
+
+
+class Evaluator:
+  """Base class: an evaluator computes nothing until it overrides a method."""
+
+  name = ''
+  columns: tuple = ()
+  compared: tuple = ()
+  description = ''
+
+  def __init__(self, ctx: EvalContext):
+    self.ctx = ctx
+
+  def per_image(self, images, example) -> dict:
+    del images, example
+    return {}
+
+  def pool(self, values: dict, idx: Optional[np.ndarray]) -> dict:
+    """Means over the images `idx` (all of them when None)."""
+    return {k: (v if idx is None else v[idx]).mean(-1) for k, v in values.items()}
+
+  def per_row(self, images, example) -> dict:
+    del images, example
+    return {}
+
+
+def find(name: str, dataset) -> type:
+  """The Evaluator class named `name` (see the module docstring)."""
+  if name in dataset.evaluators:
+    return import_object(dataset.evaluators[name], 'evaluator')
+  if '.' not in name and importlib.util.find_spec(f'{__name__}.{name}') is None:
+    raise ValueError(f'unknown metric {name!r} for dataset {dataset.name!r}: no evaluator module '
+                     f'{__name__}.{name}, and the dataset has only {sorted(dataset.evaluators) or "no own metrics"}')
+  return import_module(name, __name__, 'metric').Evaluator
+
+
+def find_all(names, dataset) -> dict:
+  """{name: Evaluator class} of `names`, checked before anything is loaded or generated."""
+  names = list(names)
+  if len(set(names)) != len(names):
+    raise ValueError(f'duplicate eval.metrics entries: {names}')
+  classes = {name: find(name, dataset) for name in names}
+  keys = [c.key for cls in classes.values() for c in cls.columns]
+  if len(set(keys)) != len(keys):
+    raise ValueError(f'eval.metrics {names} report the same key twice: {keys}')
+  return classes
+
+
+def build(classes: dict, ctx: EvalContext, unavailable: dict) -> dict:
+  """{name: evaluator} of those that can run here; each one that cannot goes into `unavailable` {name: why}."""
+  evaluators = {}
+  for name, cls in classes.items():
+    try:
+      evaluators[name] = cls(ctx)
+    except Unavailable as e:
+      unavailable[name] = str(e)
+  return evaluators

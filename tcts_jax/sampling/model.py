@@ -1,0 +1,79 @@
+"""What the sampler needs of a model: sizes and pure functions (docs/design.md §8).
+
+The sampler never imports a model. A masked generative model is handed to it as a `MaskedGenerator`
+(and, for TCTS, a `TokenSelector`): plain functions of `(params, ...)`, like the `tokens_to_logits`
+callback of MaskGIT's parallel decoding, so any model that can give logits for a canvas of tokens can
+be sampled: ours (`tcts_jax.models.Models.masked_generator`) or another one behind the same functions.
+
+Conventions shared by both:
+- Classifier-free guidance runs as one batch of 2B rows: B conditional rows, then B unconditional ones.
+  `encode_text(params, text_ids, negative_ids)` returns a *text state* for those 2B rows (the
+  unconditional rows hold the model's null text, or the negative prompt when `negative_ids` is given).
+  It is a pytree whose leaves all have the 2B rows first (so the sampler can take the conditional half),
+  and it holds everything that does not change over the steps (the text encoding, the cross-attention
+  keys and values of every layer): the sampler computes it once, before its loop.
+- `text_ids` is whatever the model's text side reads (word ids, CLIP ids, ...): (B, ...) arrays.
+"""
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+TextState = Any  # a pytree with 2B leading rows
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedGenerator:
+  """A masked generative model over a canvas of `num_tokens` tokens with ids in [0, codebook_size).
+
+  encode_text(params, text_ids (B, ...), negative_ids (B, ...) or None) -> TextState of 2B rows.
+  logits(params, tokens (R, N) int32, text_state of R rows, attention_layer: int | None)
+      -> (logits (R, N, codebook_size), maps): R is 2B (guidance) or B (the conditional half, e.g. for
+      editing); token id `mask_id` marks masked positions. `maps` is None when `attention_layer` is None,
+      else {'self_attention': (R, heads, N, N), 'cross_attention': (R, heads, N, L)}: the softmax
+      probabilities of that layer, from the same forward pass.
+  decode(params, tokens (B, N)) -> images (B, H, W, 3) float in [0, 1]; None: tokens only.
+  num_layers: how many attention layers `attention_layer` may name (FAS reads one of them).
+  """
+
+  num_tokens: int
+  codebook_size: int
+  mask_id: int
+  num_layers: int
+  encode_text: Callable[..., TextState]
+  logits: Callable[..., tuple]
+  decode: Optional[Callable[..., jax.Array]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenSelector:
+  """A TCTS selector: scores every token of a full canvas for "does not fit the text and the image".
+
+  encode_text(params, text_ids, negative_ids or None) -> TextState of 2B rows (as above).
+  logits(params, tokens (R, N) int32, ratio (R,) float, text_state of R rows) -> (R, N) logits, high =
+      NOT real / text-aligned. `ratio` is the masked fraction of the generator input that produced the
+      tokens. R is 2B (selector guidance) or B (the conditional rows alone).
+  """
+
+  encode_text: Callable[..., TextState]
+  logits: Callable[..., jax.Array]
+
+
+def conditional_rows(text_state: TextState, b: int) -> TextState:
+  """The first `b` rows (the conditional half) of a text state."""
+  return jax.tree.map(lambda leaf: leaf[:b], text_state)
+
+
+def guided_selector_logits(selector: TokenSelector, params, tokens, ratio, text_state, guidance: float):
+  """Selector guidance `s_u + g (s_c - s_u)` for tokens (B, N), from ONE batched pass over both halves of
+  the text state. `guidance` is static: with g == 1 the result is the conditional score, so only that half
+  runs."""
+  b = tokens.shape[0]
+  ratio = jnp.broadcast_to(jnp.asarray(ratio, jnp.float32), (b,))
+  if guidance == 1.0:
+    return selector.logits(params, tokens, ratio, conditional_rows(text_state, b))
+  s = selector.logits(params, jnp.concatenate([tokens, tokens]), jnp.concatenate([ratio, ratio]), text_state)
+  cond, uncond = s[:b], s[b:]
+  return uncond + guidance * (cond - uncond)
