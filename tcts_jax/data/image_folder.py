@@ -1,0 +1,218 @@
+r"""A folder of images with captions, the layout users already have (`config.data.name = 'image_folder'`).
+
+  FOLDER/
+    captions.jsonl      one JSON object per line: {"file_name": "img/0001.png", "caption": "a red car"}
+                        ("text" may stand for "caption", as in HF imagefolder's metadata.jsonl)
+    img/0001.png ...    paths relative to FOLDER
+
+`captions.csv` (header `file_name,caption`) or `metadata.jsonl` work too. A record may name its split
+(`"split": "train"` or `"test"`); otherwise a record goes to the test split when the hash of its file name
+falls below `test_fraction`, so adding images never moves old ones between splits. Images are centre-cropped
+to a square and resized to `image_size` (area averaging when shrinking, bicubic when enlarging).
+
+The TFDS builder `image_caption_folder` stores them as ARRAY_RECORD under `data_dir` (random access without
+TensorFlow), once per folder content: its config name carries a hash of the captions file and of the image
+files' names, sizes and modification times, so an edited folder is rebuilt. The vocabulary (every caption
+word of the train split) is kept in the dataset's metadata.
+
+  python -m tcts_jax.data.image_folder --folder=FOLDER [--image_size=32 --data_dir=...]   # build it once
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import hashlib
+import json
+import pathlib
+import re
+
+import numpy as np
+import PIL.Image
+import tensorflow_datasets as tfds
+from etils import epath
+
+from tcts_jax.data import Dataset
+from tcts_jax.models.text import WordTokenizer
+
+CAPTION_FILES = ('captions.jsonl', 'metadata.jsonl', 'captions.csv')
+SPLITS = ('train', 'test')
+
+
+def captions_file(folder: pathlib.Path) -> pathlib.Path:
+  for name in CAPTION_FILES:
+    if (folder / name).is_file():
+      return folder / name
+  raise FileNotFoundError(f'no captions file in {folder}: expected one of {", ".join(CAPTION_FILES)}')
+
+
+def read_records(folder) -> list:
+  """[{'file_name', 'caption', 'split' (or None)}] of the folder's captions file, checked line by line."""
+  folder = pathlib.Path(folder)
+  if not folder.is_dir():
+    raise FileNotFoundError(f'image folder not found: {folder}')
+  path = captions_file(folder)
+  if path.suffix == '.csv':
+    with open(path, newline='', encoding='utf-8') as f:
+      rows = [(i + 2, row) for i, row in enumerate(csv.DictReader(f))]
+  else:
+    rows = []
+    for i, line in enumerate(path.read_text(encoding='utf-8').splitlines()):
+      if line.strip():
+        try:
+          rows.append((i + 1, json.loads(line)))
+        except json.JSONDecodeError as e:
+          raise ValueError(f'{path}:{i + 1}: not a JSON object ({e.msg})') from None
+  records = []
+  for line, row in rows:
+    caption = row.get('caption', row.get('text'))
+    if not isinstance(row, dict) or not row.get('file_name') or not isinstance(caption, str) or not caption.strip():
+      raise ValueError(f'{path}:{line}: need a "file_name" and a non-empty "caption" (or "text")')
+    split = row.get('split') or None
+    if split is not None and split not in SPLITS:
+      raise ValueError(f'{path}:{line}: split must be one of {SPLITS}, got {split!r}')
+    if not (folder / row['file_name']).is_file():
+      raise FileNotFoundError(f'{path}:{line}: image not found: {folder / row["file_name"]}')
+    records.append({'file_name': row['file_name'], 'caption': caption.strip(), 'split': split})
+  if not records:
+    raise ValueError(f'{path} lists no images')
+  return records
+
+
+def assign_split(record: dict, test_fraction: float) -> str:
+  if record['split']:
+    return record['split']
+  h = int(hashlib.sha256(record['file_name'].encode()).hexdigest()[:8], 16) / 2**32
+  return 'test' if h < test_fraction else 'train'
+
+
+def content_hash(folder: pathlib.Path, records: list) -> str:
+  h = hashlib.sha256(captions_file(folder).read_bytes())
+  for r in records:
+    stat = (folder / r['file_name']).stat()
+    h.update(f'{r["file_name"]}:{stat.st_size}:{stat.st_mtime_ns}'.encode())
+  return h.hexdigest()[:12]
+
+
+def square_image(path: pathlib.Path, size: int) -> np.ndarray:
+  """The image as (size, size, 3) uint8 RGB: centre-cropped to a square, then resized."""
+  with PIL.Image.open(path) as im:
+    image = im.convert('RGB')
+  w, h = image.size
+  side = min(w, h)
+  image = image.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
+  if side != size:
+    image = image.resize((size, size), PIL.Image.BOX if side > size else PIL.Image.BICUBIC)
+  return np.asarray(image, np.uint8)
+
+
+@dataclasses.dataclass
+class ImageFolderConfig(tfds.core.BuilderConfig):
+  folder: str = ''
+  image_size: int = 32
+  test_fraction: float = 0.1
+
+
+class ImageCaptionFolder(tfds.core.GeneratorBasedBuilder):
+  """Images and captions from a folder (see the module docstring)."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path:
+    # TFDS's own lookup needs the `importlib_resources` backport, which is not installed.
+    return epath.Path(__file__)
+
+  def __init__(self, **kwargs):
+    kwargs.setdefault('file_format', tfds.core.FileFormat.ARRAY_RECORD)
+    super().__init__(**kwargs)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    s = self.builder_config.image_size
+    return tfds.core.DatasetInfo(
+      builder=self,
+      description=__doc__,
+      features=tfds.features.FeaturesDict({
+        'image': tfds.features.Image(shape=(s, s, 3)),
+        'caption': tfds.features.Text(),
+        'file_name': tfds.features.Text(),
+      }),
+      metadata=tfds.core.MetadataDict(),
+      disable_shuffling=True,  # records keep the captions file's order
+    )
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # Nothing to download.
+    cfg = self.builder_config
+    records = read_records(cfg.folder)
+    by_split = {split: [r for r in records if assign_split(r, cfg.test_fraction) == split] for split in SPLITS}
+    empty = [split for split, rs in by_split.items() if not rs]
+    if empty:
+      raise ValueError(f'image folder {cfg.folder}: the {empty[0]} split is empty ({len(records)} images, '
+                       f'test_fraction={cfg.test_fraction}); give records a "split" or change data.test_fraction')
+    words = sorted({w for r in by_split['train'] for w in WordTokenizer.split(r['caption'])})
+    self.info.metadata['vocabulary'] = words
+    return {split: self._generate_examples(rs) for split, rs in by_split.items()}
+
+  def _generate_examples(self, records):
+    folder, size = pathlib.Path(self.builder_config.folder), self.builder_config.image_size
+    for i, r in enumerate(records):
+      # A numpy image would be encoded through a TF graph (slow start); PIL encodes a PIL image itself.
+      image = PIL.Image.fromarray(square_image(folder / r['file_name'], size))
+      yield i, {'image': image, 'caption': r['caption'], 'file_name': r['file_name']}
+
+
+def build(folder, image_size: int = 32, test_fraction: float = 0.1, data_dir=None) -> ImageCaptionFolder:
+  """The prepared builder of `folder` (built the first time, and again whenever the folder changes)."""
+  folder = pathlib.Path(folder).resolve()
+  records = read_records(folder)
+  slug = re.sub(r'[^a-z0-9]+', '_', folder.name.lower()).strip('_') or 'folder'
+  name = f'{slug}_{image_size}px_{content_hash(folder, records)}'
+  config = ImageFolderConfig(name=name, folder=str(folder), image_size=image_size, test_fraction=test_fraction,
+                             description=f'{folder} at {image_size}x{image_size}')
+  builder = ImageCaptionFolder(config=config, data_dir=data_dir)
+  builder.download_and_prepare()
+  return builder
+
+
+class ImageFolder(Dataset):
+  name = 'image_folder'
+
+  def __init__(self, folder, image_size: int = 32, test_fraction: float = 0.1, data_dir=None):
+    if not folder:
+      raise ValueError('the image_folder dataset needs data.folder (a directory with images and captions.jsonl)')
+    self.folder, self.image_size, self.test_fraction, self.data_dir = folder, image_size, test_fraction, data_dir
+
+  @property
+  def benchmark(self) -> str:
+    return f'{self.name}/{pathlib.Path(self.folder).name}'
+
+  @functools.cache
+  def builder(self):
+    return build(self.folder, self.image_size, self.test_fraction, self.data_dir)
+
+  def vocabulary(self) -> list:
+    return list(self.builder().info.metadata['vocabulary'])
+
+
+def get_dataset(data_config) -> ImageFolder:
+  return ImageFolder(data_config.get('folder'), data_config.image_size, data_config.get('test_fraction', 0.1),
+                     data_config.data_dir)
+
+
+if __name__ == '__main__':
+  import argparse
+  import time
+
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--folder', required=True)
+  parser.add_argument('--image_size', type=int, default=32)
+  parser.add_argument('--test_fraction', type=float, default=0.1)
+  parser.add_argument('--data_dir', default=None)
+  args = parser.parse_args()
+  start = time.time()
+  b = build(args.folder, args.image_size, args.test_fraction, args.data_dir)
+  print(f'{b.info.full_name} at {b.data_dir}: {dict(b.info.splits)} in {time.time() - start:.1f} s')
