@@ -162,7 +162,7 @@ def test_no_recompilation_across_prompts_and_seeds(tiny_model):
     (dict(persistent_weight=0.0), 'persistent_weight must be > 0'),
     (dict(steps=0), 'steps must be in'),
     (dict(steps=65), 'steps must be in'),
-    (dict(fas_layer=7), 'fas_layer 7 out of range'),
+    (dict(strategy='fas', fas_layer=7), 'fas_layer 7 out of range'),
     (dict(guidance_scale=-1.0), 'guidance_scale must be >= 0'),
     (dict(guidance_schedule='wobbly'), 'unknown guidance schedule'),
     (dict(mask_schedule='wobbly'), 'unknown mask schedule'),

@@ -214,7 +214,7 @@ def validate(cfg, model: MaskedGenerator, selector: Optional[TokenSelector] = No
     raise ValueError(f'tcts_noise must be >= 0, got {cfg.tcts_noise}')
   if cfg.persistent_weight <= 0:
     raise ValueError(f'persistent_weight must be > 0, got {cfg.persistent_weight}')
-  if not 0 <= cfg.fas_layer < model.num_layers:
+  if any(s.needs_high_freq for s in used) and not 0 <= cfg.fas_layer < model.num_layers:
     raise ValueError(f'fas_layer {cfg.fas_layer} out of range [0, {model.num_layers})')
   if cfg.guidance_scale < 0:
     raise ValueError(f'guidance_scale must be >= 0, got {cfg.guidance_scale}')
