@@ -1,0 +1,47 @@
+"""The shipped model samples exactly what it sampled before the sampler took the model as functions.
+
+tests/fixtures/shipped_samples.npz holds tokens made by commit 81613e3 (the sampler then called our
+generator directly, with the text side inside every step) for these prompts, seeds and settings. Bit-equality
+holds on the x86-64 CPUs we develop and test on; another processor may round differently.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+from tcts_jax import editing
+from tcts_jax.api import TextToImage
+from tests.conftest import REPO
+
+PROMPTS = ['a large red circle in the middle', 'a small blue square in the top left and a big green triangle at the bottom',
+           'a yellow triangle on the right', 'there is a tiny purple disk at the top']
+REFERENCE = np.load(REPO / 'tests' / 'fixtures' / 'shipped_samples.npz')
+
+
+@pytest.fixture(scope='module')
+def t2i():
+  return TextToImage.load()
+
+
+@pytest.mark.parametrize('strategy', ['uniform', 'purity', 'random_revoke', 'fas', 'tcts_fas'])
+def test_samples_are_bit_identical_to_before(t2i, strategy):
+  tokens = t2i.generate(PROMPTS, num_samples=2, seed=3, strategy=strategy).tokens
+  np.testing.assert_array_equal(tokens, REFERENCE[f'sample__{strategy}'])
+
+
+def test_guidance_schedule_and_negative_prompt_are_bit_identical(t2i):
+  tokens = t2i.generate(PROMPTS[:2], num_samples=2, seed=5, negative_prompt='a red circle', strategy='purity',
+                        guidance_schedule='linear').tokens
+  np.testing.assert_array_equal(tokens, REFERENCE['sample__purity_negative_linear'])
+
+
+def test_refinement_and_editing_are_bit_identical(t2i):
+  base = REFERENCE['sample__purity'][:4].astype(np.int32)
+  revised = editing.refine_revision(t2i, base, PROMPTS[0], jax.random.key(0)).tokens
+  np.testing.assert_array_equal(revised, REFERENCE['refine__revision'])
+  edited = editing.edit(t2i, base[:1], 'a large blue circle in the middle', 'blue', jax.random.key(0)).tokens
+  np.testing.assert_array_equal(edited, REFERENCE['edit__word'])
+  region = np.zeros(64, bool)
+  region[:20] = True
+  inpainted = editing.inpaint(t2i, base, PROMPTS[0], region, jax.random.key(0)).tokens
+  np.testing.assert_array_equal(inpainted, REFERENCE['edit__inpaint'])
