@@ -1,4 +1,4 @@
-"""The one selection primitive every strategy goes through (DESIGN §2).
+"""The one selection primitive every strategy goes through (docs/design.md §2).
 
 Keeping k positions without replacement with probabilities proportional to w_i is exactly keeping the k
 largest `log w_i + g_i`, g_i ~ Gumbel(0, 1) (Gumbel-top-k). Strategies only supply the keep logits
