@@ -61,8 +61,9 @@ def main():
 
   @jax.jit
   def selector_forward(p):  # with the sampler's selector guidance (g = 1: the conditional half only)
-    return guided_selector_logits(selector, p, tokens[:b] % models.mask_id, jnp.full((b,), 0.5), selector_text,
-                                  config.sampler.selector_guidance)
+    return guided_selector_logits(
+      selector, p, tokens[:b] % models.mask_id, jnp.full((b,), 0.5), selector_text, config.sampler.selector_guidance
+    )
 
   t_text = median_seconds(lambda: text_forward(params, ids), args.repeats)
   t_gen = median_seconds(lambda: generator_cfg_forward(params), args.repeats)
@@ -81,23 +82,41 @@ def main():
     rows.append((name, t_sampler, denominator, ratios[name]))
 
   cfg = sampler_config(config.sampler, strategy='fas', steps=16)
-  mem_ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts * (args.memory_batch // b + 1))[:args.memory_batch])
-  analysis = Sampler(model, cfg, selector)._sample.lower(params, mem_ids, jax.random.key(0), None).compile().memory_analysis()
-  peak = (analysis.argument_size_in_bytes + analysis.output_size_in_bytes + analysis.temp_size_in_bytes
-          - analysis.alias_size_in_bytes)
+  mem_ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts * (args.memory_batch // b + 1))[: args.memory_batch])
+  analysis = (
+    Sampler(model, cfg, selector)._sample.lower(params, mem_ids, jax.random.key(0), None).compile().memory_analysis()
+  )
+  peak = (
+    analysis.argument_size_in_bytes
+    + analysis.output_size_in_bytes
+    + analysis.temp_size_in_bytes
+    - analysis.alias_size_in_bytes
+  )
 
-  print(f'device: {jax.devices()[0].device_kind}, batch {b}, {t} steps, generator '
-        f'{config.generator.num_layers}x{config.generator.width}, {models.num_tokens} tokens')
-  print(f'one CFG generator forward {t_gen * 1e3:.2f} ms, text encoder {t_text * 1e3:.2f} ms'
-        + (f', selector {t_sel * 1e3:.2f} ms' if t_sel else ''))
+  print(
+    f'device: {jax.devices()[0].device_kind}, batch {b}, {t} steps, generator '
+    f'{config.generator.num_layers}x{config.generator.width}, {models.num_tokens} tokens'
+  )
+  print(
+    f'one CFG generator forward {t_gen * 1e3:.2f} ms, text encoder {t_text * 1e3:.2f} ms'
+    + (f', selector {t_sel * 1e3:.2f} ms' if t_sel else '')
+  )
   print(f'{"strategy":<15}{"sampler s":>11}{"forwards s":>12}{"ratio":>8}')
   for name, ts, td, r in rows:
     print(f'{name:<15}{ts:>11.4f}{td:>12.4f}{r:>8.3f}')
   print(f'peak memory, fas, batch {args.memory_batch}, 16 steps (with image decoding): {peak / 2**20:.1f} MiB')
-  print(json.dumps({'overhead_ratio': {k: round(v, 4) for k, v in ratios.items()}, 'steps': t, 'batch': b,
-                    'generator_cfg_forward_ms': round(t_gen * 1e3, 3),
-                    'peak_memory_mib_batch64_steps16': round(peak / 2**20, 2),
-                    'device': jax.devices()[0].device_kind}))
+  print(
+    json.dumps(
+      {
+        'overhead_ratio': {k: round(v, 4) for k, v in ratios.items()},
+        'steps': t,
+        'batch': b,
+        'generator_cfg_forward_ms': round(t_gen * 1e3, 3),
+        'peak_memory_mib_batch64_steps16': round(peak / 2**20, 2),
+        'device': jax.devices()[0].device_kind,
+      }
+    )
+  )
 
 
 if __name__ == '__main__':

@@ -33,17 +33,27 @@ def text_at_every_step(models):
   cached = models.masked_generator()
 
   def logits(params, tokens, text, attention_layer):
-    out, self_attention, cross_attention = generator_forward(models.generator, params['generator'], tokens, *text,
-                                                             attention_layer)
+    out, self_attention, cross_attention = generator_forward(
+      models.generator, params['generator'], tokens, *text, attention_layer
+    )
     maps = None if attention_layer is None else dict(self_attention=self_attention, cross_attention=cross_attention)
     return out, maps
 
-  model = MaskedGenerator(cached.num_tokens, cached.codebook_size, cached.mask_id, cached.num_layers,
-                          encode_text=models.encode_text, logits=logits, decode=cached.decode)
+  model = MaskedGenerator(
+    cached.num_tokens,
+    cached.codebook_size,
+    cached.mask_id,
+    cached.num_layers,
+    encode_text=models.encode_text,
+    logits=logits,
+    decode=cached.decode,
+  )
   selector = TokenSelector(
     encode_text=models.encode_text,
-    logits=lambda params, tokens, ratio, text: models.selector.apply({'params': params['selector']}, tokens, ratio,
-                                                                     *text))
+    logits=lambda params, tokens, ratio, text: models.selector.apply(
+      {'params': params['selector']}, tokens, ratio, *text
+    ),
+  )
   return model, selector
 
 
@@ -58,8 +68,9 @@ def main():
   config = load_config('configs/shapes.py:sample')
   models = build_models(config, get_dataset(config.data).vocabulary())
   params = init_params(models, config.data.image_size, jax.random.key(0))
-  prompts = [shapes.caption(shapes.sample_scene(np.random.default_rng(i)), np.random.default_rng(i))
-             for i in range(args.batch)]
+  prompts = [
+    shapes.caption(shapes.sample_scene(np.random.default_rng(i)), np.random.default_rng(i)) for i in range(args.batch)
+  ]
   ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts))
   variants = {'once': (models.masked_generator(), models.token_selector()), 'every_step': text_at_every_step(models)}
   results = {}
@@ -79,11 +90,17 @@ def main():
         jax.block_until_ready(sampler(params, ids, jax.random.key(1)).tokens)
         times[k].append(time.perf_counter() - start)
     seconds = {k: statistics.median(v) for k, v in times.items()}
-    results[name] = {'once_s': round(seconds['once'], 4), 'every_step_s': round(seconds['every_step'], 4),
-                     'speedup': round(seconds['every_step'] / seconds['once'], 3)}
+    results[name] = {
+      'once_s': round(seconds['once'], 4),
+      'every_step_s': round(seconds['every_step'], 4),
+      'speedup': round(seconds['every_step'] / seconds['once'], 3),
+    }
     print(f'{name:<12}{seconds["once"]:>10.4f}{seconds["every_step"]:>14.4f}{results[name]["speedup"]:>8.3f}')
-  print(json.dumps({'text_caching': results, 'batch': args.batch, 'steps': args.steps,
-                    'device': jax.devices()[0].device_kind}))
+  print(
+    json.dumps(
+      {'text_caching': results, 'batch': args.batch, 'steps': args.steps, 'device': jax.devices()[0].device_kind}
+    )
+  )
 
 
 if __name__ == '__main__':

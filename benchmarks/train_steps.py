@@ -26,16 +26,24 @@ from tcts_jax.training.trainer import make_optimizer, train_step
 from timing import median_seconds
 
 # What each stage holds frozen (the rest of init_params is unused by it).
-FROZEN_PARTS = {'tokenizer': (), 'generator': ('tokenizer',), 'selector': ('tokenizer', 'text', 'generator'),
-                'features': ()}
+FROZEN_PARTS = {
+  'tokenizer': (),
+  'generator': ('tokenizer',),
+  'selector': ('tokenizer', 'text', 'generator'),
+  'features': (),
+}
 
 
 def synthetic_batch(config, models, stage, frozen):
   """The trainer's batch layout, rendered directly (no TFDS dataset needed); with the image codes the
   trainer encodes once up front for `needs_codes` stages."""
-  examples = [pipeline.example_to_numpy(shapes.make_example(config.seed, i, config.data.image_size),
-                                 models.word_tokenizer.encode if stage.needs_text else None)
-              for i in range(config.train.batch_size)]
+  examples = [
+    pipeline.example_to_numpy(
+      shapes.make_example(config.seed, i, config.data.image_size),
+      models.word_tokenizer.encode if stage.needs_text else None,
+    )
+    for i in range(config.train.batch_size)
+  ]
   batch = pipeline.collate(examples)
   batch = {k: v for k, v in batch.items() if v.dtype != object}
   if stage.needs_codes:
@@ -51,15 +59,21 @@ def time_stage(name, repeats):
   all_params = init_params(models, config.data.image_size, rng)
   frozen = {part: all_params[part] for part in FROZEN_PARTS[name]}
   batch = synthetic_batch(config, models, stage, frozen)
-  state = train_state.TrainState.create(apply_fn=None, params=jax.jit(stage.init)(rng, batch),
-                                        tx=make_optimizer(config.train))
+  state = train_state.TrainState.create(
+    apply_fn=None, params=jax.jit(stage.init)(rng, batch), tx=make_optimizer(config.train)
+  )
   step = jax.jit(functools.partial(train_step, stage))
   cost = step.lower(state, frozen, batch, rng).compile().cost_analysis()
   flops = (cost[0] if isinstance(cost, list) else cost).get('flops', 0.0)
   seconds = median_seconds(lambda: step(state, frozen, batch, rng)[1], repeats)
-  return {'step_s': round(seconds, 4), 'steps': config.train.num_steps, 'batch': config.train.batch_size,
-          'gflop_per_step': round(flops / 1e9, 2), 'gflop_per_s': round(flops / 1e9 / seconds, 1),
-          'projected_min': round(seconds * config.train.num_steps / 60, 1)}
+  return {
+    'step_s': round(seconds, 4),
+    'steps': config.train.num_steps,
+    'batch': config.train.batch_size,
+    'gflop_per_step': round(flops / 1e9, 2),
+    'gflop_per_s': round(flops / 1e9 / seconds, 1),
+    'projected_min': round(seconds * config.train.num_steps / 60, 1),
+  }
 
 
 def main():
@@ -77,8 +91,11 @@ def main():
   print(f'{"stage":<11}{"step s":>8}{"steps":>7}{"GFLOP":>8}{"GFLOP/s":>9}{"min":>7}')
   for name in stages:
     r = results[name] = time_stage(name, args.repeats)
-    print(f'{name:<11}{r["step_s"]:>8.3f}{r["steps"]:>7}{r["gflop_per_step"]:>8.1f}{r["gflop_per_s"]:>9.1f}'
-          f'{r["projected_min"]:>7.1f}', flush=True)
+    print(
+      f'{name:<11}{r["step_s"]:>8.3f}{r["steps"]:>7}{r["gflop_per_step"]:>8.1f}{r["gflop_per_s"]:>9.1f}'
+      f'{r["projected_min"]:>7.1f}',
+      flush=True,
+    )
   total = round(sum(r['projected_min'] for r in results.values()), 1)
   print(f'projected training time of these stages: {total} min (train steps only)')
   print(json.dumps({'stages': results, 'projected_total_min': total, 'device': jax.devices()[0].device_kind}))

@@ -59,8 +59,18 @@ SIZES = {
 # 51 min measured). The generator's 2e-3 was measured against 1e-3 and 3e-3 on this schedule
 # (results/one_hour_recipe/); the selector's step is mostly the frozen generator's CFG forward, and its
 # training AUROC stops rising after ~300 steps.
-TRAIN = dict(batch_size=64, num_steps=3000, learning_rate=1e-3, warmup_steps=200, weight_decay=0.0, grad_clip=1.0,
-             log_every=100, image_every=1000, checkpoint_every=500, keep_checkpoints=2)
+TRAIN = dict(
+  batch_size=64,
+  num_steps=3000,
+  learning_rate=1e-3,
+  warmup_steps=200,
+  weight_decay=0.0,
+  grad_clip=1.0,
+  log_every=100,
+  image_every=1000,
+  checkpoint_every=500,
+  keep_checkpoints=2,
+)
 TRAIN_STAGES = {
   'tokenizer': dict(num_steps=1200),
   'generator': dict(learning_rate=2e-3, weight_decay=0.01),
@@ -69,7 +79,11 @@ TRAIN_STAGES = {
 }
 # Tests: a few steps of everything.
 TINY_TRAIN = dict(batch_size=16, num_steps=20, warmup_steps=5, log_every=5, image_every=20, checkpoint_every=10)
-TINY_TRAIN_STAGES = {'generator': dict(learning_rate=1e-3), 'selector': dict(image_every=10), 'features': dict(image_every=0)}
+TINY_TRAIN_STAGES = {
+  'generator': dict(learning_rate=1e-3),
+  'selector': dict(image_every=10),
+  'features': dict(image_every=0),
+}
 
 
 def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
@@ -197,21 +211,45 @@ def _eval_config(tiny: bool, smoke: bool) -> dict:
   else:
     # The paper's tables (Table 1: purity / uniform / RR / TCTS+FAS at 16 and 25 steps; Table 5: RR, RR+FAS,
     # RR+persistent, TCTS, TCTS+FAS, TCTS+persistent; Table 6: uniform and RR at 50 steps).
-    grid = ('purity@16', 'uniform@16', 'random_revoke@16', 'tcts_fas@16',
-            'purity@25', 'uniform@25', 'random_revoke@25', 'tcts_fas@25',
-            'fas@16', 'persistent@16', 'tcts@16', 'tcts_persistent@16', 'uniform@50', 'random_revoke@50')
+    grid = (
+      'purity@16',
+      'uniform@16',
+      'random_revoke@16',
+      'tcts_fas@16',
+      'purity@25',
+      'uniform@25',
+      'random_revoke@25',
+      'tcts_fas@25',
+      'fas@16',
+      'persistent@16',
+      'tcts@16',
+      'tcts_persistent@16',
+      'uniform@50',
+      'random_revoke@50',
+    )
     num_images, batch_size, shard_size = (32, 16, 16) if tiny else (1000, 100, 200)
   # Paired differences A - B to report (same captions and seeds; the interval to read for "does A beat B").
   # Pairs naming rows a run does not have are skipped with a note.
-  compare = (('purity@8', 'random_revoke@8'),) if smoke else (
-    ('purity@16', 'uniform@16'), ('purity@16', 'tcts_fas@16'),
-    ('tcts_fas@16', 'random_revoke@16'), ('tcts_fas@25', 'random_revoke@25'),
-    ('tcts@16', 'random_revoke@16'), ('fas@16', 'random_revoke@16'), ('persistent@16', 'random_revoke@16'),
-    ('tcts_fas@16', 'tcts@16'), ('tcts_fas@16', 'tcts_persistent@16'),
-    ('tcts_fas@16', 'uniform@50'), ('tcts_fas@16', 'random_revoke@50'),
-    ('uniform@16 + revision (selector)', 'uniform@16 + revision (random)'),
-    ('uniform@16 + masked (selector)', 'uniform@16 + masked (random)'),
-    ('uniform@16 + revision (selector)', 'uniform@16'))
+  compare = (
+    (('purity@8', 'random_revoke@8'),)
+    if smoke
+    else (
+      ('purity@16', 'uniform@16'),
+      ('purity@16', 'tcts_fas@16'),
+      ('tcts_fas@16', 'random_revoke@16'),
+      ('tcts_fas@25', 'random_revoke@25'),
+      ('tcts@16', 'random_revoke@16'),
+      ('fas@16', 'random_revoke@16'),
+      ('persistent@16', 'random_revoke@16'),
+      ('tcts_fas@16', 'tcts@16'),
+      ('tcts_fas@16', 'tcts_persistent@16'),
+      ('tcts_fas@16', 'uniform@50'),
+      ('tcts_fas@16', 'random_revoke@50'),
+      ('uniform@16 + revision (selector)', 'uniform@16 + revision (random)'),
+      ('uniform@16 + masked (selector)', 'uniform@16 + masked (random)'),
+      ('uniform@16 + revision (selector)', 'uniform@16'),
+    )
+  )
   return dict(
     # 'strategy@steps' (or [strategy, steps]); strategy: any sampler strategy, preset or schedule.
     grid=grid,
@@ -249,6 +287,10 @@ def _eval_config(tiny: bool, smoke: bool) -> dict:
     refinement=dict(
       base=ml_collections.FieldReference('uniform@8' if smoke else (None if tiny else 'uniform@16'), field_type=str),
       methods=('revision:random',) if smoke else REFINE_METHODS,
-      rounds=2 if smoke else 4, revision_fraction=0.25, revision_steps=4, masked_fraction=0.6, masked_steps=8,
+      rounds=2 if smoke else 4,
+      revision_fraction=0.25,
+      revision_steps=4,
+      masked_fraction=0.6,
+      masked_steps=8,
     ),
   )

@@ -1,9 +1,9 @@
 """Python API for notebooks and scripts.
 
-  from tcts_jax.api import TextToImage
-  t2i = TextToImage.load()                      # shipped weights, configs/shapes.py
-  out = t2i.generate(['a large red circle in the middle'], num_samples=4, strategy='random_revoke')
-  out.images  # (4, 32, 32, 3) uint8
+from tcts_jax.api import TextToImage
+t2i = TextToImage.load()                      # shipped weights, configs/shapes.py
+out = t2i.generate(['a large red circle in the middle'], num_samples=4, strategy='random_revoke')
+out.images  # (4, 32, 32, 3) uint8
 """
 
 import dataclasses
@@ -48,10 +48,10 @@ def images_from_tokens(models: Models, tokenizer_params, tokens):
 
 @dataclasses.dataclass
 class Generation:
-  prompts: list[str]            # one per image
-  images: np.ndarray            # (B, H, W, 3) uint8
-  tokens: np.ndarray            # (B, N) int32
-  trajectory: Optional[dict]    # per step (T, B, ...) numpy arrays, when asked for
+  prompts: list[str]  # one per image
+  images: np.ndarray  # (B, H, W, 3) uint8
+  tokens: np.ndarray  # (B, N) int32
+  trajectory: Optional[dict]  # per step (T, B, ...) numpy arrays, when asked for
 
 
 class TextToImage:
@@ -64,8 +64,12 @@ class TextToImage:
     self._samplers = {}
 
   @classmethod
-  def load(cls, config: Optional[ml_collections.ConfigDict] = None, weights: Optional[str] = None,
-           selector: Optional[str] = None) -> 'TextToImage':
+  def load(
+    cls,
+    config: Optional[ml_collections.ConfigDict] = None,
+    weights: Optional[str] = None,
+    selector: Optional[str] = None,
+  ) -> 'TextToImage':
     """`selector`: a selector workdir or weights dir overriding (or adding) the weights dir's selector."""
     config = config if config is not None else load_config()
     if not (weights or config.weights):
@@ -112,8 +116,15 @@ class TextToImage:
       self._samplers[key] = Sampler(self.model, cfg, self.selector, trajectory=trajectory)
     return self._samplers[key]
 
-  def generate(self, prompts: Sequence[str], num_samples: int = 1, seed: int = 0, trajectory: bool = False,
-               negative_prompt: Optional[str] = None, **sampler_overrides) -> Generation:
+  def generate(
+    self,
+    prompts: Sequence[str],
+    num_samples: int = 1,
+    seed: int = 0,
+    trajectory: bool = False,
+    negative_prompt: Optional[str] = None,
+    **sampler_overrides,
+  ) -> Generation:
     """`num_samples` images per prompt (images of one prompt are adjacent)."""
     if isinstance(prompts, str):
       prompts = [prompts]

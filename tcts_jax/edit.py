@@ -27,10 +27,11 @@ def main(argv):
   del argv
   modes = [name for name in ('word', 'inpaint', 'outpaint') if getattr(FLAGS, name) is not None]
   if len(modes) != 1:
-    raise ValueError('give exactly one of --word (mask-free editing), --inpaint or --outpaint'
-                     + (f' (got {", ".join("--" + m for m in modes)})' if modes else ''))
-  image, t2i, out = editing.open_job(FLAGS.config, FLAGS.image, FLAGS.prompt, FLAGS.out, FLAGS.weights,
-                                     FLAGS.selector)
+    raise ValueError(
+      'give exactly one of --word (mask-free editing), --inpaint or --outpaint'
+      + (f' (got {", ".join("--" + m for m in modes)})' if modes else '')
+    )
+  image, t2i, out = editing.open_job(FLAGS.config, FLAGS.image, FLAGS.prompt, FLAGS.out, FLAGS.weights, FLAGS.selector)
   region = None
   if FLAGS.word is not None:
     editing.word_mask(t2i.models.word_tokenizer, FLAGS.prompt, FLAGS.word)  # fail fast, naming the word
@@ -43,13 +44,31 @@ def main(argv):
   tokens = t2i.tokenize_images(image.pixels[None])
   rng = jax.random.key(FLAGS.seed)
   if FLAGS.word is not None:
-    result = editing.edit(t2i, tokens, FLAGS.prompt, FLAGS.word, rng, noise=FLAGS.noise,
-                          steps=10 if FLAGS.steps is None else FLAGS.steps, strategy=FLAGS.strategy or 'uniform', layer=FLAGS.layer,
-                          sharpness=FLAGS.sharpness, use_selector=FLAGS.use_selector)
+    result = editing.edit(
+      t2i,
+      tokens,
+      FLAGS.prompt,
+      FLAGS.word,
+      rng,
+      noise=FLAGS.noise,
+      steps=10 if FLAGS.steps is None else FLAGS.steps,
+      strategy=FLAGS.strategy or 'uniform',
+      layer=FLAGS.layer,
+      sharpness=FLAGS.sharpness,
+      use_selector=FLAGS.use_selector,
+    )
     what = f'edit {FLAGS.word!r}'
   else:
-    result = editing.inpaint(t2i, tokens, FLAGS.prompt, region, rng, outpaint=FLAGS.outpaint is not None,
-                             strategy=FLAGS.strategy, steps=FLAGS.steps)
+    result = editing.inpaint(
+      t2i,
+      tokens,
+      FLAGS.prompt,
+      region,
+      rng,
+      outpaint=FLAGS.outpaint is not None,
+      strategy=FLAGS.strategy,
+      steps=FLAGS.steps,
+    )
     what = 'outpaint' if FLAGS.outpaint is not None else 'inpaint'
   seconds = time.perf_counter() - start
   for note in result.notes:
@@ -67,12 +86,14 @@ if __name__ == '__main__':
   flags.DEFINE_string('outpaint', None, 'Outpainting: regenerate outside the pixel rectangle x0,y0,x1,y1.')
   flags.DEFINE_string('out', 'edited.png', 'Output PNG path.')
   flags.DEFINE_float('noise', 0.25, 'Editing: fraction of the tokens re-masked.')
-  flags.DEFINE_integer('steps', None, 'Regeneration steps; default 10 (editing) or config.sampler.steps (in/outpainting).')
+  flags.DEFINE_integer(
+    'steps', None, 'Regeneration steps; default 10 (editing) or config.sampler.steps (in/outpainting).'
+  )
   flags.DEFINE_string('strategy', None, 'Regeneration strategy; default uniform (editing) or config.sampler.strategy.')
   flags.DEFINE_integer('layer', None, 'Editing: generator layer of the cross-attention map (default: mean of all).')
   flags.DEFINE_float('sharpness', 4.0, 'Editing: exponent on the attention map (> 1 concentrates the edit).')
   flags.DEFINE_bool('use_selector', True, 'Editing: multiply the selector score map in (when selector weights exist).')
   flags.DEFINE_integer('seed', 0, 'Random seed.')
   flags.DEFINE_string('weights', None, 'Weights directory (default: config.weights, the shipped model).')
-  flags.DEFINE_string('selector', None, 'Selector weights or workdir overriding the weights dir\'s selector.')
+  flags.DEFINE_string('selector', None, "Selector weights or workdir overriding the weights dir's selector.")
   run_main(main)

@@ -35,8 +35,9 @@ def main(argv):
   params = {part: checkpoint.load_part(src, part, expected[part]) for part, src in sources.items()}
   if FLAGS.features:  # not part of the text-to-image model: its own architecture (config.features)
     net = build_feature_net(config)
-    params['features'] = checkpoint.load_part(FLAGS.features, 'features',
-                                              abstract_feature_params(net, config.data.image_size))
+    params['features'] = checkpoint.load_part(
+      FLAGS.features, 'features', abstract_feature_params(net, config.data.image_size)
+    )
   out.mkdir(parents=True, exist_ok=True)
   for part, p in params.items():
     checkpoint.save_weights(out / f'{part}.safetensors', p)

@@ -29,18 +29,22 @@ def main(argv):
     raise ValueError(f'--out must end in .png, got {FLAGS.out}')
   t2i = TextToImage.load(FLAGS.config, FLAGS.weights)
   start = time.perf_counter()
-  gen = t2i.generate(FLAGS.prompt, FLAGS.num_samples, FLAGS.seed, trajectory=FLAGS.trajectory,
-                     negative_prompt=FLAGS.negative_prompt)
+  gen = t2i.generate(
+    FLAGS.prompt, FLAGS.num_samples, FLAGS.seed, trajectory=FLAGS.trajectory, negative_prompt=FLAGS.negative_prompt
+  )
   seconds = time.perf_counter() - start
   visualize.save_png(out, visualize.caption_grid(gen.images, gen.prompts, cols=FLAGS.num_samples))
-  print(f'wrote {out} ({len(gen.images)} images, {FLAGS.config.sampler.strategy}, '
-        f'{FLAGS.config.sampler.steps} steps, {seconds:.1f} s incl. compilation)')
+  print(
+    f'wrote {out} ({len(gen.images)} images, {FLAGS.config.sampler.strategy}, '
+    f'{FLAGS.config.sampler.steps} steps, {seconds:.1f} s incl. compilation)'
+  )
   if FLAGS.trajectory:
     g = t2i.models.grid_size
     for i, prompt in enumerate(FLAGS.prompt):
       j = i * FLAGS.num_samples  # the first sample of each prompt
-      strip = visualize.trajectory_strip(gen.trajectory['images'][:, j], gen.trajectory['kept'][:, j],
-                                         gen.trajectory['high_freq'][:, j], g, prompt)
+      strip = visualize.trajectory_strip(
+        gen.trajectory['images'][:, j], gen.trajectory['kept'][:, j], gen.trajectory['high_freq'][:, j], g, prompt
+      )
       path = out.with_name(f'{out.stem}_trajectory_{i}.png')
       visualize.save_png(path, strip)
       print(f'wrote {path}')

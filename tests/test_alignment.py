@@ -3,6 +3,7 @@
 A checker is only meaningful if it is near 100 % on real renders, near chance on mismatched captions,
 and stable under the softness of generated images; these tests pin all three on the dataset itself.
 """
+
 import dataclasses
 import itertools
 
@@ -17,8 +18,11 @@ NUM = 500
 
 def _batch(size, num=NUM, seed=0):
   examples = [shapes.make_example(seed, i, size) for i in range(num)]
-  return (np.stack([e['image'] for e in examples]), np.stack([e['objects'] for e in examples]),
-          np.array([e['num_objects'] for e in examples]))
+  return (
+    np.stack([e['image'] for e in examples]),
+    np.stack([e['objects'] for e in examples]),
+    np.array([e['num_objects'] for e in examples]),
+  )
 
 
 def _noisy(image, rng, amplitude=10):
@@ -30,7 +34,7 @@ def _box_blur3(image):
   """3x3 box blur with reflecting borders (an independent softening, harsher than sigma 0.5)."""
   x = np.pad(image.astype(np.float64), ((1, 1), (1, 1), (0, 0)), mode='reflect')
   s = image.shape[0]
-  out = sum(x[i:i + s, j:j + s] for i in range(3) for j in range(3)) / 9.
+  out = sum(x[i : i + s, j : j + s] for i in range(3) for j in range(3)) / 9.0
   return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
@@ -88,13 +92,13 @@ def test_robust_to_blur_and_colour_noise(size):
 def test_blank_backgrounds_have_no_objects(size):
   rng = np.random.default_rng(size)
   for i in range(100):
-    scene = dataclasses.replace(shapes.sample_scene(np.random.default_rng([7, i])), objects=(),
-                                jitter=())
+    scene = dataclasses.replace(shapes.sample_scene(np.random.default_rng([7, i])), objects=(), jitter=())
     image = shapes.render(scene, size)
     assert alignment.detect_objects(image) == []
     assert alignment.detect_objects(_noisy(alignment.blur_image(image, 0.5), rng)) == []
-  r = alignment.score_image(shapes.render(scene, size), shapes.encode_objects(
-      (shapes.ShapeObject('circle', 'red', 'large', 'middle'),)), 1)
+  r = alignment.score_image(
+    shapes.render(scene, size), shapes.encode_objects((shapes.ShapeObject('circle', 'red', 'large', 'middle'),)), 1
+  )
   assert r['num_detected'] == 0 and r['object_accuracy'] == 0 and r['all_correct'] == 0
   assert r['color_accuracy'] == 0  # a missing object is wrong on every attribute
   grey = np.full((size, size, 3), 128, np.uint8)
@@ -104,8 +108,7 @@ def test_blank_backgrounds_have_no_objects(size):
 def test_every_single_object_is_recognised():
   """Exhaustive: each shape x colour x size x cell alone on a background, at 32 px."""
   base = shapes.sample_scene(np.random.default_rng(3))
-  for shape, color, size, pos in itertools.product(shapes.SHAPES, shapes.COLOR_NAMES, shapes.SIZES,
-                                                   shapes.POSITIONS):
+  for shape, color, size, pos in itertools.product(shapes.SHAPES, shapes.COLOR_NAMES, shapes.SIZES, shapes.POSITIONS):
     obj = shapes.ShapeObject(shape, color, size, pos)
     image = shapes.render(dataclasses.replace(base, objects=(obj,), jitter=((1, -1),)), 32)
     found = alignment.detect_objects(image)
@@ -121,11 +124,12 @@ def test_wrong_colour_repaint_fails_only_that_object():
   scene = shapes.sample_scene(rng)  # the same scene make_example rendered
   assert shapes.encode_objects(scene.objects).tolist() == e['objects'].tolist()
   target = scene.objects[0]
-  new_color = next(c for c in shapes.COLOR_NAMES
-                   if all(c != o.color for o in scene.objects))  # no accidental match elsewhere
+  new_color = next(
+    c for c in shapes.COLOR_NAMES if all(c != o.color for o in scene.objects)
+  )  # no accidental match elsewhere
   top, left, side = shapes.object_box(target, scene.jitter[0], 32)
   image = e['image'].copy()
-  window = image[top:top + side, left:left + side]
+  window = image[top : top + side, left : left + side]
   window[(window == shapes.COLORS[target.color]).all(-1)] = shapes.COLORS[new_color]
 
   r = alignment.score_image(image, e['objects'], e['num_objects'])
@@ -142,10 +146,12 @@ def test_extra_object_breaks_all_correct_only():
   scene = shapes.sample_scene(np.random.default_rng(11))
   used = {o.position for o in scene.objects}
   free = next(p for p in shapes.POSITIONS if p not in used)
-  extra = dataclasses.replace(scene, objects=scene.objects + (
-      shapes.ShapeObject('square', 'green', 'small', free),), jitter=scene.jitter + ((0, 0),))
-  r = alignment.score_image(shapes.render(extra, 32), shapes.encode_objects(scene.objects),
-                            len(scene.objects))
+  extra = dataclasses.replace(
+    scene,
+    objects=scene.objects + (shapes.ShapeObject('square', 'green', 'small', free),),
+    jitter=scene.jitter + ((0, 0),),
+  )
+  r = alignment.score_image(shapes.render(extra, 32), shapes.encode_objects(scene.objects), len(scene.objects))
   assert r['object_accuracy'] == 1 and r['all_correct'] == 0 and r['count_correct'] == 0
   assert r['num_detected'] == len(scene.objects) + 1
 
@@ -154,8 +160,7 @@ def test_same_colour_neighbours_fused_by_blur_are_split():
   # Left cell [0, 10), middle cell [11, 20) at 32 px: with jitter +1 the two large squares are 1 px
   # apart, and a 3x3 box blur fills the gap with 2/3 coverage.
   base = shapes.sample_scene(np.random.default_rng(0))
-  objs = (shapes.ShapeObject('square', 'red', 'large', 'top left'),
-          shapes.ShapeObject('square', 'red', 'large', 'top'))
+  objs = (shapes.ShapeObject('square', 'red', 'large', 'top left'), shapes.ShapeObject('square', 'red', 'large', 'top'))
   scene = dataclasses.replace(base, objects=objs, jitter=((0, 1), (0, 0)))
   image = _box_blur3(shapes.render(scene, 32))
   found = alignment.detect_objects(image)
@@ -190,7 +195,7 @@ def test_label_matches_flood_fill():
 
 def test_float_images_and_batch_api():
   images, objects, counts = _batch(32, num=8)
-  as_float = images.astype(np.float32) / 255.
+  as_float = images.astype(np.float32) / 255.0
   a = alignment.score_batch(images, objects, counts)
   b = alignment.score_batch(as_float, objects, counts)
   assert a['object_accuracy'] == b['object_accuracy'] == 1.0

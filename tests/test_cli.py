@@ -20,27 +20,38 @@ def assert_one_line_error(result, *fragments):
 
 def test_sample_writes_grid_and_trajectories(tiny_weights, tmp_path):
   out = tmp_path / 'grid.png'
-  r = run_cli('tcts_jax.sample', TINY, f'--weights={tiny_weights}', '--prompt=a large red circle in the middle',
-              '--prompt=a small blue square at the top', '--num_samples=3', f'--out={out}', '--trajectory',
-              '--config.sampler.strategy=fas', '--config.sampler.steps=8')
+  r = run_cli(
+    'tcts_jax.sample',
+    TINY,
+    f'--weights={tiny_weights}',
+    '--prompt=a large red circle in the middle',
+    '--prompt=a small blue square at the top',
+    '--num_samples=3',
+    f'--out={out}',
+    '--trajectory',
+    '--config.sampler.strategy=fas',
+    '--config.sampler.steps=8',
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   grid = np.asarray(Image.open(out))
-  assert grid.ndim == 3 and grid.shape[1] >= 3 * 32 * 4     # 3 samples per row, upscaled
+  assert grid.ndim == 3 and grid.shape[1] >= 3 * 32 * 4  # 3 samples per row, upscaled
   for i in range(2):
     strip = np.asarray(Image.open(tmp_path / f'grid_trajectory_{i}.png'))
-    assert strip.shape[1] >= 8 * 32                          # one column per step
-  assert sorted(p.name for p in tmp_path.iterdir()) == ['grid.png', 'grid_trajectory_0.png',
-                                                        'grid_trajectory_1.png']
+    assert strip.shape[1] >= 8 * 32  # one column per step
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['grid.png', 'grid_trajectory_0.png', 'grid_trajectory_1.png']
 
 
-@pytest.mark.parametrize('args, fragments', [
+@pytest.mark.parametrize(
+  'args, fragments',
+  [
     (['--prompt=   '], ['empty prompt']),
     (['--prompt=a red zebra'], ['not in the vocabulary', 'zebra']),
     (['--prompt=a red circle', '--config.sampler.strategy=nope'], ['unknown strategy', 'nope']),
     (['--prompt=a red circle', '--config.sampler.no_such_key=1'], ['no_such_key']),
     (['--prompt=a red circle', '--config.sampler.persistent_weight=-1'], ['persistent_weight']),
     (['--prompt=a red circle', '--config.generator.width=64'], ['does not match the config']),
-])
+  ],
+)
 def test_sample_bad_input(tiny_weights, tmp_path, args, fragments):
   out = tmp_path / 'x.png'
   r = run_cli('tcts_jax.sample', TINY, f'--weights={tiny_weights}', f'--out={out}', *args)
@@ -49,8 +60,9 @@ def test_sample_bad_input(tiny_weights, tmp_path, args, fragments):
 
 
 def test_sample_missing_and_corrupt_weights(tiny_weights, tmp_path):
-  r = run_cli('tcts_jax.sample', TINY, f'--weights={tmp_path / "nowhere"}', '--prompt=a red circle',
-              f'--out={tmp_path / "x.png"}')
+  r = run_cli(
+    'tcts_jax.sample', TINY, f'--weights={tmp_path / "nowhere"}', '--prompt=a red circle', f'--out={tmp_path / "x.png"}'
+  )
   assert_one_line_error(r, 'weights directory not found')
   broken = tmp_path / 'broken'
   broken.mkdir()
@@ -70,6 +82,10 @@ def test_train_rejects_a_workdir_that_is_a_file(tmp_path):
 
 
 def test_train_generator_without_tokenizer_checkpoint(tmp_path):
-  r = run_cli('tcts_jax.train', '--config=configs/shapes.py:generator,tiny', f'--workdir={tmp_path / "w"}',
-              f'--config.tokenizer_checkpoint={tmp_path / "none"}')
+  r = run_cli(
+    'tcts_jax.train',
+    '--config=configs/shapes.py:generator,tiny',
+    f'--workdir={tmp_path / "w"}',
+    f'--config.tokenizer_checkpoint={tmp_path / "none"}',
+  )
   assert_one_line_error(r, 'no tokenizer weights')

@@ -36,8 +36,9 @@ def t2i_no_selector(t2i):
 
 @pytest.fixture(scope='module')
 def tokens(t2i):
-  return np.random.default_rng(0).integers(0, t2i.models.generator.codebook_size, (2, t2i.models.num_tokens),
-                                           dtype=np.int32)
+  return np.random.default_rng(0).integers(
+    0, t2i.models.generator.codebook_size, (2, t2i.models.num_tokens), dtype=np.int32
+  )
 
 
 def changed(before, result):
@@ -46,10 +47,11 @@ def changed(before, result):
 
 # ----------------------------------------------------------------------------- pure pieces
 
+
 def test_load_image_converts_and_resizes(tmp_path):
   rgba = np.zeros((40, 48, 4), np.uint8)
   rgba[..., 0], rgba[..., 3] = 255, 255
-  rgba[:10, :, 3] = 0                                      # a transparent band
+  rgba[:10, :, 3] = 0  # a transparent band
   Image.fromarray(rgba, 'RGBA').save(tmp_path / 'a.png')
   image = editing.load_image(tmp_path / 'a.png', 32)
   assert image.pixels.shape == (32, 32, 3) and image.pixels.dtype == np.uint8
@@ -115,10 +117,12 @@ def test_word_mask_errors(t2i):
 
 # --------------------------------------------------------------------- refinement and editing
 
+
 @pytest.mark.parametrize('chooser', ['selector', 'random'])
 def test_refine_revision_changes_only_remasked_tokens(t2i, tokens, chooser):
-  out = editing.refine_revision(t2i, tokens, PROMPT, jax.random.key(0), rounds=2, fraction=0.25, chooser=chooser,
-                                steps=4)
+  out = editing.refine_revision(
+    t2i, tokens, PROMPT, jax.random.key(0), rounds=2, fraction=0.25, chooser=chooser, steps=4
+  )
   count = round(0.25 * t2i.models.num_tokens)
   assert ((out.remasked.sum(1) >= count) & (out.remasked.sum(1) <= 2 * count)).all()
   assert not (changed(tokens, out) & ~out.remasked).any()
@@ -134,7 +138,7 @@ def test_refine_masked_remasks_the_highest_selector_logits(t2i, tokens):
   scores = editing.selector_logits(t2i, tokens, t2i.encode_prompts([PROMPT] * 2), 0.6)
   np.testing.assert_allclose(out.weights, scores, rtol=1e-5, atol=1e-5)
   for row, s in zip(out.remasked, scores):
-    assert set(np.flatnonzero(row)) == set(np.argsort(-s)[:round(0.6 * n)])
+    assert set(np.flatnonzero(row)) == set(np.argsort(-s)[: round(0.6 * n)])
   assert not (changed(tokens, out) & ~out.remasked).any()
   rand = editing.refine_masked(t2i, tokens, PROMPT, jax.random.key(1), chooser='random')
   assert (rand.remasked.sum(1) == round(0.6 * n)).all() and not (changed(tokens, rand) & ~rand.remasked).any()
@@ -177,8 +181,7 @@ def test_inpaint_and_outpaint_keep_the_locked_side(t2i, tokens):
   region = editing.rect_to_token_mask((8, 8, 24, 24), t2i.models.grid_size, 32, 32)
   inside = editing.inpaint(t2i, tokens, PROMPT, region, jax.random.key(0), strategy='uniform', steps=8)
   assert not (changed(tokens, inside) & ~region).any() and changed(tokens, inside).any()
-  outside = editing.inpaint(t2i, tokens, PROMPT, region, jax.random.key(0), outpaint=True, strategy='uniform',
-                            steps=8)
+  outside = editing.inpaint(t2i, tokens, PROMPT, region, jax.random.key(0), outpaint=True, strategy='uniform', steps=8)
   assert not (changed(tokens, outside) & region).any() and changed(tokens, outside).any()
   np.testing.assert_array_equal(outside.remasked, np.broadcast_to(~region, tokens.shape))
   with pytest.raises(ValueError, match='empty mask'):
@@ -189,13 +192,14 @@ def test_inpaint_and_outpaint_keep_the_locked_side(t2i, tokens):
 
 # --------------------------------------------------------------------------------------- CLIs
 
+
 @pytest.fixture(scope='module')
 def input_png(tmp_path_factory):
   """A 64x64 RGBA image (so the CLI has to convert and resize it): a red disk on grey."""
   yy, xx = np.mgrid[:64, :64]
   image = np.full((64, 64, 4), 128, np.uint8)
   image[..., 3] = 255
-  image[(yy - 32) ** 2 + (xx - 32) ** 2 < 15 ** 2, :3] = (220, 30, 30)
+  image[(yy - 32) ** 2 + (xx - 32) ** 2 < 15**2, :3] = (220, 30, 30)
   path = tmp_path_factory.mktemp('edit_input') / 'in.png'
   Image.fromarray(image, 'RGBA').save(path)
   return path
@@ -208,17 +212,28 @@ def assert_comparison_png(path):
 
 def test_refine_cli(tiny_weights, input_png, tmp_path):
   out = tmp_path / 'refined.png'
-  r = run_cli('tcts_jax.refine', TINY, f'--weights={tiny_weights}', f'--image={input_png}', f'--prompt={PROMPT}',
-              f'--out={out}', '--chooser=random', '--rounds=2')
+  r = run_cli(
+    'tcts_jax.refine',
+    TINY,
+    f'--weights={tiny_weights}',
+    f'--image={input_png}',
+    f'--prompt={PROMPT}',
+    f'--out={out}',
+    '--chooser=random',
+    '--rounds=2',
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'converted RGBA to RGB' in r.stdout and 'resized 64x64 to 32x32' in r.stdout and 'wrote' in r.stdout
   assert_comparison_png(out)
 
 
-@pytest.mark.parametrize('args', [
+@pytest.mark.parametrize(
+  'args',
+  [
     [f'--prompt={NEW_PROMPT}', '--word=blue'],
     [f'--prompt={PROMPT}', '--outpaint=16,16,48,48', '--steps=8'],
-])
+  ],
+)
 def test_edit_cli(tiny_weights, input_png, tmp_path, args):
   out = tmp_path / 'edited.png'
   r = run_cli('tcts_jax.edit', TINY, f'--weights={tiny_weights}', f'--image={input_png}', f'--out={out}', *args)
@@ -237,17 +252,19 @@ def wrong_selector(tmp_path_factory, tiny_config):
     config.tokenizer.codebook_size = 32
   models = build_models(config, shapes.vocabulary())
   path = tmp_path_factory.mktemp('wrong_selector')
-  checkpoint.save_weights(path / 'selector.safetensors',
-                          init_selector(models, jax.random.key(0), config.text.width))
+  checkpoint.save_weights(path / 'selector.safetensors', init_selector(models, jax.random.key(0), config.text.width))
   return path
 
 
-@pytest.mark.parametrize('module, args, fragments', [
+@pytest.mark.parametrize(
+  'module, args, fragments',
+  [
     ('tcts_jax.refine', [f'--prompt={PROMPT}'], ['needs TCTS selector weights', '--chooser=random']),
     ('tcts_jax.refine', [f'--prompt={PROMPT}', '--selector=WRONG'], ['selector', 'does not match the config']),
     ('tcts_jax.edit', [f'--prompt={PROMPT}', '--word=blue'], ["word 'blue' is not in the prompt"]),
     ('tcts_jax.edit', [f'--prompt={PROMPT}', '--outpaint=0,0,64,64'], ['empty mask']),
-])
+  ],
+)
 def test_cli_bad_input(tiny_weights, input_png, wrong_selector, tmp_path, module, args, fragments):
   out = tmp_path / 'x.png'
   args = [a.replace('WRONG', str(wrong_selector)) for a in args]

@@ -20,6 +20,7 @@ def tiny_features(tmp_path_factory, tiny_data_dir):
   """A tiny FID-shapes feature network trained by the real trainer (in-process, 20 steps): its workdir."""
   from tcts_jax.training.trainer import train_and_evaluate
   from tcts_jax.utils.config import load_config
+
   config = load_config('configs/shapes.py:features,tiny')
   with config.unlocked():
     config.data.data_dir = str(tiny_data_dir)
@@ -30,17 +31,23 @@ def tiny_features(tmp_path_factory, tiny_data_dir):
 
 
 def eval_args(tiny_weights, tiny_data_dir, workdir, *extra):
-  return [SMOKE, f'--workdir={workdir}', f'--weights={tiny_weights}', f'--config.data.data_dir={tiny_data_dir}',
-          *extra]
+  return [SMOKE, f'--workdir={workdir}', f'--weights={tiny_weights}', f'--config.data.data_dir={tiny_data_dir}', *extra]
 
 
 @pytest.fixture(scope='module')
 def smoke_run(tmp_path_factory, tiny_weights, tiny_data_dir, tiny_features):
   """The smoke eval with every metric (FID-shapes on the tiny features, CLIP-S/MID on the tiny CLIP)."""
   workdir = tmp_path_factory.mktemp('eval') / 'run'
-  r = run_cli('tcts_jax.evaluate', *eval_args(tiny_weights, tiny_data_dir, workdir,
-                                              f'--config.eval.features_weights={tiny_features}',
-                                              f'--config.eval.clip_weights={CLIP_DIR}'))
+  r = run_cli(
+    'tcts_jax.evaluate',
+    *eval_args(
+      tiny_weights,
+      tiny_data_dir,
+      workdir,
+      f'--config.eval.features_weights={tiny_features}',
+      f'--config.eval.clip_weights={CLIP_DIR}',
+    ),
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   return workdir, r
 
@@ -50,16 +57,23 @@ def shard_files(workdir):
 
 
 def without_timing(results):
-  return [{k: v for k, v in row.items() if k not in ('seconds_per_image', 'compile_seconds')}
-          for row in results['rows']]
+  return [
+    {k: v for k, v in row.items() if k not in ('seconds_per_image', 'compile_seconds')} for row in results['rows']
+  ]
 
 
 def test_smoke_writes_results(smoke_run):
   workdir, r = smoke_run
   results = json.loads((workdir / 'results.json').read_text())
   names = [row['name'] for row in results['rows']]
-  assert names == ['purity@8', 'uniform@8', 'random_revoke@8', 'uniform@8 + revision (random)',
-                   'real (re-rendered)', 'VQ reconstruction']
+  assert names == [
+    'purity@8',
+    'uniform@8',
+    'random_revoke@8',
+    'uniform@8 + revision (random)',
+    'real (re-rendered)',
+    'VQ reconstruction',
+  ]
   assert results['metrics'] == ['alignment', 'fid_shapes', 'clip_score', 'mid', 'inception_fid']
   assert list(results['unavailable']) == ['inception_fid']  # no Inception weights here: reported, not faked
   for row in results['rows']:
@@ -71,11 +85,13 @@ def test_smoke_writes_results(smoke_run):
   generated = [row for row in results['rows'] if row['kind'] == 'generated']
   assert all(row['seconds_per_image'] > 0 for row in generated)
   real = next(row for row in results['rows'] if row['kind'] == 'real')
-  assert real['metrics']['all_correct']['value'] >= 0.98   # re-rendered scenes are exact
+  assert real['metrics']['all_correct']['value'] >= 0.98  # re-rendered scenes are exact
   # 24 images in shards of 8, for each of the three grid entries and the refinement of uniform@8.
   assert [f.relative_to(workdir / 'shards').as_posix() for f in shard_files(workdir)] == [
-      f'{e}/shard_{i:05d}.npz' for e in ('purity@8', 'random_revoke@8', 'refine_revision_random', 'uniform@8')
-      for i in range(3)]
+    f'{e}/shard_{i:05d}.npz'
+    for e in ('purity@8', 'random_revoke@8', 'refine_revision_random', 'uniform@8')
+    for i in range(3)
+  ]
   md = (workdir / 'results.md').read_text()
   assert 'FID-shapes' in md and 'NOT Inception FID' in md and all(f'| {n} |' in md for n in names)
   assert 'inception_fid skipped: eval.inception_weights is not set' in md
@@ -90,7 +106,7 @@ def test_smoke_writes_results(smoke_run):
   assert '## Paired differences' in md and '| purity@8 | random_revoke@8 |' in md
   png = np.asarray(Image.open(workdir / 'tradeoff.png'))
   assert png.ndim == 3 and png.shape[0] > 200
-  assert 'eval shards' in r.stderr   # the progress bar
+  assert 'eval shards' in r.stderr  # the progress bar
   # Per-image values of every row, keyed evaluator/key, with the record each image was made for.
   per_image = np.load(workdir / 'per_image' / 'purity@8.npz')
   assert per_image['example'].tolist() == [i % 24 for i in range(24)]
@@ -121,8 +137,9 @@ def test_refinement_changes_at_most_the_remasked_budget(smoke_run):
     assert changed.max() <= 2 * 16 and changed.sum() > 0
 
 
-def test_resume_skips_finished_and_recomputes_missing_or_corrupt(smoke_run, tiny_weights, tiny_data_dir,
-                                                                 tiny_features, tmp_path):
+def test_resume_skips_finished_and_recomputes_missing_or_corrupt(
+  smoke_run, tiny_weights, tiny_data_dir, tiny_features, tmp_path
+):
   original, _ = smoke_run
   workdir = tmp_path / 'run'
   shutil.copytree(original, workdir)
@@ -132,13 +149,20 @@ def test_resume_skips_finished_and_recomputes_missing_or_corrupt(smoke_run, tiny
   missing.unlink()
   corrupt.write_bytes(corrupt.read_bytes()[:300])
   untouched = {f: f.stat().st_mtime_ns for f in files if f not in (missing, corrupt)}
-  r = run_cli('tcts_jax.evaluate', *eval_args(tiny_weights, tiny_data_dir, workdir,
-                                              f'--config.eval.features_weights={tiny_features}',
-                                              f'--config.eval.clip_weights={CLIP_DIR}'))
+  r = run_cli(
+    'tcts_jax.evaluate',
+    *eval_args(
+      tiny_weights,
+      tiny_data_dir,
+      workdir,
+      f'--config.eval.features_weights={tiny_features}',
+      f'--config.eval.clip_weights={CLIP_DIR}',
+    ),
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   warnings = [l for l in r.stderr.splitlines() if 'warning:' in l]
   assert len(warnings) == 1 and corrupt.name in warnings[0] and 'recomputing' in warnings[0], r.stderr[-2000:]
-  assert {f: f.stat().st_mtime_ns for f in untouched} == untouched   # finished shards were not rewritten
+  assert {f: f.stat().st_mtime_ns for f in untouched} == untouched  # finished shards were not rewritten
   for f in files:
     np.testing.assert_array_equal(np.load(f)['tokens'], before[f])
   old, new = (json.loads((d / 'results.json').read_text()) for d in (original, workdir))
@@ -150,11 +174,18 @@ def test_sharded_generation_matches_one_device(smoke_run, tiny_weights, tiny_dat
   an entry needing a selector are skipped with a note."""
   original, _ = smoke_run
   workdir = tmp_path / 'run8'
-  r = run_cli('tcts_jax.evaluate', *eval_args(tiny_weights, tiny_data_dir, workdir,
-                                              "--config.eval.grid=('random_revoke@8', 'tcts@8')",
-                                              '--config.eval.reference_rows=False',
-                                              '--config.eval.refinement.base='),
-              env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'})
+  r = run_cli(
+    'tcts_jax.evaluate',
+    *eval_args(
+      tiny_weights,
+      tiny_data_dir,
+      workdir,
+      "--config.eval.grid=('random_revoke@8', 'tcts@8')",
+      '--config.eval.reference_rows=False',
+      '--config.eval.refinement.base=',
+    ),
+    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'},
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   results = json.loads((workdir / 'results.json').read_text())
   assert results['devices'].startswith('8 x')
@@ -172,7 +203,9 @@ def test_sharded_generation_matches_one_device(smoke_run, tiny_weights, tiny_dat
     assert np.abs(eight['images'].astype(int) - one['images'].astype(int)).max() <= 1
 
 
-@pytest.mark.parametrize('args, fragments', [
+@pytest.mark.parametrize(
+  'args, fragments',
+  [
     (["--config.eval.grid=('purity@8', 'nope@8')"], ['nope@8', 'unknown strategy']),
     (["--config.eval.grid=('purity',)"], ['bad eval.grid entry', 'strategy@steps']),
     (['--config.eval.num_images=8', 'FEATURES'], ['FID-shapes needs more images', '16 feature dimensions']),
@@ -182,7 +215,8 @@ def test_sharded_generation_matches_one_device(smoke_run, tiny_weights, tiny_dat
     (["--config.eval.compare=('purity@8',)"], ['bad eval.compare pair', "'purity@8'"]),
     (["--config.eval.metrics=('alignment', 'nope')"], ["unknown metric 'nope'", 'captioned_shapes']),
     (["--config.eval.metrics=('alignment', 'alignment')"], ['duplicate eval.metrics']),
-])
+  ],
+)
 def test_bad_input_fails_before_generating(tiny_weights, tiny_data_dir, tiny_features, tmp_path, args, fragments):
   args = [f'--config.eval.features_weights={tiny_features}' if a == 'FEATURES' else a for a in args]
   r = run_cli('tcts_jax.evaluate', *eval_args(tiny_weights, tiny_data_dir, tmp_path / 'run', *args))
@@ -195,8 +229,12 @@ def test_bad_input_fails_before_generating(tiny_weights, tiny_data_dir, tiny_fea
 
 def test_parse_grid():
   from tcts_jax.evaluation.grid import Entry, parse_grid
+
   assert parse_grid(['purity@16', ('uniform', 25), 'uniform:4,random_revoke:4@8']) == [
-      Entry('purity', 16), Entry('uniform', 25), Entry('uniform:4,random_revoke:4', 8)]
+    Entry('purity', 16),
+    Entry('uniform', 25),
+    Entry('uniform:4,random_revoke:4', 8),
+  ]
   assert Entry('uniform:4,random_revoke:4', 8).dirname == 'uniform_4_random_revoke_4@8'
   for bad in (['purity'], ['purity@x'], [('purity',)], [], ['a@1', 'a@1']):
     with pytest.raises(ValueError):
@@ -208,12 +246,15 @@ def alignment_scores(n=12):
   from tcts_jax.data import shapes
   from tcts_jax.data import shapes_alignment as alignment
   from tcts_jax.data.captioned_shapes import SCORE_KEYS
+
   examples = [shapes.make_example(3, i) for i in range(n)]
   images = np.stack([e['image'] for e in examples])
   objects = np.roll(np.stack([e['objects'] for e in examples]), 1, 0)  # half wrong: non-trivial means
   counts = np.roll(np.array([e['num_objects'] for e in examples]), 1)
-  objects[::2], counts[::2] = np.stack([e['objects'] for e in examples])[::2], np.array(
-      [e['num_objects'] for e in examples])[::2]
+  objects[::2], counts[::2] = (
+    np.stack([e['objects'] for e in examples])[::2],
+    np.array([e['num_objects'] for e in examples])[::2],
+  )
   batch = alignment.score_batch(images, objects, counts)
   return batch, {k: batch['per_image'][k].astype(float) for k in SCORE_KEYS}
 
@@ -221,6 +262,7 @@ def alignment_scores(n=12):
 def test_bootstrap_of_the_alignment_evaluator_matches_score_batch():
   from tcts_jax.data.captioned_shapes import pooled_alignment
   from tcts_jax.evaluation.stats import bootstrap
+
   batch, scores = alignment_scores()
   boot = bootstrap(lambda idx: pooled_alignment(scores, idx), len(scores['num_objects']), 500, seed=0)
   for key, value in boot.items():
@@ -233,6 +275,7 @@ def test_bootstrap_of_the_alignment_evaluator_matches_score_batch():
 def test_paired_difference_is_the_difference_of_means_with_a_paired_interval():
   from tcts_jax.data.captioned_shapes import IMAGE_LEVEL, OBJECT_LEVEL, pooled_alignment
   from tcts_jax.evaluation.stats import bootstrap, paired_difference
+
   rng = np.random.default_rng(0)
   n = 400
   counts = rng.integers(1, 4, n).astype(float)
@@ -262,6 +305,7 @@ def test_paired_difference_is_the_difference_of_means_with_a_paired_interval():
 
 def test_rows_made_for_other_records_are_not_paired():
   from tcts_jax.evaluation.job import Row, comparison_rows
+
   rows = {'a': Row('a', 'generated', None, np.arange(4)), 'b': Row('b', 'generated', None, np.arange(4)[::-1])}
   with pytest.raises(ValueError, match='different records'):
     comparison_rows([('a', 'b')], rows, {}, None, [])
@@ -271,12 +315,19 @@ def test_rows_made_for_other_records_are_not_paired():
 
 def test_load_shard_rejects_corrupt_stale_and_misshaped(tmp_path):
   from tcts_jax.evaluation.shards import load_shard, save_shard
+
   n, idx = 3, np.arange(8, 11)
-  shard = {'indices': idx, 'tokens': np.zeros((n, 4), np.int32), 'images': np.zeros((n, 8, 8, 3), np.uint8),
-           'seconds': np.float64(1.0), 'slots': np.int64(4), 'fingerprint': np.array('abc')}
+  shard = {
+    'indices': idx,
+    'tokens': np.zeros((n, 4), np.int32),
+    'images': np.zeros((n, 8, 8, 3), np.uint8),
+    'seconds': np.float64(1.0),
+    'slots': np.int64(4),
+    'fingerprint': np.array('abc'),
+  }
   path = tmp_path / 'shards' / 'x@1' / 'shard_00001.npz'
   save_shard(path, shard)
-  assert sorted(p.name for p in path.parent.iterdir()) == [path.name]   # no temp file left behind
+  assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp file left behind
   loaded, why = load_shard(path, idx, 'abc', 4, 8)
   assert why is None and np.array_equal(loaded['indices'], idx)
   assert load_shard(tmp_path / 'none.npz', idx, 'abc', 4, 8) == (None, None)
@@ -289,6 +340,7 @@ def test_load_shard_rejects_corrupt_stale_and_misshaped(tmp_path):
 
 def test_example_keys_depend_only_on_the_index():
   from tcts_jax.evaluation.generation import example_keys
+
   np.testing.assert_array_equal(example_keys(0, [5, 6, 7])[1:], example_keys(0, [6, 7]))
   assert not np.array_equal(example_keys(0, [5]), example_keys(1, [5]))
 
@@ -297,6 +349,7 @@ def test_rerender_keeps_the_scene_and_changes_the_background():
   from tcts_jax.data import shapes
   from tcts_jax.data import shapes_alignment as alignment
   from tcts_jax.data.captioned_shapes import rerender
+
   e = shapes.make_example(1, 4)
   again = rerender(e['objects'], e['num_objects'], 0, 4, 32)
   assert not np.array_equal(again, e['image'])
@@ -308,6 +361,7 @@ def test_feature_targets_and_fid_shapes(tiny_features):
   from tcts_jax.metrics.fid_shapes import FIDShapes, fid_shapes_from_features
   from tcts_jax.models.features import NUM_CELL_CLASSES, cell_targets
   from tcts_jax.utils.config import load_config
+
   objects = np.array([[[2, 5, 1, 4], [0, 0, 0, 8], [-1, -1, -1, -1]]], np.int32)
   cells = np.asarray(cell_targets(objects, np.array([2])))[0]
   assert cells.tolist() == [0, 0, 0, 0, NUM_CELL_CLASSES - 1, 0, 0, 0, 1]

@@ -34,15 +34,15 @@ def toy_model() -> MaskedGenerator:
     attention = jnp.broadcast_to(received, (tokens.shape[0], 1, N, N))
     return out, {'self_attention': attention, 'cross_attention': jnp.zeros((tokens.shape[0], 1, N, 1))}
 
-  return MaskedGenerator(num_tokens=N, codebook_size=K, mask_id=K, num_layers=1, encode_text=encode_text,
-                         logits=logits)
+  return MaskedGenerator(num_tokens=N, codebook_size=K, mask_id=K, num_layers=1, encode_text=encode_text, logits=logits)
 
 
 def toy_selector() -> TokenSelector:
   """Doubts every token at an odd position."""
-  return TokenSelector(encode_text=lambda params, ids, neg: {'rows': jnp.zeros((2 * ids.shape[0],))},
-                       logits=lambda params, tokens, ratio, text: jnp.where(jnp.arange(N) % 2 == 1, 5.0, -5.0)
-                       * jnp.ones(tokens.shape))
+  return TokenSelector(
+    encode_text=lambda params, ids, neg: {'rows': jnp.zeros((2 * ids.shape[0],))},
+    logits=lambda params, tokens, ratio, text: jnp.where(jnp.arange(N) % 2 == 1, 5.0, -5.0) * jnp.ones(tokens.shape),
+  )
 
 
 @pytest.fixture(scope='module')
@@ -66,26 +66,31 @@ def test_sampler_runs_a_model_given_only_as_functions(cfg, strategy):
 
 def test_tcts_follows_the_selector_of_a_toy_model(cfg):
   # Noise 0: TCTS keeps exactly the tokens the selector trusts (even positions) before the others.
-  sampler = Sampler(toy_model(), sampler_config(cfg, strategy='tcts', steps=4, tcts_noise=0.0), toy_selector(),
-                    trajectory=True)
+  sampler = Sampler(
+    toy_model(), sampler_config(cfg, strategy='tcts', steps=4, tcts_noise=0.0), toy_selector(), trajectory=True
+  )
   kept = np.asarray(sampler({'peak': 50.0}, np.zeros((2, 5), np.int32), jax.random.key(0)).trajectory['kept'])
   first = kept[0, 0]
   assert first.sum() == sampler.schedules.keep_counts[0] and not first[1::2].any()
 
 
 def test_sampling_imports_no_model_code():
-  code = ('import sys\n'
-          'import tcts_jax.sampling.sampler, tcts_jax.sampling.strategies, tcts_jax.sampling.model\n'
-          'bad = sorted(m for m in sys.modules if m.startswith(("tcts_jax.models", "tcts_jax.training", '
-          '"tcts_jax.data")))\n'
-          'assert not bad, bad\n')
+  code = (
+    'import sys\n'
+    'import tcts_jax.sampling.sampler, tcts_jax.sampling.strategies, tcts_jax.sampling.model\n'
+    'bad = sorted(m for m in sys.modules if m.startswith(("tcts_jax.models", "tcts_jax.training", '
+    '"tcts_jax.data")))\n'
+    'assert not bad, bad\n'
+  )
   r = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=120)
   assert r.returncode == 0, r.stderr[-2000:]
 
 
 def test_api_imports_no_training_code():
-  code = ('import sys\nimport tcts_jax.api\n'
-          'bad = sorted(m for m in sys.modules if m.startswith("tcts_jax.training"))\nassert not bad, bad\n')
+  code = (
+    'import sys\nimport tcts_jax.api\n'
+    'bad = sorted(m for m in sys.modules if m.startswith("tcts_jax.training"))\nassert not bad, bad\n'
+  )
   r = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=120)
   assert r.returncode == 0, r.stderr[-2000:]
 
@@ -103,7 +108,8 @@ def plugins(tmp_path, monkeypatch):
   package = tmp_path / 'my_plugins'
   package.mkdir()
   (package / '__init__.py').write_text('')
-  (package / 'strategies.py').write_text(textwrap.dedent('''
+  (package / 'strategies.py').write_text(
+    textwrap.dedent('''
       """Keep the least probable tokens first (revocable): the opposite of purity."""
       import jax.numpy as jnp
       from tcts_jax.sampling.strategies import Strategy
@@ -111,8 +117,10 @@ def plugins(tmp_path, monkeypatch):
       def least_confident(cfg):
         del cfg
         return Strategy('least_confident', True, lambda s: -s.logp)
-  '''))
-  (package / 'brightness.py').write_text(textwrap.dedent('''
+  ''')
+  )
+  (package / 'brightness.py').write_text(
+    textwrap.dedent('''
       """Mean brightness of each image, in [0, 1]."""
       import numpy as np
       from tcts_jax.evaluation.evaluators import Column, Evaluator as Base
@@ -124,18 +132,21 @@ def plugins(tmp_path, monkeypatch):
 
         def per_image(self, images, example):
           return {'brightness': images.reshape(len(images), -1).mean(-1) / 255.0}
-  '''))
+  ''')
+  )
   monkeypatch.syspath_prepend(str(tmp_path))
   return tmp_path
 
 
 def test_a_strategy_of_ones_own_is_one_module(plugins, tiny_model):
   config, models, params = tiny_model
-  sampler = make_sampler(models, sampler_config(config.sampler, strategy='my_plugins.strategies.least_confident',
-                                                steps=4), trajectory=True)
+  sampler = make_sampler(
+    models, sampler_config(config.sampler, strategy='my_plugins.strategies.least_confident', steps=4), trajectory=True
+  )
   out = sampler(params, models.word_tokenizer.encode_batch(['a red circle', 'a blue square']), jax.random.key(0))
-  np.testing.assert_array_equal(np.asarray(out.trajectory['kept']).sum(-1),
-                                np.broadcast_to(sampler.schedules.keep_counts[:, None], (4, 2)))
+  np.testing.assert_array_equal(
+    np.asarray(out.trajectory['kept']).sum(-1), np.broadcast_to(sampler.schedules.keep_counts[:, None], (4, 2))
+  )
   with pytest.raises(ValueError, match='my_plugins.strategies has no'):
     make_sampler(models, sampler_config(config.sampler, strategy='my_plugins.strategies.nope'))
 
@@ -143,11 +154,18 @@ def test_a_strategy_of_ones_own_is_one_module(plugins, tiny_model):
 def test_a_metric_of_ones_own_is_one_module(plugins, tiny_weights, tiny_data_dir, tmp_path):
   from tcts_jax.evaluation.job import run_eval
   from tcts_jax.utils.config import load_config
+
   config = load_config('configs/shapes.py:eval,smoke,tiny')
   with config.unlocked():
     config.data.data_dir = str(tiny_data_dir)
-    config.eval.update(grid=('purity@4', 'uniform@4'), num_images=8, compare=(('purity@4', 'uniform@4'),),
-                       metrics=('alignment', 'my_plugins.brightness'), reference_rows=False, bootstrap=50)
+    config.eval.update(
+      grid=('purity@4', 'uniform@4'),
+      num_images=8,
+      compare=(('purity@4', 'uniform@4'),),
+      metrics=('alignment', 'my_plugins.brightness'),
+      reference_rows=False,
+      bootstrap=50,
+    )
     config.eval.refinement.base = None
   results = run_eval(config, tmp_path / 'eval', str(tiny_weights))
   for row in results['rows']:

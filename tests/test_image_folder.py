@@ -32,8 +32,9 @@ def write_folder(root, count=40, size=48, test_every=5):
 
 
 def folder_config(folder, data_dir, **extra):
-  return ml_collections.ConfigDict(dict(name='image_folder', folder=str(folder), image_size=32, test_fraction=0.1,
-                                        data_dir=str(data_dir), **extra))
+  return ml_collections.ConfigDict(
+    dict(name='image_folder', folder=str(folder), image_size=32, test_fraction=0.1, data_dir=str(data_dir), **extra)
+  )
 
 
 @pytest.fixture(scope='module')
@@ -75,6 +76,7 @@ def test_a_changed_folder_is_rebuilt(tmp_path):
 
 def test_non_square_images_are_centre_cropped(tmp_path):
   from tcts_jax.data.image_folder import square_image
+
   image = np.zeros((20, 40, 3), np.uint8)
   image[:, 10:30] = 255  # the centre square is white, the sides black
   PIL.Image.fromarray(image).save(tmp_path / 'wide.png')
@@ -82,15 +84,23 @@ def test_non_square_images_are_centre_cropped(tmp_path):
   assert out.shape == (10, 10, 3) and (out == 255).all()
 
 
-@pytest.mark.parametrize('write, message', [
-  (lambda root: None, 'no captions file'),
-  (lambda root: (root / 'captions.jsonl').write_text('{"file_name": "a.png", "caption": "x"\n'), 'not a JSON object'),
-  (lambda root: (root / 'captions.jsonl').write_text('{"file_name": "a.png"}\n'), 'non-empty "caption"'),
-  (lambda root: (root / 'captions.jsonl').write_text('{"file_name": "gone.png", "caption": "x"}\n'), 'image not found'),
-  (lambda root: (root / 'captions.jsonl').write_text('{"file_name": "a.png", "caption": "x", "split": "val"}\n'),
-   'split must be one of'),
-  (lambda root: (root / 'captions.jsonl').write_text('{"file_name": "a.png", "caption": "x"}\n'), 'split is empty'),
-])
+@pytest.mark.parametrize(
+  'write, message',
+  [
+    (lambda root: None, 'no captions file'),
+    (lambda root: (root / 'captions.jsonl').write_text('{"file_name": "a.png", "caption": "x"\n'), 'not a JSON object'),
+    (lambda root: (root / 'captions.jsonl').write_text('{"file_name": "a.png"}\n'), 'non-empty "caption"'),
+    (
+      lambda root: (root / 'captions.jsonl').write_text('{"file_name": "gone.png", "caption": "x"}\n'),
+      'image not found',
+    ),
+    (
+      lambda root: (root / 'captions.jsonl').write_text('{"file_name": "a.png", "caption": "x", "split": "val"}\n'),
+      'split must be one of',
+    ),
+    (lambda root: (root / 'captions.jsonl').write_text('{"file_name": "a.png", "caption": "x"}\n'), 'split is empty'),
+  ],
+)
 def test_bad_folders_fail_in_one_line(tmp_path, write, message):
   root = tmp_path / 'bad'
   root.mkdir()
@@ -104,8 +114,9 @@ def test_captions_csv_works_too(tmp_path):
   root = tmp_path / 'csv'
   records = write_folder(root, count=10, test_every=2)
   (root / 'captions.jsonl').unlink()
-  (root / 'captions.csv').write_text('file_name,caption,split\n' + ''.join(
-      f'{r["file_name"]},"{r["caption"]}",{r.get("split", "")}\n' for r in records))
+  (root / 'captions.csv').write_text(
+    'file_name,caption,split\n' + ''.join(f'{r["file_name"]},"{r["caption"]}",{r.get("split", "")}\n' for r in records)
+  )
   dataset = get_dataset(folder_config(root, tmp_path / 'tfds'))
   assert dataset.num_records('test') >= 5 and dataset.held_out('test', 1).captions[0] == records[0]['caption']
 
@@ -116,24 +127,52 @@ def test_train_sample_and_evaluate_a_folder_through_the_clis(folder, tmp_path):
   work = tmp_path / 'run'
   common = [f'--config.data.folder={root}', f'--config.data.data_dir={tmp_path / "tfds"}']
   steps = ['--config.train.num_steps=6', '--config.train.log_every=3', '--config.train.image_every=0']
-  r = run_cli('tcts_jax.train', '--config=configs/image_folder.py:tokenizer,tiny', f'--workdir={work / "tok"}',
-              *common, *steps)
+  r = run_cli(
+    'tcts_jax.train', '--config=configs/image_folder.py:tokenizer,tiny', f'--workdir={work / "tok"}', *common, *steps
+  )
   assert r.returncode == 0, r.stderr[-3000:]
-  r = run_cli('tcts_jax.train', '--config=configs/image_folder.py:generator,tiny', f'--workdir={work / "gen"}',
-              f'--config.tokenizer_checkpoint={work / "tok"}', *common, *steps)
+  r = run_cli(
+    'tcts_jax.train',
+    '--config=configs/image_folder.py:generator,tiny',
+    f'--workdir={work / "gen"}',
+    f'--config.tokenizer_checkpoint={work / "tok"}',
+    *common,
+    *steps,
+  )
   assert r.returncode == 0, r.stderr[-3000:]
-  r = run_cli('tcts_jax.export', '--config=configs/image_folder.py:sample,tiny', f'--tokenizer={work / "tok"}',
-              f'--generator={work / "gen"}', f'--out={work / "weights"}', *common)
+  r = run_cli(
+    'tcts_jax.export',
+    '--config=configs/image_folder.py:sample,tiny',
+    f'--tokenizer={work / "tok"}',
+    f'--generator={work / "gen"}',
+    f'--out={work / "weights"}',
+    *common,
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   vocabulary = json.loads((work / 'weights' / 'vocab.json').read_text())
   assert 'triangle' in vocabulary and 'zebra' not in vocabulary
-  r = run_cli('tcts_jax.sample', '--config=configs/image_folder.py:sample,tiny', f'--weights={work / "weights"}',
-              '--prompt=a large red circle in the middle', '--num_samples=2', f'--out={work / "grid.png"}', *common)
+  r = run_cli(
+    'tcts_jax.sample',
+    '--config=configs/image_folder.py:sample,tiny',
+    f'--weights={work / "weights"}',
+    '--prompt=a large red circle in the middle',
+    '--num_samples=2',
+    f'--out={work / "grid.png"}',
+    *common,
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   assert np.asarray(PIL.Image.open(work / 'grid.png')).ndim == 3
-  r = run_cli('tcts_jax.evaluate', '--config=configs/image_folder.py:eval,smoke,tiny', f'--weights={work / "weights"}',
-              f'--workdir={work / "eval"}', f'--config.eval.clip_weights={CLIP_DIR}', '--config.eval.num_images=8',
-              "--config.eval.grid=('purity@4',)", '--config.eval.refinement.base=', *common)
+  r = run_cli(
+    'tcts_jax.evaluate',
+    '--config=configs/image_folder.py:eval,smoke,tiny',
+    f'--weights={work / "weights"}',
+    f'--workdir={work / "eval"}',
+    f'--config.eval.clip_weights={CLIP_DIR}',
+    '--config.eval.num_images=8',
+    "--config.eval.grid=('purity@4',)",
+    '--config.eval.refinement.base=',
+    *common,
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   results = json.loads((work / 'eval' / 'results.json').read_text())
   assert results['benchmark'] == f'image_folder/{root.name}'
@@ -141,6 +180,12 @@ def test_train_sample_and_evaluate_a_folder_through_the_clis(folder, tmp_path):
   assert all(row['metrics']['clip_score']['value'] is not None for row in results['rows'])
   assert 'inception_fid' in results['unavailable'] and 'no "real" reference row' in ' '.join(results['notes'])
   # The captioned-shapes checker does not apply to a folder: asking for it is a one-line error.
-  r = run_cli('tcts_jax.evaluate', '--config=configs/image_folder.py:eval,smoke,tiny', f'--weights={work / "weights"}',
-              f'--workdir={work / "eval2"}', "--config.eval.metrics=('alignment',)", *common)
+  r = run_cli(
+    'tcts_jax.evaluate',
+    '--config=configs/image_folder.py:eval,smoke,tiny',
+    f'--weights={work / "weights"}',
+    f'--workdir={work / "eval2"}',
+    "--config.eval.metrics=('alignment',)",
+    *common,
+  )
   assert_one_line_error(r, "unknown metric 'alignment' for dataset 'image_folder'")

@@ -27,7 +27,8 @@ def test_generator_logits_and_attention_maps(tiny_model):
   text, mask = models.text_encoder.apply({'params': params['text']}, ids)
   tokens = jnp.full((2, models.num_tokens), models.mask_id).at[:, :5].set(3)
   logits, self_attn, cross_attn = generator_forward(
-      models.generator, params['generator'], tokens, text, mask, jnp.array([False, True]), attention_layer=1)
+    models.generator, params['generator'], tokens, text, mask, jnp.array([False, True]), attention_layer=1
+  )
   assert logits.shape == (2, models.num_tokens, config.tokenizer.codebook_size)
   heads = config.generator.num_heads
   assert self_attn.shape == (2, heads, models.num_tokens, models.num_tokens)
@@ -53,13 +54,14 @@ def test_caption_dropout_ignores_the_caption(tiny_model):
 def test_corruption_masks_the_drawn_fraction():
   tokens = jnp.tile(jnp.arange(64)[None] % 10, (256, 1))
   ratio = jnp.linspace(0.01, 1.0, 256)
-  out, masked, replaced = corrupt(jax.random.key(0), tokens, mask_id=99, codebook_size=10, corrupt_prob=0.1,
-                                  ratio=ratio)
+  out, masked, replaced = corrupt(
+    jax.random.key(0), tokens, mask_id=99, codebook_size=10, corrupt_prob=0.1, ratio=ratio
+  )
   np.testing.assert_array_equal(masked.sum(-1), np.clip(np.ceil(np.asarray(ratio) * 64), 1, 64))
   assert (np.asarray(out)[np.asarray(masked)] == 99).all()
   assert not (masked & replaced).any()
   visible = ~masked
-  assert 0.05 < replaced.sum() / visible.sum() < 0.15   # corrupt_prob of the visible tokens
+  assert 0.05 < replaced.sum() / visible.sum() < 0.15  # corrupt_prob of the visible tokens
   unchanged = visible & ~replaced
   np.testing.assert_array_equal(out[unchanged], tokens[unchanged])
 
@@ -78,7 +80,7 @@ def test_word_tokenizer(tiny_model):
   ids = words.encode('A Large RED circle')
   assert ids.shape == (words.max_length,) and (ids[:4] > 1).all() and (ids[4:] == 0).all()
   assert words.decode(ids) == 'a large red circle'
-  assert words.encode('a zebra')[1] == 1        # unknown word -> [UNK]
+  assert words.encode('a zebra')[1] == 1  # unknown word -> [UNK]
   with pytest.raises(UnknownWordsError, match='zebra'):
     words.encode('a zebra', strict=True)
   with pytest.raises(ValueError, match='empty prompt'):

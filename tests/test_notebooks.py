@@ -14,7 +14,8 @@ NOTEBOOKS = sorted((REPO / 'colabs').glob('*.ipynb'))
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs(path: pathlib.Path):
   nb = nbformat.read(path, as_version=4)
-  nbclient.NotebookClient(nb, timeout=900, kernel_name='python3',
-                          resources={'metadata': {'path': str(path.parent)}}).execute()
+  nbclient.NotebookClient(
+    nb, timeout=900, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}}
+  ).execute()
   errors = [o for c in nb.cells if c.cell_type == 'code' for o in c.get('outputs', []) if o.output_type == 'error']
   assert not errors

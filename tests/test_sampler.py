@@ -9,8 +9,12 @@ from tcts_jax.sampling import schedules
 from tcts_jax.sampling.sampler import sampler_config, strategy_per_step
 from tests.conftest import make_sampler
 
-PROMPTS = ['a large red circle in the middle', 'a small blue square at the top left',
-           'a big green triangle at the bottom', 'a tiny yellow disk on the right side']
+PROMPTS = [
+  'a large red circle in the middle',
+  'a small blue square at the top left',
+  'a big green triangle at the bottom',
+  'a tiny yellow disk on the right side',
+]
 
 
 @pytest.fixture(scope='module')
@@ -27,6 +31,7 @@ def run(tiny_model):
       cache[key] = make_sampler(models, cfg, trajectory=True)
     out = cache[key](params, ids, jax.random.key(seed), negative)
     return jax.tree.map(np.asarray, out), cache[key]
+
   return _run
 
 
@@ -55,7 +60,7 @@ def test_fixed_strategies_never_change_a_kept_token(run, tiny_model, strategy):
   canvas = token_states(out.trajectory, tiny_model[1].mask_id)
   kept = out.trajectory['kept']
   for t in range(len(kept) - 1):
-    assert (kept[t + 1] | ~kept[t]).all()                      # never revoked
+    assert (kept[t + 1] | ~kept[t]).all()  # never revoked
     np.testing.assert_array_equal(canvas[t + 1][kept[t]], canvas[t][kept[t]])  # never changed
 
 
@@ -111,8 +116,8 @@ def test_switching_presets_switch_at_the_middle(run, tiny_config):
   assert strategy_per_step(cfg) == ['uniform'] * 8 + ['random_revoke'] * 8
   out, _ = run(strategy='u2r')
   kept = out.trajectory['kept']
-  revoked = kept[:-1] & ~kept[1:]   # revoked[t]: kept after step t, masked after step t+1
-  assert not revoked[:7].any()     # steps 1..7 use uniform: nothing revoked
+  revoked = kept[:-1] & ~kept[1:]  # revoked[t]: kept after step t, masked after step t+1
+  assert not revoked[:7].any()  # steps 1..7 use uniform: nothing revoked
   assert revoked[7:].any()
   out, _ = run(strategy='r2u')
   revoked = out.trajectory['kept'][:-1] & ~out.trajectory['kept'][1:]
@@ -156,7 +161,9 @@ def test_no_recompilation_across_prompts_and_seeds(tiny_model):
   assert sampler._sample._cache_size() == 1
 
 
-@pytest.mark.parametrize('overrides, message', [
+@pytest.mark.parametrize(
+  'overrides, message',
+  [
     (dict(strategy='nope'), 'unknown strategy'),
     (dict(strategy='fas', fas_base='nope'), 'unknown FAS base'),
     (dict(persistent_weight=0.0), 'persistent_weight must be > 0'),
@@ -167,7 +174,8 @@ def test_no_recompilation_across_prompts_and_seeds(tiny_model):
     (dict(guidance_schedule='wobbly'), 'unknown guidance schedule'),
     (dict(mask_schedule='wobbly'), 'unknown mask schedule'),
     (dict(temperature=0.0), 'temperature must be > 0'),
-])
+  ],
+)
 def test_bad_settings_fail_before_compiling(tiny_model, overrides, message):
   config, models, _ = tiny_model
   with pytest.raises(ValueError, match=message):
@@ -220,7 +228,7 @@ def test_completion_never_changes_locked_tokens(tiny_model, strategy):
   out = jax.tree.map(np.asarray, sampler(params, ids, jax.random.key(0), init_tokens=init, locked=~region))
   np.testing.assert_array_equal(out.tokens[~region], original[~region])
   assert (out.tokens != models.mask_id).all()
-  kept = out.trajectory['kept'].sum(-1)                          # (T, B)
+  kept = out.trajectory['kept'].sum(-1)  # (T, B)
   assert (np.diff(kept, axis=0) >= 0).all() and (kept[-1] == models.num_tokens).all()
   assert (kept[0] >= (~region).sum(-1)).all()
   with pytest.raises(ValueError, match='locked positions must hold tokens'):

@@ -14,7 +14,7 @@ def test_exactly_k_per_row_with_per_row_k_and_forced_keeps():
   k = jnp.array([3, 4, 7, 10])
   keep = gumbel_top_k(jax.random.key(0), logits, k)
   np.testing.assert_array_equal(keep.sum(-1), k)
-  assert keep[:, :3].all()   # +inf positions are always kept
+  assert keep[:, :3].all()  # +inf positions are always kept
 
 
 def test_k1_draws_proportional_to_weights():
@@ -24,7 +24,7 @@ def test_k1_draws_proportional_to_weights():
   counts = np.asarray(keep.sum(0))
   expected = n * w / w.sum()
   chi2 = ((counts - expected) ** 2 / expected).sum()
-  assert chi2 < 16.3   # chi-square, 3 dof, p = 0.001
+  assert chi2 < 16.3  # chi-square, 3 dof, p = 0.001
 
 
 def test_k2_inclusion_matches_sampling_without_replacement():
@@ -53,6 +53,6 @@ def test_sample_categorical_matches_probabilities():
   assert counts[1] == 0
   keep = p > 0
   expected = n * p[keep]
-  assert (((counts[keep] - expected) ** 2 / expected).sum()) < 13.8   # 2 dof, p = 0.001
+  assert (((counts[keep] - expected) ** 2 / expected).sum()) < 13.8  # 2 dof, p = 0.001
   truncated = sample_categorical(jax.random.key(5), jnp.array([[0.0, -jnp.inf, 0.0]] * 1000))
   assert not (truncated == 1).any()

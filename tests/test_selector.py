@@ -25,8 +25,12 @@ from tcts_jax.evaluation.selector import evaluate_selector
 from tcts_jax.training.stages import SelectorStage, auroc
 from tcts_jax.training.trainer import make_optimizer, train_step
 
-PROMPTS = ['a large red circle in the middle', 'a small blue square at the top left',
-           'a big green triangle at the bottom', 'a tiny yellow disk on the right side']
+PROMPTS = [
+  'a large red circle in the middle',
+  'a small blue square at the top left',
+  'a big green triangle at the bottom',
+  'a tiny yellow disk on the right side',
+]
 
 
 @pytest.fixture(scope='module')
@@ -42,6 +46,7 @@ def run(tiny_model):
     if key not in cache:
       cache[key] = make_sampler(models, cfg, trajectory=True)
     return jax.tree.map(np.asarray, cache[key](params, ids, jax.random.key(seed))), cache[key]
+
   return _run
 
 
@@ -58,6 +63,7 @@ def weights_dir(tmp_path_factory, tiny_model):
 
 # --- model --------------------------------------------------------------------------------------------
 
+
 def test_selector_logits_and_cross_attention(tiny_model):
   config, models, params = tiny_model
   ids = models.word_tokenizer.encode_batch(['a red circle', 'a small blue square at the top'])
@@ -65,17 +71,19 @@ def test_selector_logits_and_cross_attention(tiny_model):
   tokens = jax.random.randint(jax.random.key(0), (2, models.num_tokens), 0, models.mask_id + 1)  # [MASK] too
   drop = jnp.array([False, True])
   logits, self_attn, cross_attn = selector_forward(
-      models.selector, params['selector'], tokens, jnp.array([0.2, 0.9]), text, mask, drop, attention_layer=0)
+    models.selector, params['selector'], tokens, jnp.array([0.2, 0.9]), text, mask, drop, attention_layer=0
+  )
   assert logits.shape == (2, models.num_tokens) and bool(jnp.isfinite(logits).all())
   assert cross_attn.shape == (2, config.selector.num_heads, models.num_tokens, config.text.max_length)
   np.testing.assert_allclose(cross_attn.sum(-1), 1.0, atol=1e-5)
   np.testing.assert_allclose(self_attn.sum(-1), 1.0, atol=1e-5)
   assert float(jnp.abs(cross_attn[0][..., ~np.asarray(mask[0])]).max()) < 1e-6  # padding gets nothing
-  np.testing.assert_allclose(cross_attn[1][..., 0], 1.0, atol=1e-5)              # null text: one slot
+  np.testing.assert_allclose(cross_attn[1][..., 0], 1.0, atol=1e-5)  # null text: one slot
   plain, _, _ = selector_forward(models.selector, params['selector'], tokens, jnp.array([0.2, 0.9]), text, mask, drop)
   np.testing.assert_allclose(plain, logits, atol=1e-5)
-  other_ratio, _, _ = selector_forward(models.selector, params['selector'], tokens, jnp.array([0.7, 0.1]), text,
-                                       mask, drop)
+  other_ratio, _, _ = selector_forward(
+    models.selector, params['selector'], tokens, jnp.array([0.7, 0.1]), text, mask, drop
+  )
   assert float(jnp.abs(other_ratio - plain).max()) > 1e-4  # the ratio embedding reaches the output
 
 
@@ -93,6 +101,7 @@ def test_auroc_matches_pairwise_definition():
 
 # --- training ------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope='module')
 def trained(tiny_data_dir, weights_dir):
   """Selector trained 30 steps on the frozen random-init generator: (config, models, params, bce before/after)."""
@@ -100,16 +109,19 @@ def trained(tiny_data_dir, weights_dir):
   config.generator_checkpoint = str(weights_dir)
   config.data.data_dir = str(tiny_data_dir)
   from tcts_jax.models import build_models
+
   models = build_models(config, shapes.vocabulary())
   stage = SelectorStage(config, models)
   frozen = stage.frozen()
-  loader = pipeline.make_loader(get_dataset(config.data), 'train', config.train.batch_size,
-                                tokenize=models.word_tokenizer.encode)
+  loader = pipeline.make_loader(
+    get_dataset(config.data), 'train', config.train.batch_size, tokenize=models.word_tokenizer.encode
+  )
   arrays = lambda b: {k: jnp.asarray(b[k]) for k in ('image', 'text_ids')}
   held_out = arrays(next(loader))
   eval_loss = jax.jit(lambda p: stage.loss(p, frozen, held_out, jax.random.key(123))[0])
-  state = train_state.TrainState.create(apply_fn=None, params=stage.init(jax.random.key(0), held_out),
-                                        tx=make_optimizer(config.train))
+  state = train_state.TrainState.create(
+    apply_fn=None, params=stage.init(jax.random.key(0), held_out), tx=make_optimizer(config.train)
+  )
   before = float(eval_loss(state.params))
   step = jax.jit(functools.partial(train_step, stage))
   for _ in range(30):
@@ -144,6 +156,7 @@ def test_selector_stage_bad_config(tiny_model, weights_dir):
 
 # --- sampling ------------------------------------------------------------------------------------------
 
+
 def test_tcts_keeps_exactly_k_and_revokes(run, tiny_model):
   _, models, _ = tiny_model
   out, sampler = run(strategy='tcts')
@@ -167,8 +180,9 @@ def _direct_scores(tiny_model, tokens, ratio, drop_all):
   _, models, params = tiny_model
   text, mask = models.text_encoder.apply({'params': params['text']}, models.word_tokenizer.encode_batch(PROMPTS))
   drop = jnp.full(len(PROMPTS), drop_all)
-  return np.asarray(models.selector.apply({'params': params['selector']}, tokens, jnp.full(len(PROMPTS), ratio),
-                                          text, mask, drop))
+  return np.asarray(
+    models.selector.apply({'params': params['selector']}, tokens, jnp.full(len(PROMPTS), ratio), text, mask, drop)
+  )
 
 
 def test_selector_guidance(run, tiny_model):
@@ -208,12 +222,15 @@ def test_tcts_fas_all_low_frequency_equals_tcts_persistent(run, tiny_config):
   assert strategy.name == 'persistent[tcts]' and strategy.revocable and strategy.needs_selector
 
 
-@pytest.mark.parametrize('overrides, message', [
+@pytest.mark.parametrize(
+  'overrides, message',
+  [
     (dict(strategy='tcts', tcts_sharpness=0.0), 'tcts_sharpness must be > 0'),
     (dict(strategy='tcts', tcts_noise=-1.0), 'tcts_noise must be >= 0'),
     (dict(strategy='tcts', selector_guidance=-1.0), 'selector_guidance must be >= 0'),
     (dict(strategy='fas', fas_base='tcts_fas'), 'unknown FAS base'),
-])
+  ],
+)
 def test_bad_tcts_settings(tiny_model, overrides, message):
   config, models, _ = tiny_model
   with pytest.raises(ValueError, match=message):

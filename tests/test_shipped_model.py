@@ -13,8 +13,12 @@ from tcts_jax import editing
 from tcts_jax.api import TextToImage
 from tests.conftest import REPO
 
-PROMPTS = ['a large red circle in the middle', 'a small blue square in the top left and a big green triangle at the bottom',
-           'a yellow triangle on the right', 'there is a tiny purple disk at the top']
+PROMPTS = [
+  'a large red circle in the middle',
+  'a small blue square in the top left and a big green triangle at the bottom',
+  'a yellow triangle on the right',
+  'there is a tiny purple disk at the top',
+]
 REFERENCE = np.load(REPO / 'tests' / 'fixtures' / 'shipped_samples.npz')
 
 
@@ -30,8 +34,9 @@ def test_samples_are_bit_identical_to_before(t2i, strategy):
 
 
 def test_guidance_schedule_and_negative_prompt_are_bit_identical(t2i):
-  tokens = t2i.generate(PROMPTS[:2], num_samples=2, seed=5, negative_prompt='a red circle', strategy='purity',
-                        guidance_schedule='linear').tokens
+  tokens = t2i.generate(
+    PROMPTS[:2], num_samples=2, seed=5, negative_prompt='a red circle', strategy='purity', guidance_schedule='linear'
+  ).tokens
   np.testing.assert_array_equal(tokens, REFERENCE['sample__purity_negative_linear'])
 
 

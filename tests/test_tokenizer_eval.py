@@ -27,8 +27,13 @@ def test_tokenizer_eval_scores_reconstructions(tiny_weights, tiny_data_dir):
 
 
 def test_tokenizer_eval_cli(tiny_weights, tiny_data_dir):
-  r = run_cli('tcts_jax.tokenizer_eval', '--config=configs/shapes.py:tokenizer,tiny', f'--tokenizer={tiny_weights}',
-              f'--config.data.data_dir={tiny_data_dir}', '--num_images=8')
+  r = run_cli(
+    'tcts_jax.tokenizer_eval',
+    '--config=configs/shapes.py:tokenizer,tiny',
+    f'--tokenizer={tiny_weights}',
+    f'--config.data.data_dir={tiny_data_dir}',
+    '--num_images=8',
+  )
   assert r.returncode == 0, r.stderr[-2000:]
   assert json.loads(r.stdout)['num_images'] == 8
   r = run_cli('tcts_jax.tokenizer_eval', '--config=configs/shapes.py:tokenizer,tiny', f'--tokenizer={tiny_data_dir}')

@@ -66,13 +66,14 @@ def test_training_set_codes_equal_encoding_each_batch(tiny_data_dir, tmp_path):
 def test_train_step_on_eight_devices(tiny_data_dir, tmp_path):
   env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8', 'JAX_PLATFORMS': 'cpu'}
   code = (
-      'import jax; assert jax.device_count() == 8\n'
-      'from tests.test_train import tiny\n'
-      'from tcts_jax.training.trainer import train_and_evaluate\n'
-      f'c = tiny("tokenizer", {str(tiny_data_dir)!r}, num_steps=3, log_every=1, image_every=0)\n'
-      f's, h = train_and_evaluate(c, {str(tmp_path)!r})\n'
-      'assert int(s.step) == 3 and len(h) == 3\n'
-      'print("params sharding:", jax.tree.leaves(s.params)[0].sharding)\n')
+    'import jax; assert jax.device_count() == 8\n'
+    'from tests.test_train import tiny\n'
+    'from tcts_jax.training.trainer import train_and_evaluate\n'
+    f'c = tiny("tokenizer", {str(tiny_data_dir)!r}, num_steps=3, log_every=1, image_every=0)\n'
+    f's, h = train_and_evaluate(c, {str(tmp_path)!r})\n'
+    'assert int(s.step) == 3 and len(h) == 3\n'
+    'print("params sharding:", jax.tree.leaves(s.params)[0].sharding)\n'
+  )
   r = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   assert 'params sharding' in r.stdout
@@ -81,6 +82,7 @@ def test_train_step_on_eight_devices(tiny_data_dir, tmp_path):
 def test_edge_weights_pick_out_object_outlines():
   import jax.numpy as jnp
   from tcts_jax.training.stages import edge_weights
+
   flat = jnp.full((2, 8, 8, 3), 0.3)
   np.testing.assert_allclose(edge_weights(flat, 10.0), 1.0)  # no edges: the plain mean
   img = flat.at[0, 2:5, 2:5].set(-0.9)  # one 3x3 object on image 0
@@ -100,11 +102,13 @@ def test_smoothed_cross_entropy_equals_optax_on_smoothed_one_hot():
   import jax
   import optax
   from tcts_jax.training.stages import smoothed_cross_entropy
+
   logits = 3.0 * jax.random.normal(jax.random.key(0), (2, 5, 37))
   labels = jax.random.randint(jax.random.key(1), (2, 5), 0, 37)
   for s in (0.0, 0.1, 0.5):
     reference = lambda x: optax.softmax_cross_entropy(x, optax.smooth_labels(jax.nn.one_hot(labels, 37), s))
     ours = lambda x: smoothed_cross_entropy(x, labels, s)
     np.testing.assert_allclose(ours(logits), reference(logits), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(jax.grad(lambda x: ours(x).sum())(logits),
-                               jax.grad(lambda x: reference(x).sum())(logits), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+      jax.grad(lambda x: ours(x).sum())(logits), jax.grad(lambda x: reference(x).sum())(logits), rtol=1e-5, atol=1e-6
+    )

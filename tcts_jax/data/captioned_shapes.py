@@ -43,8 +43,9 @@ class CaptionedShapes(Dataset):
     """Each record's scene drawn again with fresh nuisances (background, jitter): image i for record
     `example[i]`. Independent of the held-out images, so FID against them is the floor at this N."""
     f = held_out.fields
-    return np.stack([rerender(f['objects'][e], f['num_objects'][e], seed, i, self.image_size)
-                     for i, e in enumerate(example)])
+    return np.stack(
+      [rerender(f['objects'][e], f['num_objects'][e], seed, i, self.image_size) for i, e in enumerate(example)]
+    )
 
 
 def rerender(objects, num_objects, seed: int, index: int, image_size: int) -> np.ndarray:
@@ -87,8 +88,10 @@ class AlignmentEvaluator(Evaluator):
     Column('position_accuracy', 'position', 100, 1),
   )
   compared = ('object_accuracy', 'all_correct')
-  description = ('Alignment: exact compositional checker (tcts_jax/data/shapes_alignment.py), in %; object-level '
-                 'columns pooled over objects, all correct / count over images.')
+  description = (
+    'Alignment: exact compositional checker (tcts_jax/data/shapes_alignment.py), in %; object-level '
+    'columns pooled over objects, all correct / count over images.'
+  )
 
   def per_image(self, images, example) -> dict:
     f = self.ctx.held_out.fields

@@ -135,11 +135,13 @@ class ImageCaptionFolder(tfds.core.GeneratorBasedBuilder):
     return tfds.core.DatasetInfo(
       builder=self,
       description=__doc__,
-      features=tfds.features.FeaturesDict({
-        'image': tfds.features.Image(shape=(s, s, 3)),
-        'caption': tfds.features.Text(),
-        'file_name': tfds.features.Text(),
-      }),
+      features=tfds.features.FeaturesDict(
+        {
+          'image': tfds.features.Image(shape=(s, s, 3)),
+          'caption': tfds.features.Text(),
+          'file_name': tfds.features.Text(),
+        }
+      ),
       metadata=tfds.core.MetadataDict(),
       disable_shuffling=True,  # records keep the captions file's order
     )
@@ -151,8 +153,10 @@ class ImageCaptionFolder(tfds.core.GeneratorBasedBuilder):
     by_split = {split: [r for r in records if assign_split(r, cfg.test_fraction) == split] for split in SPLITS}
     empty = [split for split, rs in by_split.items() if not rs]
     if empty:
-      raise ValueError(f'image folder {cfg.folder}: the {empty[0]} split is empty ({len(records)} images, '
-                       f'test_fraction={cfg.test_fraction}); give records a "split" or change data.test_fraction')
+      raise ValueError(
+        f'image folder {cfg.folder}: the {empty[0]} split is empty ({len(records)} images, '
+        f'test_fraction={cfg.test_fraction}); give records a "split" or change data.test_fraction'
+      )
     words = sorted({w for r in by_split['train'] for w in WordTokenizer.split(r['caption'])})
     self.info.metadata['vocabulary'] = words
     return {split: self._generate_examples(rs) for split, rs in by_split.items()}
@@ -171,8 +175,13 @@ def build(folder, image_size: int = 32, test_fraction: float = 0.1, data_dir=Non
   records = read_records(folder)
   slug = re.sub(r'[^a-z0-9]+', '_', folder.name.lower()).strip('_') or 'folder'
   name = f'{slug}_{image_size}px_{content_hash(folder, records)}'
-  config = ImageFolderConfig(name=name, folder=str(folder), image_size=image_size, test_fraction=test_fraction,
-                             description=f'{folder} at {image_size}x{image_size}')
+  config = ImageFolderConfig(
+    name=name,
+    folder=str(folder),
+    image_size=image_size,
+    test_fraction=test_fraction,
+    description=f'{folder} at {image_size}x{image_size}',
+  )
   builder = ImageCaptionFolder(config=config, data_dir=data_dir)
   builder.download_and_prepare()
   return builder
@@ -199,8 +208,9 @@ class ImageFolder(Dataset):
 
 
 def get_dataset(data_config) -> ImageFolder:
-  return ImageFolder(data_config.get('folder'), data_config.image_size, data_config.get('test_fraction', 0.1),
-                     data_config.data_dir)
+  return ImageFolder(
+    data_config.get('folder'), data_config.image_size, data_config.get('test_fraction', 0.1), data_config.data_dir
+  )
 
 
 if __name__ == '__main__':

@@ -18,8 +18,9 @@ def example_to_numpy(example: dict, fields, tokenize: Callable[[str], np.ndarray
   """One record as numpy: image uint8, caption str, the dataset's `fields` as arrays, and `index`."""
   out = {k: field_array(example[k]) for k in fields}
   caption = decode_caption(example['caption'])
-  out.update(image=np.asarray(example['image'], np.uint8), caption=caption,
-             index=np.int32(index))  # the record's position in its split (keys per-record caches)
+  out.update(
+    image=np.asarray(example['image'], np.uint8), caption=caption, index=np.int32(index)
+  )  # the record's position in its split (keys per-record caches)
   if tokenize is not None:
     out['text_ids'] = np.asarray(tokenize(caption), np.int32)
   return out
@@ -32,10 +33,19 @@ def collate(examples: list[dict]) -> dict:
   return batch
 
 
-def make_loader(dataset: Dataset, split: str, batch_size: int, *, seed: int = 0, shuffle: bool = True,
-                num_epochs: int | None = None, drop_remainder: bool = True,
-                process_index: int | None = None, process_count: int | None = None,
-                tokenize: Callable[[str], np.ndarray] | None = None) -> Iterator[dict]:
+def make_loader(
+  dataset: Dataset,
+  split: str,
+  batch_size: int,
+  *,
+  seed: int = 0,
+  shuffle: bool = True,
+  num_epochs: int | None = None,
+  drop_remainder: bool = True,
+  process_index: int | None = None,
+  process_count: int | None = None,
+  tokenize: Callable[[str], np.ndarray] | None = None,
+) -> Iterator[dict]:
   """Iterator of numpy batches of `batch_size` (per process) records of `dataset`.
 
   Batches: image uint8 (B, S, S, 3), caption object array of str (B,), index int32 (B,) (record number in
@@ -46,6 +56,7 @@ def make_loader(dataset: Dataset, split: str, batch_size: int, *, seed: int = 0,
   """
   if process_index is None or process_count is None:
     import jax  # pylint: disable=import-outside-toplevel (the pipeline itself does not need jax)
+
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
 

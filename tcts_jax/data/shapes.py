@@ -16,18 +16,17 @@ SHAPES = ('circle', 'square', 'triangle')
 # Saturated and far apart in RGB (nearest pair, yellow-orange, is 80 apart); the background
 # stays far below their saturation, see `_background`.
 COLORS = {
-    'red': (230, 25, 25),
-    'green': (30, 190, 40),
-    'blue': (30, 70, 230),
-    'yellow': (240, 215, 20),
-    'purple': (150, 40, 210),
-    'orange': (245, 135, 15),
+  'red': (230, 25, 25),
+  'green': (30, 190, 40),
+  'blue': (30, 70, 230),
+  'yellow': (240, 215, 20),
+  'purple': (150, 40, 210),
+  'orange': (245, 135, 15),
 }
 COLOR_NAMES = tuple(COLORS)
 PALETTE = np.array([COLORS[c] for c in COLOR_NAMES], np.uint8)  # (num_colors, 3)
 SIZES = ('small', 'large')
-POSITIONS = ('top left', 'top', 'top right', 'left', 'middle', 'right',
-             'bottom left', 'bottom', 'bottom right')
+POSITIONS = ('top left', 'top', 'top right', 'left', 'middle', 'right', 'bottom left', 'bottom', 'bottom right')
 POSITION_CELLS = {p: divmod(i, 3) for i, p in enumerate(POSITIONS)}  # name -> (row, col)
 MAX_OBJECTS = 3
 
@@ -39,26 +38,47 @@ SIZE_FRACTION = {'small': 0.19, 'large': 0.28}
 SHAPE_WORDS = {'circle': ('circle', 'disk'), 'square': ('square',), 'triangle': ('triangle',)}
 SIZE_WORDS = {'small': ('small', 'little', 'tiny'), 'large': ('large', 'big')}
 POSITION_WORDS = {
-    'top left': ('in the top left', 'at the top left', 'in the upper left',
-                 'in the top left corner', 'in the upper left corner'),
-    'top': ('at the top', 'in the top middle', 'at the top center'),
-    'top right': ('in the top right', 'at the top right', 'in the upper right',
-                  'in the top right corner', 'in the upper right corner'),
-    'left': ('on the left', 'at the left', 'on the left side'),
-    'middle': ('in the middle', 'in the center', 'at the center'),
-    'right': ('on the right', 'at the right', 'on the right side'),
-    'bottom left': ('in the bottom left', 'at the bottom left', 'in the lower left',
-                    'in the bottom left corner', 'in the lower left corner'),
-    'bottom': ('at the bottom', 'in the bottom middle', 'at the bottom center'),
-    'bottom right': ('in the bottom right', 'at the bottom right', 'in the lower right',
-                     'in the bottom right corner', 'in the lower right corner'),
+  'top left': (
+    'in the top left',
+    'at the top left',
+    'in the upper left',
+    'in the top left corner',
+    'in the upper left corner',
+  ),
+  'top': ('at the top', 'in the top middle', 'at the top center'),
+  'top right': (
+    'in the top right',
+    'at the top right',
+    'in the upper right',
+    'in the top right corner',
+    'in the upper right corner',
+  ),
+  'left': ('on the left', 'at the left', 'on the left side'),
+  'middle': ('in the middle', 'in the center', 'at the center'),
+  'right': ('on the right', 'at the right', 'on the right side'),
+  'bottom left': (
+    'in the bottom left',
+    'at the bottom left',
+    'in the lower left',
+    'in the bottom left corner',
+    'in the lower left corner',
+  ),
+  'bottom': ('at the bottom', 'in the bottom middle', 'at the bottom center'),
+  'bottom right': (
+    'in the bottom right',
+    'at the bottom right',
+    'in the lower right',
+    'in the bottom right corner',
+    'in the lower right corner',
+  ),
 }
-OBJECT_TEMPLATES = ('a {size} {color} {shape} {position}',
-                    'a {size} {color} {shape} located {position}',
-                    'one {size} {color} {shape} {position}')
+OBJECT_TEMPLATES = (
+  'a {size} {color} {shape} {position}',
+  'a {size} {color} {shape} located {position}',
+  'one {size} {color} {shape} {position}',
+)
 JOINERS = ('and', 'and also', 'as well as')
-SCENE_TEMPLATES = ('{}', 'there is {}', 'a picture of {}', 'an image of {}', 'a drawing of {}',
-                   'a scene with {}')
+SCENE_TEMPLATES = ('{}', 'there is {}', 'a picture of {}', 'an image of {}', 'a drawing of {}', 'a scene with {}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +92,7 @@ class ShapeObject:
 @dataclasses.dataclass(frozen=True)
 class Scene:
   """Objects plus the parameters of rendering (all in image-size independent units)."""
+
   objects: tuple[ShapeObject, ...]
   jitter: tuple[tuple[int, int], ...]  # (dy, dx) pixel offset per object, in {-1, 0, 1}
   bg_colors: tuple[tuple[float, float, float], tuple[float, float, float]]  # gradient ends
@@ -81,15 +102,15 @@ class Scene:
 
 
 # Orthonormal basis of the chroma plane (orthogonal to grey (1, 1, 1)).
-_CHROMA = np.array([[2., -1., -1.], [0., 1., -1.]]) / np.array([[np.sqrt(6.)], [np.sqrt(2.)]])
-_GREY_RANGE = (85., 175.)  # background luminance bounds
-_MAX_CHROMA = 45.  # background chroma bound: channel spread <= 1.64 * 45 = 74, palette >= 160
+_CHROMA = np.array([[2.0, -1.0, -1.0], [0.0, 1.0, -1.0]]) / np.array([[np.sqrt(6.0)], [np.sqrt(2.0)]])
+_GREY_RANGE = (85.0, 175.0)  # background luminance bounds
+_MAX_CHROMA = 45.0  # background chroma bound: channel spread <= 1.64 * 45 = 74, palette >= 160
 
 
 def _muted_color(rng: np.random.Generator) -> tuple[float, float, float]:
-  grey = rng.uniform(100., 160.)
-  hue = rng.uniform(0., 2. * np.pi)
-  chroma = rng.uniform(8., 30.)
+  grey = rng.uniform(100.0, 160.0)
+  hue = rng.uniform(0.0, 2.0 * np.pi)
+  chroma = rng.uniform(8.0, 30.0)
   rgb = grey + chroma * (np.cos(hue) * _CHROMA[0] + np.sin(hue) * _CHROMA[1])
   return tuple(float(v) for v in rgb)
 
@@ -99,38 +120,41 @@ def sample_scene(rng: np.random.Generator) -> Scene:
   n = int(rng.integers(1, MAX_OBJECTS + 1))
   cells = rng.choice(len(POSITIONS), size=n, replace=False)
   objects = tuple(
-      ShapeObject(shape=SHAPES[rng.integers(len(SHAPES))],
-                  color=COLOR_NAMES[rng.integers(len(COLOR_NAMES))],
-                  size=SIZES[rng.integers(len(SIZES))],
-                  position=POSITIONS[c]) for c in cells)
+    ShapeObject(
+      shape=SHAPES[rng.integers(len(SHAPES))],
+      color=COLOR_NAMES[rng.integers(len(COLOR_NAMES))],
+      size=SIZES[rng.integers(len(SIZES))],
+      position=POSITIONS[c],
+    )
+    for c in cells
+  )
   jitter = tuple((int(dy), int(dx)) for dy, dx in rng.integers(-1, 2, size=(n, 2)))
   bg_colors = (_muted_color(rng), _muted_color(rng))
-  bg_angle = float(rng.uniform(0., 2. * np.pi))
+  bg_angle = float(rng.uniform(0.0, 2.0 * np.pi))
   blotches = []
   for _ in range(int(rng.integers(1, 4))):
-    cy, cx = rng.uniform(0., 1., size=2)
+    cy, cx = rng.uniform(0.0, 1.0, size=2)
     sigma = rng.uniform(0.12, 0.3)
-    amp = rng.uniform(-15., 15.) + rng.uniform(-12., 12., size=2) @ _CHROMA
+    amp = rng.uniform(-15.0, 15.0) + rng.uniform(-12.0, 12.0, size=2) @ _CHROMA
     blotches.append((float(cy), float(cx), float(sigma), tuple(float(v) for v in amp)))
-  return Scene(objects=objects, jitter=jitter, bg_colors=bg_colors, bg_angle=bg_angle,
-               blotches=tuple(blotches))
+  return Scene(objects=objects, jitter=jitter, bg_colors=bg_colors, bg_angle=bg_angle, blotches=tuple(blotches))
 
 
 def _background(scene: Scene, image_size: int) -> np.ndarray:
   """Smooth muted texture: a linear gradient plus soft gaussian blotches, float (S, S, 3)."""
   s = image_size
   y, x = (np.mgrid[0:s, 0:s] + 0.5) / s  # pixel centres in [0, 1]
-  t = ((x - 0.5) * np.cos(scene.bg_angle) + (y - 0.5) * np.sin(scene.bg_angle)) / np.sqrt(2.) + 0.5
+  t = ((x - 0.5) * np.cos(scene.bg_angle) + (y - 0.5) * np.sin(scene.bg_angle)) / np.sqrt(2.0) + 0.5
   c0, c1 = np.array(scene.bg_colors)
   img = c0 + t[..., None] * (c1 - c0)
   for cy, cx, sigma, amp in scene.blotches:
-    g = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2. * sigma ** 2))
+    g = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2.0 * sigma**2))
     img = img + g[..., None] * np.array(amp)
   # Clamp luminance and chroma so the background can never approach a palette colour.
   grey = img.mean(-1, keepdims=True)
   chroma = img - grey
   norm = np.linalg.norm(chroma, axis=-1, keepdims=True)
-  chroma *= np.minimum(1., _MAX_CHROMA / np.maximum(norm, 1e-6))
+  chroma *= np.minimum(1.0, _MAX_CHROMA / np.maximum(norm, 1e-6))
   return np.clip(grey, *_GREY_RANGE) + chroma
 
 
@@ -174,21 +198,27 @@ def render(scene: Scene, image_size: int = 32) -> np.ndarray:
   img = np.round(_background(scene, image_size)).astype(np.uint8)
   for obj, jitter in zip(scene.objects, scene.jitter):
     top, left, side = object_box(obj, jitter, image_size)
-    window = img[top:top + side, left:left + side]
+    window = img[top : top + side, left : left + side]
     window[_shape_mask(obj.shape, side)] = COLORS[obj.color]
   return img
 
 
 def caption(scene: Scene, rng: np.random.Generator) -> str:
   """A random caption naming every object by size, colour, shape and position."""
+
   def pick(options):
     return options[rng.integers(len(options))]
 
   order = rng.permutation(len(scene.objects))
-  phrases = [pick(OBJECT_TEMPLATES).format(size=pick(SIZE_WORDS[o.size]), color=o.color,
-                                           shape=pick(SHAPE_WORDS[o.shape]),
-                                           position=pick(POSITION_WORDS[o.position]))
-             for o in (scene.objects[i] for i in order)]
+  phrases = [
+    pick(OBJECT_TEMPLATES).format(
+      size=pick(SIZE_WORDS[o.size]),
+      color=o.color,
+      shape=pick(SHAPE_WORDS[o.shape]),
+      position=pick(POSITION_WORDS[o.position]),
+    )
+    for o in (scene.objects[i] for i in order)
+  ]
   text = phrases[0]
   for phrase in phrases[1:]:
     text = f'{text} {pick(JOINERS)} {phrase}'
@@ -212,16 +242,16 @@ def encode_objects(objects: tuple[ShapeObject, ...]) -> np.ndarray:
   """int32 (MAX_OBJECTS, 4) rows [shape, color, size, position] indices, padded with -1."""
   out = np.full((MAX_OBJECTS, 4), -1, np.int32)
   for i, o in enumerate(objects):
-    out[i] = (SHAPES.index(o.shape), COLOR_NAMES.index(o.color), SIZES.index(o.size),
-              POSITIONS.index(o.position))
+    out[i] = (SHAPES.index(o.shape), COLOR_NAMES.index(o.color), SIZES.index(o.size), POSITIONS.index(o.position))
   return out
 
 
 def scene_from_objects(objects: np.ndarray, num_objects: int) -> tuple[ShapeObject, ...]:
   """Decodes the integer ground truth of `make_example` back to ShapeObjects."""
-  return tuple(ShapeObject(shape=SHAPES[s], color=COLOR_NAMES[c], size=SIZES[z],
-                           position=POSITIONS[p])
-               for s, c, z, p in np.asarray(objects)[:int(num_objects)].tolist())
+  return tuple(
+    ShapeObject(shape=SHAPES[s], color=COLOR_NAMES[c], size=SIZES[z], position=POSITIONS[p])
+    for s, c, z, p in np.asarray(objects)[: int(num_objects)].tolist()
+  )
 
 
 def make_example(seed: int, index: int, image_size: int = 32) -> dict:
@@ -229,8 +259,8 @@ def make_example(seed: int, index: int, image_size: int = 32) -> dict:
   rng = np.random.default_rng([seed, index])
   scene = sample_scene(rng)
   return {
-      'image': render(scene, image_size),
-      'caption': caption(scene, rng),
-      'objects': encode_objects(scene.objects),
-      'num_objects': len(scene.objects),
+    'image': render(scene, image_size),
+    'caption': caption(scene, rng),
+    'objects': encode_objects(scene.objects),
+    'num_objects': len(scene.objects),
   }

@@ -37,6 +37,7 @@ Scoring (`score_image`, `score_batch`; ground-truth objects occupy distinct cell
     ground-truth cell centre); an attribute is right if the paired detection has it. A ground-truth
     object left without a detection (fewer detections than objects) is wrong on every attribute.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -47,8 +48,16 @@ import numpy as np
 
 from tcts_jax.data import shapes
 
-__all__ = ["Detection", "detect_objects", "score_detections", "score_image", "score_batch",
-           "blur_image", "chance_level", "calibration_report"]
+__all__ = [
+  'Detection',
+  'detect_objects',
+  'score_detections',
+  'score_image',
+  'score_batch',
+  'blur_image',
+  'chance_level',
+  'calibration_report',
+]
 
 _PALETTE = shapes.PALETTE.astype(np.float32)  # (K, 3)
 
@@ -71,6 +80,7 @@ _OBJECT_LEVEL = ('object_accuracy',) + tuple(f'{a}_accuracy' for a in _ATTRS)
 @dataclasses.dataclass(frozen=True)
 class Detection:
   """One detected object; attribute fields are indices into the `shapes` tables."""
+
   shape: int  # index into shapes.SHAPES
   color: int  # index into shapes.COLOR_NAMES
   size: int  # index into shapes.SIZES
@@ -85,8 +95,10 @@ class Detection:
     return np.array([self.shape, self.color, self.size, self.position], np.int32)
 
   def describe(self) -> str:
-    return (f'{shapes.SIZES[self.size]} {shapes.COLOR_NAMES[self.color]} '
-            f'{shapes.SHAPES[self.shape]} {shapes.POSITIONS[self.position]}')
+    return (
+      f'{shapes.SIZES[self.size]} {shapes.COLOR_NAMES[self.color]} '
+      f'{shapes.SHAPES[self.shape]} {shapes.POSITIONS[self.position]}'
+    )
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -98,16 +110,16 @@ def _as_rgb_float(image) -> np.ndarray:
   if img.ndim != 3 or img.shape[-1] != 3 or img.shape[0] != img.shape[1]:
     raise ValueError(f'expected a square (S, S, 3) RGB image, got shape {img.shape}')
   img = img.astype(np.float32)
-  if np.issubdtype(np.asarray(image).dtype, np.floating) and img.max() <= 1.:
-    img = img * 255.
-  return np.clip(img, 0., 255.)
+  if np.issubdtype(np.asarray(image).dtype, np.floating) and img.max() <= 1.0:
+    img = img * 255.0
+  return np.clip(img, 0.0, 255.0)
 
 
 def _box_sum(x: np.ndarray, r: int) -> np.ndarray:
   """Sum over the (2r+1)^2 window around each pixel (zero outside), via an integral image."""
   h, w = x.shape[:2]
   pad = np.zeros((h + 2 * r + 1, w + 2 * r + 1) + x.shape[2:], np.float64)
-  pad[r + 1:r + 1 + h, r + 1:r + 1 + w] = x
+  pad[r + 1 : r + 1 + h, r + 1 : r + 1 + w] = x
   c = pad.cumsum(0).cumsum(1)
   k = 2 * r + 1
   return c[k:, k:] - c[:-k, k:] - c[k:, :-k] + c[:-k, :-k]
@@ -124,25 +136,24 @@ def _local_background(img: np.ndarray, dist: np.ndarray) -> np.ndarray:
   # Blurred edges sit between the core and the background: keep a guard band out of the estimate.
   seeds = (dmin > _BG_MIN_DIST) & ~_dilate(dmin < _CORE_DIST, max(1, round(2 * size / 32)))
   if not seeds.any():  # nothing looks like background: a neutral grey keeps ratios meaningful
-    return np.full_like(img, 128.)
+    return np.full_like(img, 128.0)
   r = max(2, size // 4)
   count = _box_sum(seeds.astype(np.float64), r)
   total = _box_sum(img * seeds[..., None], r)
   fallback = img[seeds].mean(0)
-  return np.where(count[..., None] > 0, total / np.maximum(count, 1.)[..., None], fallback)
+  return np.where(count[..., None] > 0, total / np.maximum(count, 1.0)[..., None], fallback)
 
 
 def _sq_dist_to_palette(x: np.ndarray) -> np.ndarray:
   """|x - c|^2 for every palette colour c, (..., K), via dot products (the hot spot)."""
-  return np.maximum((x * x).sum(-1, keepdims=True) - 2. * x @ _PALETTE.T
-                    + (_PALETTE * _PALETTE).sum(-1), 0.)
+  return np.maximum((x * x).sum(-1, keepdims=True) - 2.0 * x @ _PALETTE.T + (_PALETTE * _PALETTE).sum(-1), 0.0)
 
 
 def _quantise(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """(H, W) palette index per pixel (-1 for background) and (H, W, K) coverage estimates."""
   dist = np.sqrt(_sq_dist_to_palette(img))  # (H, W, K)
   bg = _local_background(img, dist).astype(np.float32)
-  contrast2 = np.maximum(_sq_dist_to_palette(bg), 1.)  # |c - b|^2
+  contrast2 = np.maximum(_sq_dist_to_palette(bg), 1.0)  # |c - b|^2
   rel = dist / np.sqrt(contrast2)
   k = rel.argmin(-1)
   classes = np.where(np.take_along_axis(rel, k[..., None], -1)[..., 0] < REL_THRESHOLD, k, -1)
@@ -223,7 +234,7 @@ def _templates(size: int) -> tuple[int, np.ndarray, np.ndarray]:
         for dy in (-1, 0, 1):
           for dx in (-1, 0, 1):
             canvas = np.zeros((t, t))
-            canvas[o + dy:o + dy + side, o + dx:o + dx + side] = mask
+            canvas[o + dy : o + dy + side, o + dx : o + dx + side] = mask
             keys.append((si, zi))
             temps.append(_blur(canvas, sigma * size / 32))
   return t, np.array(keys), np.stack(temps)
@@ -236,7 +247,7 @@ def _coverage_mass(mask: np.ndarray, classes: np.ndarray, cover: np.ndarray, siz
   covered core is small still weighs about its true area, while an isolated speck does not.
   """
   ring = _dilate(mask, max(1, round(2 * size / 32))) & (mask | (classes < 0))
-  return float(np.clip(cover[ring], 0., 1.).sum())
+  return float(np.clip(cover[ring], 0.0, 1.0).sum())
 
 
 def _classify_component(mask: np.ndarray, soft: np.ndarray, color: int, size: int) -> Detection:
@@ -251,11 +262,18 @@ def _classify_component(mask: np.ndarray, soft: np.ndarray, color: int, size: in
   t, keys, temps = _templates(size)
   t0 = int(round(top + 0.5 * h - 0.5 * t))
   l0 = int(round(left + 0.5 * w - 0.5 * t))
-  patch = np.pad(soft, t)[t0 + t:t0 + 2 * t, l0 + t:l0 + 2 * t]
+  patch = np.pad(soft, t)[t0 + t : t0 + 2 * t, l0 + t : l0 + 2 * t]
   best = keys[int(((temps - patch) ** 2).sum((1, 2)).argmin())]
-  return Detection(shape=int(best[0]), color=int(color), size=int(best[1]),
-                   position=_cell(cy, cx, size), area=len(ys), centroid=(float(cy), float(cx)),
-                   bbox=(int(top), int(left), int(h), int(w)), image_size=int(size))
+  return Detection(
+    shape=int(best[0]),
+    color=int(color),
+    size=int(best[1]),
+    position=_cell(cy, cx, size),
+    area=len(ys),
+    centroid=(float(cy), float(cx)),
+    bbox=(int(top), int(left), int(h), int(w)),
+    image_size=int(size),
+  )
 
 
 # --------------------------------------------------------------------------------------------- API
@@ -289,10 +307,10 @@ def detect_objects(image) -> list[Detection]:
       # Several objects fused by blur; the dataset has at most one per cell: cut at the grid lines.
       parts = [mask & (cell_of_pixel == c) for c in np.unique(cell_of_pixel[mask])]
     # Coverage of this colour, with other objects zeroed so a neighbour cannot leak into the fit.
-    soft = np.where(mask | (classes < 0), cover[..., color], 0.)
+    soft = np.where(mask | (classes < 0), cover[..., color], 0.0)
     for part in parts:
       if part.sum() >= min_area or _coverage_mass(part, classes, soft, size) >= min_area:
-        out.append(_classify_component(part, np.where(mask & ~part, 0., soft), color, size))
+        out.append(_classify_component(part, np.where(mask & ~part, 0.0, soft), color, size))
   out.sort(key=lambda d: (d.position, d.color, -d.area))
   return out
 
@@ -317,10 +335,10 @@ def score_detections(detections: list[Detection], objects, num_objects) -> dict:
   paired = np.zeros((n, 4), bool)
   if n and len(detections):
     rc = np.array([divmod(int(p), 3) for p in gt[:, 3]])
-    centres = (rc + 0.5) / 3.
+    centres = (rc + 0.5) / 3.0
     cents = np.array([d.centroid for d in detections]) / np.array([[d.image_size] for d in detections])
     dist = np.linalg.norm(centres[:, None] - cents[None], axis=-1)
-    score = agree.sum(-1) - 0.5 * np.minimum(dist, 1.)
+    score = agree.sum(-1) - 0.5 * np.minimum(dist, 1.0)
     free_g, free_d = set(range(n)), set(range(len(detections)))
     for flat in np.argsort(-score, axis=None, kind='stable'):
       g, d = divmod(int(flat), len(detections))
@@ -335,11 +353,11 @@ def score_detections(detections: list[Detection], objects, num_objects) -> dict:
     return float(np.mean(x)) if n else 1.0
 
   result = {
-      'object_accuracy': mean(matched),
-      'all_correct': float(bool(matched.all()) and len(detections) == n),
-      'count_correct': float(len(detections) == n),
-      'num_detected': float(len(detections)),
-      'num_objects': float(n),
+    'object_accuracy': mean(matched),
+    'all_correct': float(bool(matched.all()) and len(detections) == n),
+    'count_correct': float(len(detections) == n),
+    'num_detected': float(len(detections)),
+    'num_objects': float(n),
   }
   per_object = {'matched': matched}
   for i, name in enumerate(_ATTRS):
@@ -368,15 +386,16 @@ def score_batch(images, objects, num_objects, detections=None) -> dict:
   if detections is None:
     detections = [detect_objects(im) for im in images]
   if not len(detections) == len(objects) == len(num_objects):
-    raise ValueError(f'batch sizes differ: {len(detections)} images, {len(objects)} objects, '
-                     f'{len(num_objects)} num_objects')
+    raise ValueError(
+      f'batch sizes differ: {len(detections)} images, {len(objects)} objects, {len(num_objects)} num_objects'
+    )
   rows = [score_detections(d, o, k) for d, o, k in zip(detections, objects, num_objects)]
   per_image = {k: np.array([r[k] for r in rows]) for k in rows[0] if k != 'per_object'}
   weights = per_image['num_objects']
   out = {}
   for k, v in per_image.items():
     if k in _OBJECT_LEVEL:
-      out[k] = float((v * weights).sum() / max(weights.sum(), 1.))
+      out[k] = float((v * weights).sum() / max(weights.sum(), 1.0))
     elif k != 'num_objects':
       out[k] = float(v.mean())
   out['per_image'] = per_image
@@ -410,19 +429,27 @@ def chance_level() -> dict:
   counts and identical scenes: sum over n of P(both n) / C(9, n) / 36^n = 1 / 2916 + ... ~ 0.034 %.
   count_correct: P(equal counts) = 1 / 3.
   """
-  n_shapes, n_colors, n_sizes, n_cells = (len(shapes.SHAPES), len(shapes.COLOR_NAMES),
-                                           len(shapes.SIZES), len(shapes.POSITIONS))
+  n_shapes, n_colors, n_sizes, n_cells = (
+    len(shapes.SHAPES),
+    len(shapes.COLOR_NAMES),
+    len(shapes.SIZES),
+    len(shapes.POSITIONS),
+  )
   attrs = n_shapes * n_colors * n_sizes
   counts = np.arange(1, shapes.MAX_OBJECTS + 1)
-  p_count = 1. / len(counts)
+  p_count = 1.0 / len(counts)
   mean_n = counts.mean()
-  all_correct = sum(p_count ** 2 / math.comb(n_cells, int(n)) / attrs ** int(n) for n in counts)
-  return {'object_accuracy': float(mean_n / n_cells / attrs), 'all_correct': float(all_correct),
-          'count_correct': float(len(counts) * p_count ** 2)}
+  all_correct = sum(p_count**2 / math.comb(n_cells, int(n)) / attrs ** int(n) for n in counts)
+  return {
+    'object_accuracy': float(mean_n / n_cells / attrs),
+    'all_correct': float(all_correct),
+    'count_correct': float(len(counts) * p_count**2),
+  }
 
 
-def calibration_report(num: int = 500, seed: int = 0, image_size: int = 32, blur_sigma: float = 0.5,
-                       noise: int = 10) -> dict:
+def calibration_report(
+  num: int = 500, seed: int = 0, image_size: int = 32, blur_sigma: float = 0.5, noise: int = 10
+) -> dict:
   """Checker calibration on `num` dataset renders (`make_example(seed, i, image_size)`).
 
   Returns means (as `score_batch`, without per-image arrays) for
@@ -438,18 +465,18 @@ def calibration_report(num: int = 500, seed: int = 0, image_size: int = 32, blur
   counts = np.array([e['num_objects'] for e in examples])
   rng = np.random.default_rng([seed, num, image_size])
   sigma = blur_sigma * image_size / 32
-  degraded = [np.clip(blur_image(im, sigma).astype(np.int64)
-                      + rng.integers(-noise, noise + 1, im.shape), 0, 255).astype(np.uint8)
-              for im in images]
+  degraded = [
+    np.clip(blur_image(im, sigma).astype(np.int64) + rng.integers(-noise, noise + 1, im.shape), 0, 255).astype(np.uint8)
+    for im in images
+  ]
   detections = [detect_objects(im) for im in images]
 
   def means(result):
     return {k: v for k, v in result.items() if k != 'per_image'}
 
   return {
-      'real': means(score_batch(images, objects, counts, detections=detections)),
-      'shuffled': means(score_batch(images, np.roll(objects, 1, 0), np.roll(counts, 1),
-                                    detections=detections)),
-      'blurred': means(score_batch(degraded, objects, counts)),
-      'chance': chance_level(),
+    'real': means(score_batch(images, objects, counts, detections=detections)),
+    'shuffled': means(score_batch(images, np.roll(objects, 1, 0), np.roll(counts, 1), detections=detections)),
+    'blurred': means(score_batch(degraded, objects, counts)),
+    'chance': chance_level(),
   }

@@ -36,9 +36,10 @@ class CaptionedShapes(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   BUILDER_CONFIGS = [
-      CaptionedShapesConfig(name='default', description='32x32, 50k train, 2k test.'),
-      CaptionedShapesConfig(name='tiny', description='32x32, 512 train, 128 test (for tests).',
-                            num_train=512, num_test=128),
+    CaptionedShapesConfig(name='default', description='32x32, 50k train, 2k test.'),
+    CaptionedShapesConfig(
+      name='tiny', description='32x32, 512 train, 128 test (for tests).', num_train=512, num_test=128
+    ),
   ]
   DEFAULT_CONFIG_NAME = 'default'
 
@@ -56,16 +57,18 @@ class CaptionedShapes(tfds.core.GeneratorBasedBuilder):
     # Built directly: there are no TFDS metadata files (README, citations) beside this module.
     s = self.builder_config.image_size
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(s, s, 3)),
-            'caption': tfds.features.Text(),
-            'objects': tfds.features.Tensor(shape=(shapes.MAX_OBJECTS, 4), dtype=np.int32),
-            'num_objects': tfds.features.Scalar(dtype=np.int32),
-        }),
-        # Keep generation order, so record i of a split is `make_example(split_seed, i)`.
-        disable_shuffling=True,
+      builder=self,
+      description=__doc__,
+      features=tfds.features.FeaturesDict(
+        {
+          'image': tfds.features.Image(shape=(s, s, 3)),
+          'caption': tfds.features.Text(),
+          'objects': tfds.features.Tensor(shape=(shapes.MAX_OBJECTS, 4), dtype=np.int32),
+          'num_objects': tfds.features.Scalar(dtype=np.int32),
+        }
+      ),
+      # Keep generation order, so record i of a split is `make_example(split_seed, i)`.
+      disable_shuffling=True,
     )
 
   def split_seed(self, split: str) -> int:
@@ -75,8 +78,8 @@ class CaptionedShapes(tfds.core.GeneratorBasedBuilder):
     del dl_manager  # Nothing to download.
     cfg = self.builder_config
     return {
-        'train': self._generate_examples(self.split_seed('train'), cfg.num_train),
-        'test': self._generate_examples(self.split_seed('test'), cfg.num_test),
+      'train': self._generate_examples(self.split_seed('train'), cfg.num_train),
+      'test': self._generate_examples(self.split_seed('test'), cfg.num_test),
     }
 
   def _generate_examples(self, seed: int, num_examples: int):

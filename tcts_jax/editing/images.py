@@ -13,9 +13,9 @@ ALPHA_BACKGROUND = (128, 128, 128)
 
 @dataclasses.dataclass
 class LoadedImage:
-  pixels: np.ndarray               # (S, S, 3) uint8: what the model sees
-  original_size: tuple[int, int]   # (width, height) of the file, for pixel coordinates given on it
-  notes: list[str]                 # what was done to fit the image (conversion, resizing); empty if nothing
+  pixels: np.ndarray  # (S, S, 3) uint8: what the model sees
+  original_size: tuple[int, int]  # (width, height) of the file, for pixel coordinates given on it
+  notes: list[str]  # what was done to fit the image (conversion, resizing); empty if nothing
 
 
 def load_image(path, image_size: int) -> LoadedImage:
@@ -47,10 +47,12 @@ def load_image(path, image_size: int) -> LoadedImage:
       notes.append(f'converted {mode} to RGB')
   original = image.size
   if original != (image_size, image_size):
-    shrink = original[0] * original[1] > image_size ** 2
+    shrink = original[0] * original[1] > image_size**2
     image = image.resize((image_size, image_size), Image.BOX if shrink else Image.BICUBIC)
-    notes.append(f'resized {original[0]}x{original[1]} to {image_size}x{image_size} '
-                 f'({"area" if shrink else "bicubic"}{", aspect ratio not kept" if original[0] != original[1] else ""})')
+    notes.append(
+      f'resized {original[0]}x{original[1]} to {image_size}x{image_size} '
+      f'({"area" if shrink else "bicubic"}{", aspect ratio not kept" if original[0] != original[1] else ""})'
+    )
   return LoadedImage(np.asarray(image, np.uint8), original, notes)
 
 
@@ -71,9 +73,13 @@ def rect_to_token_mask(rect, grid_size: int, width: int, height: int) -> np.ndar
   width x height image that the token grid covers evenly."""
   x0, y0, x1, y1 = rect
   if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-    raise ValueError(f'bad rectangle {tuple(rect)}: need 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height} '
-                     '(pixels of the input image)')
+    raise ValueError(
+      f'bad rectangle {tuple(rect)}: need 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height} '
+      '(pixels of the input image)'
+    )
+
   def overlap(lo, hi, size):
     edges = np.arange(grid_size + 1) * size / grid_size
     return (edges[:-1] < hi) & (edges[1:] > lo)
+
   return (overlap(y0, y1, height)[:, None] & overlap(x0, x1, width)[None, :]).reshape(-1)

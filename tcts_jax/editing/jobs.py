@@ -34,7 +34,12 @@ def comparison(before, after, remasked, grid_size: int, captions: Sequence[str])
 def save_comparison(path, t2i, tokens, result: EditResult, what: str, prompt: str) -> tuple[int, int]:
   """Write before | re-masked | after of the first image as a PNG; returns (re-masked, changed) token counts."""
   remasked, changed = int(result.remasked.sum()), int((result.tokens != tokens).sum())
-  panel = comparison(t2i.decode_tokens(tokens)[0], result.images[0], result.remasked[0], t2i.models.grid_size,
-                     ['before (VQ tokens)', f'{what}: {remasked} tokens re-masked', f'after: {prompt}'])
+  panel = comparison(
+    t2i.decode_tokens(tokens)[0],
+    result.images[0],
+    result.remasked[0],
+    t2i.models.grid_size,
+    ['before (VQ tokens)', f'{what}: {remasked} tokens re-masked', f'after: {prompt}'],
+  )
   save_png(path, panel)
   return remasked, changed

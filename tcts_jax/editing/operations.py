@@ -36,6 +36,7 @@ CHOOSERS = ('selector', 'random')
 
 # ------------------------------------------------------------------------------ choosing positions
 
+
 def choose(rng, remask_logits, count, noise=1.0):
   """(B, N) bool: `count` positions per row to re-mask, the largest `remask_logits + noise * Gumbel`.
 
@@ -93,6 +94,7 @@ def word_mask(word_tokenizer, prompt: str, word: Union[str, int]) -> np.ndarray:
 
 # ------------------------------------------------------------------------- model pieces (jitted)
 
+
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _selector_logits(selector: TokenSelector, params, tokens, text_ids, ratio, guidance: float):
   # The sampler's layout (conditional rows, then null-text rows), so the selector's own CFG works the same way.
@@ -122,8 +124,10 @@ def has_selector(t2i) -> bool:
 
 def require_selector(t2i, what: str = "chooser 'selector'") -> None:
   if not has_selector(t2i):
-    raise ValueError(f'{what} needs TCTS selector weights, but none are loaded (no selector.safetensors in '
-                     'the weights dir); use the random chooser (--chooser=random) or give --selector=DIR')
+    raise ValueError(
+      f'{what} needs TCTS selector weights, but none are loaded (no selector.safetensors in '
+      'the weights dir); use the random chooser (--chooser=random) or give --selector=DIR'
+    )
 
 
 def selector_logits(t2i, tokens, text_ids, ratio: float) -> np.ndarray:
@@ -135,8 +139,9 @@ def selector_logits(t2i, tokens, text_ids, ratio: float) -> np.ndarray:
   require_selector(t2i)
   guidance = float(t2i.config.sampler.get('selector_guidance', 1.0))
   ratio = jnp.full((len(tokens),), ratio, jnp.float32)
-  return np.asarray(_selector_logits(t2i.selector, t2i.params, jnp.asarray(tokens, jnp.int32),
-                                     jnp.asarray(text_ids), ratio, guidance))
+  return np.asarray(
+    _selector_logits(t2i.selector, t2i.params, jnp.asarray(tokens, jnp.int32), jnp.asarray(text_ids), ratio, guidance)
+  )
 
 
 def selector_cross_attention(t2i, tokens, text_ids, ratio: float, layer: int = -1):
@@ -147,8 +152,9 @@ def selector_cross_attention(t2i, tokens, text_ids, ratio: float, layer: int = -
   if not -num_layers <= layer < num_layers:
     raise ValueError(f'selector layer {layer} out of range [{-num_layers}, {num_layers})')
   ratio = jnp.full((len(tokens),), ratio, jnp.float32)
-  logits, maps = _selector_cross_attention(t2i.models, t2i.params, jnp.asarray(tokens, jnp.int32),
-                                           jnp.asarray(text_ids), ratio, layer % num_layers)
+  logits, maps = _selector_cross_attention(
+    t2i.models, t2i.params, jnp.asarray(tokens, jnp.int32), jnp.asarray(text_ids), ratio, layer % num_layers
+  )
   return np.asarray(logits), np.asarray(maps)
 
 
@@ -158,18 +164,27 @@ def word_attention(t2i, tokens, text_ids, words, layer: Optional[int] = None) ->
   num_layers = t2i.models.generator.num_layers
   if layer is not None and not 0 <= layer < num_layers:
     raise ValueError(f'attention layer {layer} out of range [0, {num_layers})')
-  return np.asarray(_word_attention(t2i.model, t2i.params, jnp.asarray(tokens, jnp.int32), jnp.asarray(text_ids),
-                                    jnp.asarray(words, jnp.float32), layer))
+  return np.asarray(
+    _word_attention(
+      t2i.model,
+      t2i.params,
+      jnp.asarray(tokens, jnp.int32),
+      jnp.asarray(text_ids),
+      jnp.asarray(words, jnp.float32),
+      layer,
+    )
+  )
 
 
 # ------------------------------------------------------------------------------------ the glue
 
+
 @dataclasses.dataclass
 class EditResult:
-  tokens: np.ndarray                 # (B, N) int32 after
-  images: np.ndarray                 # (B, S, S, 3) uint8 after
-  remasked: np.ndarray               # (B, N) bool: re-masked at least once; the only positions that can differ
-  weights: Optional[np.ndarray]      # (B, N) what the (last) choice was weighted by; None when uniform/given
+  tokens: np.ndarray  # (B, N) int32 after
+  images: np.ndarray  # (B, S, S, 3) uint8 after
+  remasked: np.ndarray  # (B, N) bool: re-masked at least once; the only positions that can differ
+  weights: Optional[np.ndarray]  # (B, N) what the (last) choice was weighted by; None when uniform/given
   notes: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -214,8 +229,18 @@ def _remask_logits(t2i, tokens, text_ids, chooser: str, ratio: float):
   return float(t2i.config.sampler.get('tcts_sharpness', 1.0)) * scores, scores
 
 
-def refine_revision(t2i, tokens, prompts, rng, rounds: int = 4, fraction: float = 0.25, chooser: str = 'selector',
-                    noise: float = 1.0, strategy: str = 'uniform', steps: int = 4) -> EditResult:
+def refine_revision(
+  t2i,
+  tokens,
+  prompts,
+  rng,
+  rounds: int = 4,
+  fraction: float = 0.25,
+  chooser: str = 'selector',
+  noise: float = 1.0,
+  strategy: str = 'uniform',
+  steps: int = 4,
+) -> EditResult:
   """Refinement (a), paper §4.2: `rounds` revision rounds, each re-masking round(fraction N) tokens and
   regenerating them (`strategy`, `steps`) with the rest locked.
 
@@ -241,8 +266,17 @@ def refine_revision(t2i, tokens, prompts, rng, rounds: int = 4, fraction: float 
   return EditResult(tokens, to_uint8(images), remasked, weights)
 
 
-def refine_masked(t2i, tokens, prompts, rng, fraction: float = 0.6, chooser: str = 'selector', noise: float = 0.0,
-                  strategy: str = 'uniform', steps: int = 8) -> EditResult:
+def refine_masked(
+  t2i,
+  tokens,
+  prompts,
+  rng,
+  fraction: float = 0.6,
+  chooser: str = 'selector',
+  noise: float = 0.0,
+  strategy: str = 'uniform',
+  steps: int = 8,
+) -> EditResult:
   """Refinement (b), paper §4.2: re-mask the round(fraction N) lowest-scoring tokens (highest selector
   logits; with `noise` 0 exactly those) or, with chooser 'random', as many random ones, and regenerate
   them with uniform sampling (the default `strategy`), the rest locked."""
@@ -259,9 +293,20 @@ def refine_masked(t2i, tokens, prompts, rng, fraction: float = 0.6, chooser: str
   return EditResult(np.asarray(out.tokens), to_uint8(out.images), remask, weights)
 
 
-def edit(t2i, tokens, prompts, word: Union[str, int], rng, noise: float = 0.25, steps: int = 10,
-         strategy: str = 'uniform', layer: Optional[int] = None, sharpness: float = 4.0, use_selector: bool = True,
-         attention=None) -> EditResult:
+def edit(
+  t2i,
+  tokens,
+  prompts,
+  word: Union[str, int],
+  rng,
+  noise: float = 0.25,
+  steps: int = 10,
+  strategy: str = 'uniform',
+  layer: Optional[int] = None,
+  sharpness: float = 4.0,
+  use_selector: bool = True,
+  attention=None,
+) -> EditResult:
   """Mask-free editing (paper §4.3): re-mask up to round(noise N) tokens drawn with weights proportional to
   the generator's cross-attention to `word` in the NEW prompt (from a forward on the current tokens)
   times the selector's score map, and regenerate them under the new prompt; the rest stays.
@@ -294,8 +339,9 @@ def edit(t2i, tokens, prompts, word: Union[str, int], rng, noise: float = 0.25, 
   return EditResult(np.asarray(out.tokens), to_uint8(out.images), remask, np.asarray(weights), notes)
 
 
-def inpaint(t2i, tokens, prompts, region, rng, outpaint: bool = False, strategy: Optional[str] = None,
-            steps: Optional[int] = None) -> EditResult:
+def inpaint(
+  t2i, tokens, prompts, region, rng, outpaint: bool = False, strategy: Optional[str] = None, steps: Optional[int] = None
+) -> EditResult:
   """Muse-style inpainting: regenerate the tokens inside `region` ((N,) or (B, N) bool, e.g. from
   `rect_to_token_mask`) under the prompt and lock the rest; outpaint=True regenerates outside instead.
   The sampler settings default to the config's (strategy, steps)."""
@@ -306,8 +352,11 @@ def inpaint(t2i, tokens, prompts, region, rng, outpaint: bool = False, strategy:
     raise ValueError(f'region must have shape ({tokens.shape[1]},) or {tokens.shape}, got {region.shape}')
   remask = np.broadcast_to(~region if outpaint else region, tokens.shape)
   if not remask.any(axis=1).all():
-    raise ValueError('empty mask: the region covers the whole image, nothing is left to outpaint' if outpaint
-                     else 'empty mask: the region covers no token, nothing to inpaint')
+    raise ValueError(
+      'empty mask: the region covers the whole image, nothing is left to outpaint'
+      if outpaint
+      else 'empty mask: the region covers no token, nothing to inpaint'
+    )
   overrides = {k: v for k, v in dict(strategy=strategy, steps=steps).items() if v is not None}
   out = regenerate(t2i, tokens, remask, ids, rng, **overrides)
   return EditResult(np.asarray(out.tokens), to_uint8(out.images), np.array(remask), None)

@@ -70,14 +70,15 @@ class ShardGenerator:
     """tokens, images and generation seconds for images `indices` with caption ids `text_ids` (n, L)."""
     tokens, images, seconds, slots = [], [], 0.0, 0
     for start in range(0, len(indices), self.batch):
-      idx, ids = indices[start:start + self.batch], text_ids[start:start + self.batch]
+      idx, ids = indices[start : start + self.batch], text_ids[start : start + self.batch]
       rows = padded(np.arange(len(idx)), self.batch)
       t0 = time.perf_counter()
-      tok, img = self.compiled(self.params, to_global(ids[rows], self.data),
-                               to_global(example_keys(self.seed, idx[rows]), self.data))
+      tok, img = self.compiled(
+        self.params, to_global(ids[rows], self.data), to_global(example_keys(self.seed, idx[rows]), self.data)
+      )
       tok, img = to_host(tok), to_host(img)  # waits for the device
       seconds += time.perf_counter() - t0
       slots += self.batch
-      tokens.append(tok[:len(idx)])
-      images.append(img[:len(idx)])
+      tokens.append(tok[: len(idx)])
+      images.append(img[: len(idx)])
     return {'tokens': np.concatenate(tokens), 'images': np.concatenate(images), 'seconds': seconds, 'slots': slots}

@@ -53,8 +53,10 @@ def parse_refine_methods(methods) -> list:
   for method in methods:
     mode, _, chooser = str(method).partition(':')
     if mode not in REFINE_MODES or chooser not in CHOOSERS:
-      raise ValueError(f'bad eval.refinement method {method!r}; expected "<{"|".join(REFINE_MODES)}>:'
-                       f'<{"|".join(CHOOSERS)}>", e.g. "revision:selector"')
+      raise ValueError(
+        f'bad eval.refinement method {method!r}; expected "<{"|".join(REFINE_MODES)}>:'
+        f'<{"|".join(CHOOSERS)}>", e.g. "revision:selector"'
+      )
     out.append((mode, chooser))
   return out
 
@@ -65,7 +67,8 @@ def parse_comparisons(compare) -> list:
   pairs = []
   for pair in compare:
     if isinstance(pair, str) or len(pair) != 2:
-      raise ValueError(f'bad eval.compare pair {pair!r}; expected (row name A, row name B), e.g. '
-                       "('tcts_fas@16', 'random_revoke@16')")
+      raise ValueError(
+        f"bad eval.compare pair {pair!r}; expected (row name A, row name B), e.g. ('tcts_fas@16', 'random_revoke@16')"
+      )
     pairs.append((str(pair[0]), str(pair[1])))
   return pairs

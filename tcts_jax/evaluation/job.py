@@ -60,8 +60,15 @@ class Row:
   values: dict = dataclasses.field(default_factory=dict)  # evaluator name -> per-image values
 
   def to_json(self) -> dict:
-    out = {'name': self.name, 'kind': self.kind, 'strategy': self.strategy, 'steps': self.steps,
-           'num_images': len(self.example), 'metrics': self.metrics, 'seconds_per_image': self.seconds_per_image}
+    out = {
+      'name': self.name,
+      'kind': self.kind,
+      'strategy': self.strategy,
+      'steps': self.steps,
+      'num_images': len(self.example),
+      'metrics': self.metrics,
+      'seconds_per_image': self.seconds_per_image,
+    }
     if self.kind == 'generated':
       out['compile_seconds'] = self.compile_seconds
     return out
@@ -83,8 +90,11 @@ def prepare_entries(t2i: TextToImage, entries, skip_unavailable: bool, notes: li
     except ValueError as e:
       raise ValueError(f'eval.grid entry {entry.name!r}: {e}') from None
     if sampler.needs_selector and not editing.has_selector(t2i):
-      _unavailable(f'{entry.name}: needs TCTS selector weights (selector.safetensors or eval.selector_weights)',
-                   skip_unavailable, notes)
+      _unavailable(
+        f'{entry.name}: needs TCTS selector weights (selector.safetensors or eval.selector_weights)',
+        skip_unavailable,
+        notes,
+      )
       continue
     out.append((entry, sampler))
   return out
@@ -114,8 +124,9 @@ def score(row: Row, scorers: dict, missing_keys, ev) -> Row:
     values = scorer.per_image(row.images, row.example)
     if values:
       row.values[name] = values
-      row.metrics.update(stats.bootstrap(lambda idx, s=scorer, v=values: s.pool(v, idx), len(row.images),
-                                         ev.bootstrap, ev.seed))
+      row.metrics.update(
+        stats.bootstrap(lambda idx, s=scorer, v=values: s.pool(v, idx), len(row.images), ev.bootstrap, ev.seed)
+      )
     row.metrics.update({k: {'value': float(v)} for k, v in scorer.per_row(row.images, row.example).items()})
   row.metrics.update({k: None for k in missing_keys})
   return row
@@ -134,8 +145,9 @@ def comparison_rows(pairs, rows: dict, scorers: dict, ev, notes: list) -> list:
     difference = {}
     for name, scorer in scorers.items():
       if name in rows[a].values:
-        difference.update(stats.paired_difference(scorer.pool, rows[a].values[name], rows[b].values[name],
-                                                  ev.bootstrap, ev.seed))
+        difference.update(
+          stats.paired_difference(scorer.pool, rows[a].values[name], rows[b].values[name], ev.bootstrap, ev.seed)
+        )
     out.append({'a': a, 'b': b, 'difference': difference})
   return out
 
@@ -143,11 +155,20 @@ def comparison_rows(pairs, rows: dict, scorers: dict, ev, notes: list) -> list:
 def refine_images(t2i, mode: str, chooser: str, rf, tokens, captions, rng):
   """One batch of refined tokens and uint8 images (editing.refine_revision / refine_masked)."""
   if mode == 'revision':
-    out = editing.refine_revision(t2i, tokens, captions, rng, rounds=rf.rounds, fraction=rf.revision_fraction,
-                                  chooser=chooser, steps=rf.revision_steps)
+    out = editing.refine_revision(
+      t2i,
+      tokens,
+      captions,
+      rng,
+      rounds=rf.rounds,
+      fraction=rf.revision_fraction,
+      chooser=chooser,
+      steps=rf.revision_steps,
+    )
   else:
-    out = editing.refine_masked(t2i, tokens, captions, rng, fraction=rf.masked_fraction, chooser=chooser,
-                                steps=rf.masked_steps)
+    out = editing.refine_masked(
+      t2i, tokens, captions, rng, fraction=rf.masked_fraction, chooser=chooser, steps=rf.masked_steps
+    )
   return out.tokens, out.images
 
 
@@ -161,17 +182,28 @@ def refinement(t2i, base: dict, mode: str, chooser: str, ev, captions):
     rows = np.array([position[int(i)] for i in indices])
     tokens, images, seconds = [], [], 0.0
     for start in range(0, len(indices), ev.batch_size):
-      batch = padded(rows[start:start + ev.batch_size], ev.batch_size)
+      batch = padded(rows[start : start + ev.batch_size], ev.batch_size)
       rng = jax.random.fold_in(jax.random.key(ev.seed + 1), int(indices[start]))
       t0 = time.perf_counter()
-      tok, img = refine_images(t2i, mode, chooser, ev.refinement, base['tokens'][batch],
-                               [captions[int(base['indices'][r]) % len(captions)] for r in batch], rng)
+      tok, img = refine_images(
+        t2i,
+        mode,
+        chooser,
+        ev.refinement,
+        base['tokens'][batch],
+        [captions[int(base['indices'][r]) % len(captions)] for r in batch],
+        rng,
+      )
       seconds += time.perf_counter() - t0
       n = min(ev.batch_size, len(indices) - start)
       tokens.append(tok[:n])
       images.append(img[:n])
-    return {'tokens': np.concatenate(tokens), 'images': np.concatenate(images), 'seconds': seconds,
-            'slots': len(indices) + (-len(indices)) % ev.batch_size}
+    return {
+      'tokens': np.concatenate(tokens),
+      'images': np.concatenate(images),
+      'seconds': seconds,
+      'slots': len(indices) + (-len(indices)) % ev.batch_size,
+    }
 
   return compute
 
@@ -182,12 +214,14 @@ def reference_images(t2i, dataset, held_out, example, ev, notes: list) -> list:
   real = dataset.reference_images(held_out, example, ev.seed)
   out = []
   if real is None:
-    notes.append(f'no "real" reference row: dataset {dataset.name} cannot draw new images of its captions; the VQ '
-                 'row reconstructs the held-out images themselves.')
+    notes.append(
+      f'no "real" reference row: dataset {dataset.name} cannot draw new images of its captions; the VQ '
+      'row reconstructs the held-out images themselves.'
+    )
     real = held_out.images[example]
   else:
     out.append(('real (re-rendered)', 'real', real))
-  vq = np.concatenate([t2i.decode_tokens(t2i.tokenize_images(real[i:i + 256])) for i in range(0, len(real), 256)])
+  vq = np.concatenate([t2i.decode_tokens(t2i.tokenize_images(real[i : i + 256])) for i in range(0, len(real), 256)])
   return out + [('VQ reconstruction', 'vq', vq)]
 
 
@@ -253,13 +287,24 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
     if jax.process_index() == 0:
       save_per_image(workdir / 'per_image' / f'{grid.dirname(row.name)}.npz', row)
 
-  with tqdm(total=num_shards * (len(prepared) + len(refine_methods)), desc='eval shards', unit='shard',
-            file=sys.stderr, disable=jax.process_index() > 0) as bar:
+  with tqdm(
+    total=num_shards * (len(prepared) + len(refine_methods)),
+    desc='eval shards',
+    unit='shard',
+    file=sys.stderr,
+    disable=jax.process_index() > 0,
+  ) as bar:
     store = ShardStore(workdir, ev.num_images, ev.shard_size, t2i.models.num_tokens, config.data.image_size, bar)
     for entry, sampler in prepared:
       parts = [p for p in digests if p != 'selector'] + (['selector'] if sampler.needs_selector else [])
-      fp = fingerprint({'sampler': json.loads(sampler.cfg.to_json()), 'seed': ev.seed, 'data': data_digest,
-                        'weights': [digests[p] for p in parts]})
+      fp = fingerprint(
+        {
+          'sampler': json.loads(sampler.cfg.to_json()),
+          'seed': ev.seed,
+          'data': data_digest,
+          'weights': [digests[p] for p in parts],
+        }
+      )
       generator = []  # compiled on the first shard that needs it
 
       def generate(indices, sampler=sampler, generator=generator):
@@ -268,18 +313,44 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
         return generator[0](indices, text_ids[indices % len(held_out)])
 
       out = store.collect(entry.dirname, fp, generate)
-      add(Row(entry.name, 'generated', out['images'], out['indices'] % len(held_out), entry.strategy, entry.steps,
-              out['seconds_per_image'], generator[0].compile_seconds if generator else None))
+      add(
+        Row(
+          entry.name,
+          'generated',
+          out['images'],
+          out['indices'] % len(held_out),
+          entry.strategy,
+          entry.steps,
+          out['seconds_per_image'],
+          generator[0].compile_seconds if generator else None,
+        )
+      )
       if entry == refine_base:
         base_out, base_fp = out, fp
     for mode, chooser in refine_methods:
       settings = {k: ev.refinement[k] for k in REFINE_SETTINGS}
-      fp = fingerprint({'base': base_fp, 'method': [mode, chooser], 'settings': settings, 'batch': ev.batch_size,
-                        'sampler': json.loads(t2i.config.sampler.to_json()),
-                        'selector': digests.get('selector') if chooser == 'selector' else None})
-      out = store.collect(f'refine_{mode}_{chooser}', fp, refinement(t2i, base_out, mode, chooser, ev, held_out.captions))
-      add(Row(f'{refine_base.name} + {mode} ({chooser})', 'refined', out['images'], out['indices'] % len(held_out),
-              seconds_per_image=out['seconds_per_image']))
+      fp = fingerprint(
+        {
+          'base': base_fp,
+          'method': [mode, chooser],
+          'settings': settings,
+          'batch': ev.batch_size,
+          'sampler': json.loads(t2i.config.sampler.to_json()),
+          'selector': digests.get('selector') if chooser == 'selector' else None,
+        }
+      )
+      out = store.collect(
+        f'refine_{mode}_{chooser}', fp, refinement(t2i, base_out, mode, chooser, ev, held_out.captions)
+      )
+      add(
+        Row(
+          f'{refine_base.name} + {mode} ({chooser})',
+          'refined',
+          out['images'],
+          out['indices'] % len(held_out),
+          seconds_per_image=out['seconds_per_image'],
+        )
+      )
   if ev.reference_rows:
     example = np.arange(ev.num_images) % len(held_out)
     for name, kind, images in reference_images(t2i, dataset, held_out, example, ev, notes):
@@ -288,13 +359,20 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
   devices = jax.devices()
   columns = [dataclasses.asdict(c) for cls in classes.values() for c in cls.columns]
   results = {
-    'benchmark': dataset.benchmark, 'num_images': ev.num_images, 'seed': ev.seed,
-    'devices': f'{len(devices)} x {devices[0].device_kind}', 'weights': str(resolve_path(weights or config.weights)),
-    'grid': [e.name for e in entries], 'metrics': list(classes), 'unavailable': unavailable, 'columns': columns,
+    'benchmark': dataset.benchmark,
+    'num_images': ev.num_images,
+    'seed': ev.seed,
+    'devices': f'{len(devices)} x {devices[0].device_kind}',
+    'weights': str(resolve_path(weights or config.weights)),
+    'grid': [e.name for e in entries],
+    'metrics': list(classes),
+    'unavailable': unavailable,
+    'columns': columns,
     'compared': [k for s in scorers.values() for k in s.compared],
     'descriptions': [s.description for s in scorers.values() if s.description],
     'rows': [row.to_json() for row in rows.values()],
-    'comparisons': comparison_rows(pairs, rows, scorers, ev, notes), 'notes': notes,
+    'comparisons': comparison_rows(pairs, rows, scorers, ev, notes),
+    'notes': notes,
     'manifest': manifest(config, resolve_path(weights or config.weights), digests, ev.selector_weights),
   }
   if jax.process_index() == 0:

@@ -31,26 +31,39 @@ def markdown_table(results: dict) -> str:
   """The rows as a markdown table (95% bootstrap intervals in brackets), paired differences, notes."""
   columns = results['columns']
   head = ['row'] + [c['label'] for c in columns] + ['s / image']
-  lines = [f"# Evaluation on {results['benchmark']} ({results['num_images']} images per row)", '',
-           '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  lines = [
+    f'# Evaluation on {results["benchmark"]} ({results["num_images"]} images per row)',
+    '',
+    '| ' + ' | '.join(head) + ' |',
+    '|' + '---|' * len(head),
+  ]
   for row in results['rows']:
-    cells = [row['name']] + [_fmt_metric(row['metrics'].get(c['key']), c, interval=c['with_interval'])
-                             for c in columns]
+    cells = [row['name']] + [_fmt_metric(row['metrics'].get(c['key']), c, interval=c['with_interval']) for c in columns]
     seconds = row.get('seconds_per_image')
     cells.append('—' if seconds is None else f'{seconds * 1e3:.1f} ms')
     lines.append('| ' + ' | '.join(cells) + ' |')
-  lines += [''] + [' '.join(results['descriptions'] + [
-      f"s / image: generation wall time per image on {results['devices']} (compilation excluded)."]), '']
+  lines += [''] + [
+    ' '.join(
+      results['descriptions']
+      + [f's / image: generation wall time per image on {results["devices"]} (compilation excluded).']
+    ),
+    '',
+  ]
   compared = [c for c in columns if c['key'] in results['compared']]
   if results.get('comparisons') and compared:
-    lines += ['## Paired differences', '',
-              'A − B on the same captions and seeds, with 95% paired bootstrap intervals (images resampled '
-              'together): an interval that excludes 0 is a difference beyond the sampling noise.', '',
-              '| A | B | ' + ' | '.join(c['label'] for c in compared) + ' |', '|---|---|' + '---|' * len(compared)]
+    lines += [
+      '## Paired differences',
+      '',
+      'A − B on the same captions and seeds, with 95% paired bootstrap intervals (images resampled '
+      'together): an interval that excludes 0 is a difference beyond the sampling noise.',
+      '',
+      '| A | B | ' + ' | '.join(c['label'] for c in compared) + ' |',
+      '|---|---|' + '---|' * len(compared),
+    ]
     for comparison in results['comparisons']:
       d = comparison['difference']
       cells = [_fmt_metric(d.get(c['key']), c, signed=True) for c in compared]
-      lines.append(f"| {comparison['a']} | {comparison['b']} | " + ' | '.join(cells) + ' |')
+      lines.append(f'| {comparison["a"]} | {comparison["b"]} | ' + ' | '.join(cells) + ' |')
     lines.append('')
   lines += [f'- {note}' for note in results['notes']]
   return '\n'.join(lines) + '\n'
@@ -76,10 +89,16 @@ def tradeoff_plot(results: dict, path: pathlib.Path, y_key: str, x_key: str) -> 
     metric = [r['metrics'][y_key] for r in rows]
     y = np.array([m['value'] for m in metric]) * scale
     ci = np.array([m.get('ci95', [m['value']] * 2) for m in metric]) * scale
-    ax.errorbar([x_of(r) for r in rows], y, yerr=np.abs(np.stack([y - ci[:, 0], ci[:, 1] - y])), marker='o',
-                capsize=3, label=strategy)
+    ax.errorbar(
+      [x_of(r) for r in rows],
+      y,
+      yerr=np.abs(np.stack([y - ci[:, 0], ci[:, 1] - y])),
+      marker='o',
+      capsize=3,
+      label=strategy,
+    )
     for r, yi in zip(rows, y):
-      ax.annotate(f"{r['steps']}", (x_of(r), yi), textcoords='offset points', xytext=(4, 4), fontsize=8)
+      ax.annotate(f'{r["steps"]}', (x_of(r), yi), textcoords='offset points', xytext=(4, 4), fontsize=8)
   references = [r for r in results['rows'] if r['kind'] in ('real', 'vq') and r['metrics'].get(y_key) is not None]
   for r, (line, marker) in zip(references, (('--', '*'), (':', 'X'))):
     y = r['metrics'][y_key]['value'] * scale
@@ -87,10 +106,12 @@ def tradeoff_plot(results: dict, path: pathlib.Path, y_key: str, x_key: str) -> 
       ax.plot([x_of(r)], [y], marker, color='k', markersize=10, linestyle='none', label=r['name'])
     else:
       ax.axhline(y, color='k', linestyle=line, linewidth=1, label=r['name'])
-  ax.set_xlabel(f"{labels[x_key]['label']} (lower is better)" if use_x else 'sampling steps')
+  ax.set_xlabel(f'{labels[x_key]["label"]} (lower is better)' if use_x else 'sampling steps')
   ax.set_ylabel(labels[y_key]['label'] + (' (%)' if scale == 100 else ''))
-  ax.set_title(f"{results['benchmark']}: {labels[y_key]['label']} vs {labels[x_key]['label'] if use_x else 'steps'} "
-               f"({results['num_images']} images, 95% CI)")
+  ax.set_title(
+    f'{results["benchmark"]}: {labels[y_key]["label"]} vs {labels[x_key]["label"] if use_x else "steps"} '
+    f'({results["num_images"]} images, 95% CI)'
+  )
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   fig.tight_layout()

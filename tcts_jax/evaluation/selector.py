@@ -15,22 +15,35 @@ from tcts_jax.training.stages import SelectorStage, selector_metrics
 from tcts_jax.utils import checkpoint
 
 
-def evaluate_selector(config, params, num_batches: int = 16, models: Optional[Models] = None,
-                      batch_size: Optional[int] = None, seed: int = 0) -> dict:
+def evaluate_selector(
+  config,
+  params,
+  num_batches: int = 16,
+  models: Optional[Models] = None,
+  batch_size: Optional[int] = None,
+  seed: int = 0,
+) -> dict:
   """Pooled metrics of params['selector'] on up to `num_batches` test batches; params also hold the frozen
   'tokenizer', 'text' and 'generator'. Returns floats: bce, accuracy, auroc, positive_rate, num_positions."""
   dataset = get_dataset(config.data)
   models = models or build_models(config, dataset.vocabulary())
   stage = SelectorStage(config, models)
   batch_size = batch_size or config.train.batch_size
-  loader = pipeline.make_loader(dataset, 'test', batch_size, seed=seed, shuffle=False, num_epochs=1,
-                                tokenize=models.word_tokenizer.encode)
+  loader = pipeline.make_loader(
+    dataset, 'test', batch_size, seed=seed, shuffle=False, num_epochs=1, tokenize=models.word_tokenizer.encode
+  )
 
   @jax.jit
   def score(params, image, text_ids, rng):
     ex = stage.examples(params, {'image': image, 'text_ids': text_ids}, rng)
-    logits = models.selector.apply({'params': params['selector']}, ex['x_hat'], ex['ratio'], ex['text'],
-                                   ex['text_mask'], np.zeros(ex['ratio'].shape, bool))
+    logits = models.selector.apply(
+      {'params': params['selector']},
+      ex['x_hat'],
+      ex['ratio'],
+      ex['text'],
+      ex['text_mask'],
+      np.zeros(ex['ratio'].shape, bool),
+    )
     return logits, ex['labels']
 
   logits, labels = [], []

@@ -43,8 +43,14 @@ def load_shard(path: pathlib.Path, indices: np.ndarray, fingerprint: str, num_to
     with np.load(path, allow_pickle=False) as f:
       shard = {k: f[k] for k in f.files}
     n = len(indices)
-    expected = {'indices': (n,), 'tokens': (n, num_tokens), 'images': (n, image_size, image_size, 3),
-                'seconds': (), 'slots': (), 'fingerprint': ()}
+    expected = {
+      'indices': (n,),
+      'tokens': (n, num_tokens),
+      'images': (n, image_size, image_size, 3),
+      'seconds': (),
+      'slots': (),
+      'fingerprint': (),
+    }
     for key, shape in expected.items():
       if key not in shard or shard[key].shape != shape:
         return None, f'missing or misshaped {key!r}'
@@ -92,8 +98,14 @@ class ShardStore:
         if why:
           say(f'warning: {path} {why}; recomputing it')
         out = compute(indices)
-        shard = {'indices': indices, 'tokens': out['tokens'].astype(np.int32), 'images': out['images'],
-                 'seconds': np.float64(out['seconds']), 'slots': np.int64(out['slots']), 'fingerprint': np.array(fp)}
+        shard = {
+          'indices': indices,
+          'tokens': out['tokens'].astype(np.int32),
+          'images': out['images'],
+          'seconds': np.float64(out['seconds']),
+          'slots': np.int64(out['slots']),
+          'fingerprint': np.array(fp),
+        }
         if jax.process_index() == 0:
           save_shard(path, shard)
       shards.append(shard)

@@ -30,7 +30,7 @@ def evaluate_tokenizer(config, params, num_images: int = 1000, batch_size: int =
   decode = jax.jit(models.decode_tokens)
   tokens, recons = [], []
   for start in range(0, len(held_out), batch_size):
-    tok = encode(models, params, held_out.images[start:start + batch_size])
+    tok = encode(models, params, held_out.images[start : start + batch_size])
     tokens.append(np.asarray(tok))
     recons.append(to_uint8(np.asarray(decode(params, tok))))
   tokens, recons = np.concatenate(tokens), np.concatenate(recons)
@@ -47,6 +47,13 @@ def evaluate_tokenizer(config, params, num_images: int = 1000, batch_size: int =
 
   err = recons.astype(np.float64) / 255 - held_out.images.astype(np.float64) / 255
   codes_used = int(np.unique(tokens).size)
-  return {**statistics(recons), 'l1': float(np.abs(err).mean()), 'psnr': float(-10 * np.log10(np.mean(err ** 2))),
-          'codes_used': codes_used, 'code_usage': codes_used / config.tokenizer.codebook_size,
-          'num_images': len(held_out), 'originals': statistics(held_out.images), 'unavailable': unavailable}
+  return {
+    **statistics(recons),
+    'l1': float(np.abs(err).mean()),
+    'psnr': float(-10 * np.log10(np.mean(err**2))),
+    'codes_used': codes_used,
+    'code_usage': codes_used / config.tokenizer.codebook_size,
+    'num_images': len(held_out),
+    'originals': statistics(held_out.images),
+    'unavailable': unavailable,
+  }

@@ -3,6 +3,7 @@
 The exact alignment checker of captioned shapes is dataset-specific and lives beside its dataset
 (`tcts_jax.data.shapes_alignment`); the eval job's evaluators (tcts_jax/evaluation/evaluators/) wrap these.
 """
+
 from tcts_jax.metrics.clip_score import clip_score
 from tcts_jax.metrics.fid import feature_statistics, fid_from_features, frechet_distance
 from tcts_jax.metrics.mid import mid

@@ -44,6 +44,7 @@ class FIDShapes:
     `config` (default: configs/shapes.py) — a mismatch fails with one clear line."""
     if config is None:
       from tcts_jax.utils.config import load_config  # pylint: disable=import-outside-toplevel
+
       config = load_config('configs/shapes.py:features')
     net = build_feature_net(config)
     expected = abstract_feature_params(net, config.data.image_size)
@@ -60,9 +61,9 @@ class FIDShapes:
       raise ValueError(f'{NAME} expects uint8 (N, S, S, 3) images, got {images.dtype} {images.shape}')
     out = []
     for start in range(0, len(images), self.batch_size):
-      chunk = images[start:start + self.batch_size]
+      chunk = images[start : start + self.batch_size]
       padded = np.concatenate([chunk, np.zeros((self.batch_size - len(chunk),) + chunk.shape[1:], np.uint8)])
-      out.append(np.asarray(self._apply(self.params, padded))[:len(chunk)])
+      out.append(np.asarray(self._apply(self.params, padded))[: len(chunk)])
     return np.concatenate(out) if out else np.zeros((0, self.feature_dim), np.float32)
 
   def __call__(self, images_a, images_b) -> float:

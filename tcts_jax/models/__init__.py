@@ -20,6 +20,7 @@ from tcts_jax.models.vqgan import VQTokenizer
 @dataclasses.dataclass(frozen=True)
 class Models:
   """The modules of a text-to-image MGM (flax modules are stateless: params live elsewhere)."""
+
   tokenizer: VQTokenizer
   word_tokenizer: WordTokenizer
   text_encoder: TextEncoder
@@ -29,7 +30,7 @@ class Models:
 
   @property
   def num_tokens(self) -> int:
-    return self.grid_size ** 2
+    return self.grid_size**2
 
   @property
   def mask_id(self) -> int:
@@ -80,8 +81,10 @@ class Models:
 
     def selector_params(params):
       if 'selector' not in params:
-        raise ValueError('this strategy needs TCTS selector weights, but none are loaded (no selector.safetensors '
-                         'in the weights dir; train one with the selector stage)')
+        raise ValueError(
+          'this strategy needs TCTS selector weights, but none are loaded (no selector.safetensors '
+          'in the weights dir; train one with the selector stage)'
+        )
       return params['selector']
 
     def encode_text(params, text_ids, negative_ids):
@@ -118,12 +121,12 @@ def build_models(config, vocabulary: Sequence[str]) -> Models:
   grid = config.data.image_size // downsample
   words = WordTokenizer.from_vocabulary(vocabulary, x.max_length)
   return Models(
-      tokenizer=VQTokenizer(tuple(t.channels), t.num_res_blocks, t.codebook_size, t.code_dim, t.commitment_cost),
-      word_tokenizer=words,
-      text_encoder=TextEncoder(words.vocab_size, x.max_length, x.width, x.num_layers, x.num_heads),
-      generator=Generator(t.codebook_size, grid * grid, g.width, g.num_layers, g.num_heads, x.width, g.mlp_ratio),
-      grid_size=grid,
-      selector=_build_selector(config, grid * grid),
+    tokenizer=VQTokenizer(tuple(t.channels), t.num_res_blocks, t.codebook_size, t.code_dim, t.commitment_cost),
+    word_tokenizer=words,
+    text_encoder=TextEncoder(words.vocab_size, x.max_length, x.width, x.num_layers, x.num_heads),
+    generator=Generator(t.codebook_size, grid * grid, g.width, g.num_layers, g.num_heads, x.width, g.mlp_ratio),
+    grid_size=grid,
+    selector=_build_selector(config, grid * grid),
   )
 
 
@@ -131,8 +134,9 @@ def _build_selector(config, num_tokens: int) -> Optional[Selector]:
   if 'selector' not in config:
     return None
   s = config.selector
-  return Selector(config.tokenizer.codebook_size, num_tokens, s.width, s.num_layers, s.num_heads, config.text.width,
-                  s.mlp_ratio)
+  return Selector(
+    config.tokenizer.codebook_size, num_tokens, s.width, s.num_layers, s.num_heads, config.text.width, s.mlp_ratio
+  )
 
 
 def init_selector(models: Models, rng, text_width: int) -> dict:
@@ -151,9 +155,9 @@ def init_params(models: Models, image_size: int, rng) -> dict:
   text, mask = models.text_encoder.apply({'params': text_params}, ids)
   tokens = jnp.zeros((1, models.num_tokens), jnp.int32)
   params = {
-      'tokenizer': models.tokenizer.init(r_tok, jnp.zeros((1, image_size, image_size, 3)))['params'],
-      'text': text_params,
-      'generator': models.generator.init(r_gen, tokens, text, mask, jnp.zeros(1, bool))['params'],
+    'tokenizer': models.tokenizer.init(r_tok, jnp.zeros((1, image_size, image_size, 3)))['params'],
+    'text': text_params,
+    'generator': models.generator.init(r_gen, tokens, text, mask, jnp.zeros(1, bool))['params'],
   }
   if models.selector is not None:
     # fold_in, not a 4th split: the other parts keep the values they had before the selector existed.

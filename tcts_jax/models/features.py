@@ -45,6 +45,7 @@ def pooled_targets(images_uint8):
 
 class ShapesFeatureNet(nn.Module):
   """uint8 (B, S, S, 3) images -> dict(features (B, feature_dim), cell_logits (B, 9, 37), pooled (B, 48))."""
+
   channels: Sequence[int] = (16, 32, 64)
   feature_dim: int = 64
 

@@ -23,6 +23,7 @@ class UnknownWordsError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class WordTokenizer:
   """Lower-cased whitespace words -> ids; id 0 is padding, id 1 is the unknown word."""
+
   words: tuple[str, ...]
   max_length: int
 
@@ -67,6 +68,7 @@ class WordTokenizer:
 
 class TextEncoder(nn.Module):
   """Bidirectional transformer over word ids -> (per-token embeddings, padding mask)."""
+
   vocab_size: int
   max_length: int
   width: int

@@ -62,6 +62,7 @@ def _l2_normalize(x, eps=1e-6):
 
 class VQTokenizer(nn.Module):
   """Images in [-1, 1], (B, H, W, 3) <-> token grids (B, H/2^L, W/2^L) with L = len(channels)."""
+
   channels: Sequence[int]
   num_res_blocks: int
   codebook_size: int

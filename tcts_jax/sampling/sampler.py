@@ -24,8 +24,8 @@ from tcts_jax.sampling.select import gumbel_top_k, sample_categorical
 
 @flax.struct.dataclass
 class SampleOutput:
-  tokens: jnp.ndarray                       # (B, N) final token ids
-  images: Optional[jnp.ndarray]             # (B, H, W, 3) float in [0, 1]; None if not decoded
+  tokens: jnp.ndarray  # (B, N) final token ids
+  images: Optional[jnp.ndarray]  # (B, H, W, 3) float in [0, 1]; None if not decoded
   # Per step (T, B, ...): x̂ `tokens` and their decoded `images`, the `kept` mask after the step, the
   # FAS `high_freq` map, and `selector_logits` (guided TCTS scores of x̂) when a strategy uses the
   # selector. None unless the sampler was built with trajectory=True.
@@ -85,12 +85,12 @@ def high_frequency_map(self_attention, threshold: float):
 
 @dataclasses.dataclass(frozen=True)
 class Schedules:
-  keep_counts: np.ndarray     # (T,) int32
-  guidance: np.ndarray        # (T,) float32
-  temperature: np.ndarray     # (T,) float32
-  noise_scale: np.ndarray     # (T,) float32
+  keep_counts: np.ndarray  # (T,) int32
+  guidance: np.ndarray  # (T,) float32
+  temperature: np.ndarray  # (T,) float32
+  noise_scale: np.ndarray  # (T,) float32
   strategy_index: np.ndarray  # (T,) int32 into Sampler.strategies
-  freeze: np.ndarray          # (T,) bool: visible tokens keep their value this step
+  freeze: np.ndarray  # (T,) bool: visible tokens keep their value this step
   # (T,) float32: mask schedule value after step t, for canvases that start partly visible.
   mask_ratio_after: np.ndarray
   # (T,) float32: masked fraction of the canvas entering step t, 1 - k_{t-1}/N (the selector's ratio input,
@@ -107,8 +107,14 @@ class Sampler:
   tokens.
   """
 
-  def __init__(self, model: MaskedGenerator, cfg, selector: Optional[TokenSelector] = None,
-               trajectory: bool = False, decode: bool = True):
+  def __init__(
+    self,
+    model: MaskedGenerator,
+    cfg,
+    selector: Optional[TokenSelector] = None,
+    trajectory: bool = False,
+    decode: bool = True,
+  ):
     validate(cfg, model, selector)
     self.model, self.selector, self.cfg, self.trajectory = model, selector, cfg, trajectory
     self.decode_images = decode and model.decode is not None
@@ -121,14 +127,14 @@ class Sampler:
     revocable = np.array([self.strategies[i].revocable for i in index])
     keep_counts = schedules.keep_counts(cfg.steps, model.num_tokens, cfg.mask_schedule)
     self.schedules = Schedules(
-        keep_counts=keep_counts,
-        guidance=schedules.guidance_scales(cfg.steps, cfg.guidance_scale, cfg.guidance_schedule),
-        temperature=np.full(cfg.steps, cfg.temperature, np.float32),
-        noise_scale=noise,
-        strategy_index=index,
-        freeze=~revocable | cfg.freeze_visible,
-        mask_ratio_after=np.asarray(schedules.mask_ratio(progress, cfg.mask_schedule), np.float32),
-        input_mask_ratio=(1.0 - np.concatenate([[0], keep_counts[:-1]]) / model.num_tokens).astype(np.float32),
+      keep_counts=keep_counts,
+      guidance=schedules.guidance_scales(cfg.steps, cfg.guidance_scale, cfg.guidance_schedule),
+      temperature=np.full(cfg.steps, cfg.temperature, np.float32),
+      noise_scale=noise,
+      strategy_index=index,
+      freeze=~revocable | cfg.freeze_visible,
+      mask_ratio_after=np.asarray(schedules.mask_ratio(progress, cfg.mask_schedule), np.float32),
+      input_mask_ratio=(1.0 - np.concatenate([[0], keep_counts[:-1]]) / model.num_tokens).astype(np.float32),
     )
     self.needs_attention = any(s.needs_high_freq for s in self.strategies)
     self.needs_selector = any(s.needs_selector for s in self.strategies)
@@ -173,11 +179,17 @@ class Sampler:
       x_hat = sample_categorical(r_draw, guided)
       logp = jnp.take_along_axis(jax.nn.log_softmax(guided), x_hat[..., None], axis=-1)[..., 0]
       x_hat = jnp.where((kept & per_step['freeze']) | locked, x, x_hat)
-      high_freq = (high_frequency_map(maps['self_attention'][:b], cfg.fas_threshold) if maps is not None
-                   else jnp.ones((b, n), bool))
+      high_freq = (
+        high_frequency_map(maps['self_attention'][:b], cfg.fas_threshold)
+        if maps is not None
+        else jnp.ones((b, n), bool)
+      )
       # The selector scores the x̂ the strategy chooses from (after the freeze rule), in this same step.
-      scores = (guided_selector_logits(self.selector, params, x_hat, per_step['ratio'], selector_text,
-                                        self.selector_guidance) if self.needs_selector else jnp.zeros((b, n)))
+      scores = (
+        guided_selector_logits(self.selector, params, x_hat, per_step['ratio'], selector_text, self.selector_guidance)
+        if self.needs_selector
+        else jnp.zeros((b, n))
+      )
       inputs = strat.StepInputs(kept=kept, logp=logp, high_freq=high_freq, selector_logits=scores)
       keep_logits = jnp.where(locked, jnp.inf, jax.lax.switch(per_step['strategy'], keep_logit_fns, inputs))
       keep = gumbel_top_k(r_select, keep_logits, per_step['k'], per_step['noise'])
@@ -187,9 +199,15 @@ class Sampler:
         out['selector_logits'] = scores
       return (x_next, rng), out
 
-    per_step = dict(k=keep_counts, guidance=sch.guidance, temperature=sch.temperature,
-                    noise=sch.noise_scale, strategy=sch.strategy_index, freeze=sch.freeze,
-                    ratio=sch.input_mask_ratio)
+    per_step = dict(
+      k=keep_counts,
+      guidance=sch.guidance,
+      temperature=sch.temperature,
+      noise=sch.noise_scale,
+      strategy=sch.strategy_index,
+      freeze=sch.freeze,
+      ratio=sch.input_mask_ratio,
+    )
     (tokens, _), traj = jax.lax.scan(step, (x0, rng), per_step)
     images = m.decode(params, tokens) if self.decode_images else None
     if self.trajectory and self.decode_images:

@@ -22,9 +22,9 @@ from tcts_jax.utils.registry import import_object
 
 @flax.struct.dataclass
 class StepInputs:
-  kept: jnp.ndarray        # (B, N) bool: visible before this step
-  logp: jnp.ndarray        # (B, N) log-probability of the freshly sampled token x̂
-  high_freq: jnp.ndarray   # (B, N) bool: FAS high-frequency map of this step (all True when unused)
+  kept: jnp.ndarray  # (B, N) bool: visible before this step
+  logp: jnp.ndarray  # (B, N) log-probability of the freshly sampled token x̂
+  high_freq: jnp.ndarray  # (B, N) bool: FAS high-frequency map of this step (all True when unused)
   # (B, N) selector logit of x̂ (high = NOT real/text-aligned), after selector CFG; zeros when unused.
   selector_logits: Optional[jnp.ndarray] = None
 
@@ -64,8 +64,14 @@ def persistent(weight: float, base: Optional[Strategy] = None) -> Strategy:
   base = base or random_revoke()
   log_w = float(np.log(weight))
   name = 'persistent' if base.name == 'random_revoke' else f'persistent[{base.name}]'
-  return Strategy(name, base.revocable, lambda s: base.keep_logits(s) + jnp.where(s.kept, log_w, 0.0),
-                  base.noise_scale, needs_selector=base.needs_selector, needs_high_freq=base.needs_high_freq)
+  return Strategy(
+    name,
+    base.revocable,
+    lambda s: base.keep_logits(s) + jnp.where(s.kept, log_w, 0.0),
+    base.noise_scale,
+    needs_selector=base.needs_selector,
+    needs_high_freq=base.needs_high_freq,
+  )
 
 
 def tcts(sharpness: float = 1.0, noise: float = 1.0) -> Strategy:
@@ -74,16 +80,22 @@ def tcts(sharpness: float = 1.0, noise: float = 1.0) -> Strategy:
   Revocable: a visible token the selector now doubts can be re-masked. The Gumbel noise is annealed
   noise * (1 - t/T) like purity, so early steps explore and late steps follow the selector.
   """
-  return Strategy('tcts', True, lambda s: -sharpness * s.selector_logits, lambda p: noise * (1.0 - p),
-                  needs_selector=True)
+  return Strategy(
+    'tcts', True, lambda s: -sharpness * s.selector_logits, lambda p: noise * (1.0 - p), needs_selector=True
+  )
 
 
 def fas(base: Strategy, weight: float) -> Strategy:
   """Frequency adaptive sampling: persistent weight only where kept AND low-frequency."""
   log_w = float(np.log(weight))
-  return Strategy(f'fas[{base.name}]', base.revocable,
-                  lambda s: base.keep_logits(s) + jnp.where(s.kept & ~s.high_freq, log_w, 0.0),
-                  base.noise_scale, needs_selector=base.needs_selector, needs_high_freq=True)
+  return Strategy(
+    f'fas[{base.name}]',
+    base.revocable,
+    lambda s: base.keep_logits(s) + jnp.where(s.kept & ~s.high_freq, log_w, 0.0),
+    base.noise_scale,
+    needs_selector=base.needs_selector,
+    needs_high_freq=True,
+  )
 
 
 def _fas_base(cfg) -> Strategy:
@@ -129,5 +141,7 @@ def make_strategy(name: str, cfg) -> Strategy:
     if not isinstance(strategy, Strategy):
       raise ValueError(f'strategy factory {name!r} returned {type(strategy).__name__}, not a Strategy')
     return strategy
-  raise ValueError(f'unknown strategy {name!r}; expected one of {tuple(STRATEGIES) + tuple(PRESETS)} '
-                   'or a dotted path to a strategy factory')
+  raise ValueError(
+    f'unknown strategy {name!r}; expected one of {tuple(STRATEGIES) + tuple(PRESETS)} '
+    'or a dotted path to a strategy factory'
+  )

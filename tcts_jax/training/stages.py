@@ -50,6 +50,7 @@ def smoothed_cross_entropy(logits, labels, smoothing: float):
 
 class TokenizerStage:
   """VQ tokenizer: edge-weighted L1 + L2 reconstruction + VQ losses."""
+
   parts = ('tokenizer',)
   needs_text = False
   needs_codes = False
@@ -70,8 +71,9 @@ class TokenizerStage:
     recon, aux = self.models.tokenizer.apply({'params': params['tokenizer']}, x)
     w = edge_weights(x, self.config.tokenizer.edge_weight)
     l1, l2 = jnp.mean(w * jnp.abs(recon - x)), jnp.mean(w * (recon - x) ** 2)
-    usage = jnp.mean(jnp.any(jax.nn.one_hot(aux['indices'].reshape(-1), self.models.tokenizer.codebook_size) > 0,
-                             axis=0))
+    usage = jnp.mean(
+      jnp.any(jax.nn.one_hot(aux['indices'].reshape(-1), self.models.tokenizer.codebook_size) > 0, axis=0)
+    )
     return l1 + l2 + aux['vq_loss'], {'l1': l1, 'l2': l2, 'vq_loss': aux['vq_loss'], 'batch_code_usage': usage}
 
   def images(self, params, frozen, batch):
@@ -85,6 +87,7 @@ class TokenizerStage:
 
 class GeneratorStage:
   """Text encoder + masked generator on frozen tokenizer codes (docs/design.md §2.4 training corruption)."""
+
   parts = ('text', 'generator')
   needs_text = True
   needs_codes = True
@@ -112,8 +115,9 @@ class GeneratorStage:
     m, g = self.models, self.config.generator
     r_corrupt, r_drop = jax.random.split(rng)
     target = batch_codes(m, frozen, batch)
-    inputs, masked, _ = corrupt(r_corrupt, target, mask_id=m.mask_id, codebook_size=m.generator.codebook_size,
-                                corrupt_prob=g.corrupt_prob)
+    inputs, masked, _ = corrupt(
+      r_corrupt, target, mask_id=m.mask_id, codebook_size=m.generator.codebook_size, corrupt_prob=g.corrupt_prob
+    )
     text, text_mask = m.text_encoder.apply({'params': params['text']}, batch['text_ids'])
     drop = jax.random.uniform(r_drop, (target.shape[0],)) < g.caption_dropout
     logits = m.generator.apply({'params': params['generator']}, inputs, text, text_mask, drop)
@@ -121,12 +125,15 @@ class GeneratorStage:
     weights = jnp.where(masked, 1.0, g.visible_loss_weight)
     loss = jnp.sum(ce * weights) / jnp.sum(weights)
     correct = jnp.argmax(logits, -1) == target
-    return loss, {'masked_ce': jnp.sum(ce * masked) / jnp.sum(masked),
-                  'masked_accuracy': jnp.sum(correct * masked) / jnp.sum(masked)}
+    return loss, {
+      'masked_ce': jnp.sum(ce * masked) / jnp.sum(masked),
+      'masked_accuracy': jnp.sum(correct * masked) / jnp.sum(masked),
+    }
 
   def images(self, params, frozen, batch):
     """Top row: data; bottom row: samples for the same captions (the configured sampler)."""
     from tcts_jax.sampling.sampler import Sampler  # pylint: disable=import-outside-toplevel (import cost)
+
     sampler = Sampler(self.models.masked_generator(), self.config.sampler)
     out = sampler({**frozen, **params}, batch['text_ids'][:8], jax.random.key(0))
     return image_grid([batch['image'][:8].astype(jnp.float32) / 255.0, out.images])
@@ -157,14 +164,17 @@ def auroc(scores, labels):
 def selector_metrics(logits, labels):
   """BCE, accuracy at logit 0, AUROC and the positive rate (the accuracy of always saying 'real' is 1 - it)."""
   labels = labels.astype(jnp.float32)
-  return {'bce': jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels)),
-          'accuracy': jnp.mean((logits > 0) == (labels > 0)),
-          'auroc': auroc(logits, labels > 0),
-          'positive_rate': jnp.mean(labels)}
+  return {
+    'bce': jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels)),
+    'accuracy': jnp.mean((logits > 0) == (labels > 0)),
+    'auroc': auroc(logits, labels > 0),
+    'positive_rate': jnp.mean(labels),
+  }
 
 
-def selector_examples(models: Models, frozen, target, text_ids, rng, *, corrupt_prob: float,
-                      guidance: float, label: str):
+def selector_examples(
+  models: Models, frozen, target, text_ids, rng, *, corrupt_prob: float, guidance: float, label: str
+):
   """Selector training examples made on the fly from real data (docs/design.md §4), all frozen models.
 
   Real codes `target` (B, N) -> the generator's training corruption at a random (cosine) ratio -> ONE
@@ -175,13 +185,19 @@ def selector_examples(models: Models, frozen, target, text_ids, rng, *, corrupt_
   """
   m = models
   r_corrupt, r_draw = jax.random.split(rng)
-  inputs, masked, replaced = corrupt(r_corrupt, target, mask_id=m.mask_id,
-                                     codebook_size=m.generator.codebook_size, corrupt_prob=corrupt_prob)
+  inputs, masked, replaced = corrupt(
+    r_corrupt, target, mask_id=m.mask_id, codebook_size=m.generator.codebook_size, corrupt_prob=corrupt_prob
+  )
   text, text_mask = m.text_encoder.apply({'params': frozen['text']}, text_ids)
   b = target.shape[0]
   drop = jnp.concatenate([jnp.zeros(b, bool), jnp.ones(b, bool)])
-  logits = m.generator.apply({'params': frozen['generator']}, jnp.concatenate([inputs, inputs]),
-                             jnp.concatenate([text, text]), jnp.concatenate([text_mask, text_mask]), drop)
+  logits = m.generator.apply(
+    {'params': frozen['generator']},
+    jnp.concatenate([inputs, inputs]),
+    jnp.concatenate([text, text]),
+    jnp.concatenate([text_mask, text_mask]),
+    drop,
+  )
   cond, uncond = logits[:b], logits[b:]
   x_hat = sample_categorical(r_draw, cond + guidance * (cond - uncond))
   labels = (masked | replaced) if label == 'corrupted' else (x_hat != target)
@@ -210,6 +226,7 @@ SELECTOR_LABELS = ('corrupted', 'mismatch')
 
 class SelectorStage:
   """TCTS selector on the frozen tokenizer, text encoder and generator (docs/design.md §4): BCE per position."""
+
   parts = ('selector',)
   needs_text = True
   needs_codes = True
@@ -231,17 +248,25 @@ class SelectorStage:
 
   def examples(self, frozen, batch, rng):
     s = self.config.selector
-    return selector_examples(self.models, frozen, batch_codes(self.models, frozen, batch), batch['text_ids'],
-                             rng, corrupt_prob=self.config.generator.corrupt_prob,
-                             guidance=s.generator_guidance, label=s.label)
+    return selector_examples(
+      self.models,
+      frozen,
+      batch_codes(self.models, frozen, batch),
+      batch['text_ids'],
+      rng,
+      corrupt_prob=self.config.generator.corrupt_prob,
+      guidance=s.generator_guidance,
+      label=s.label,
+    )
 
   def loss(self, params, frozen, batch, rng):
     r_examples, r_drop = jax.random.split(rng)
     ex = self.examples(frozen, batch, r_examples)
     # Caption dropout trains the learned null text, so the selector has its own CFG.
     drop = jax.random.uniform(r_drop, ex['ratio'].shape) < self.config.selector.caption_dropout
-    logits = self.models.selector.apply({'params': params['selector']}, ex['x_hat'], ex['ratio'], ex['text'],
-                                        ex['text_mask'], drop)
+    logits = self.models.selector.apply(
+      {'params': params['selector']}, ex['x_hat'], ex['ratio'], ex['text'], ex['text_mask'], drop
+    )
     metrics = selector_metrics(logits, ex['labels'])
     return metrics['bce'], metrics
 
@@ -249,8 +274,14 @@ class SelectorStage:
     """Rows: data; x̂ decoded; label map (white = corrupted); predicted P(not real) map."""
     m, batch = self.models, jax.tree.map(lambda a: a[:8], batch)
     ex = self.examples(frozen, batch, jax.random.key(0))
-    logits = m.selector.apply({'params': params['selector']}, ex['x_hat'], ex['ratio'], ex['text'],
-                              ex['text_mask'], jnp.zeros(ex['ratio'].shape, bool))
+    logits = m.selector.apply(
+      {'params': params['selector']},
+      ex['x_hat'],
+      ex['ratio'],
+      ex['text'],
+      ex['text_mask'],
+      jnp.zeros(ex['ratio'].shape, bool),
+    )
     g = m.grid_size
     x_hat = m.tokenizer.apply({'params': frozen['tokenizer']}, ex['x_hat'].reshape(-1, g, g), method='decode')
     size = batch['image'].shape[1]
@@ -259,12 +290,20 @@ class SelectorStage:
       grid = values.reshape(-1, g, g)
       grid = jnp.repeat(jnp.repeat(grid, size // g, axis=1), size // g, axis=2)
       return jnp.broadcast_to(grid[..., None], grid.shape + (3,))
-    return image_grid([batch['image'].astype(jnp.float32) / 255.0, model_to_images(x_hat),
-                       as_image(ex['labels'].astype(jnp.float32)), as_image(jax.nn.sigmoid(logits))])
+
+    return image_grid(
+      [
+        batch['image'].astype(jnp.float32) / 255.0,
+        model_to_images(x_hat),
+        as_image(ex['labels'].astype(jnp.float32)),
+        as_image(jax.nn.sigmoid(logits)),
+      ]
+    )
 
 
 class FeaturesStage:
   """The FID-shapes feature network (models/features.py): per-cell attribute classes + pooled-image regression."""
+
   parts = ('features',)
   needs_text = False
   needs_codes = False
@@ -288,8 +327,12 @@ class FeaturesStage:
     mse = jnp.mean((out['pooled'] - feature_net.pooled_targets(batch['image'])) ** 2)
     correct = jnp.argmax(out['cell_logits'], -1) == cells
     loss = ce + self.config.features.pooled_weight * mse
-    return loss, {'cell_ce': ce, 'pooled_mse': mse, 'cell_accuracy': jnp.mean(correct),
-                  'image_accuracy': jnp.mean(jnp.all(correct, axis=-1))}
+    return loss, {
+      'cell_ce': ce,
+      'pooled_mse': mse,
+      'cell_accuracy': jnp.mean(correct),
+      'image_accuracy': jnp.mean(jnp.all(correct, axis=-1)),
+    }
 
   def images(self, params, frozen, batch):
     """The training images (the stage has no pictures of its own)."""
@@ -297,8 +340,12 @@ class FeaturesStage:
     return image_grid([batch['image'][:8].astype(jnp.float32) / 255.0])
 
 
-STAGES = {'tokenizer': TokenizerStage, 'generator': GeneratorStage, 'selector': SelectorStage,
-          'features': FeaturesStage}
+STAGES = {
+  'tokenizer': TokenizerStage,
+  'generator': GeneratorStage,
+  'selector': SelectorStage,
+  'features': FeaturesStage,
+}
 
 
 def make_stage(config, models: Models):

@@ -25,7 +25,8 @@ from tcts_jax.utils import checkpoint
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
   schedule = optax.warmup_cosine_decay_schedule(
-      0.0, cfg.learning_rate, cfg.warmup_steps, max(cfg.num_steps, cfg.warmup_steps + 1), cfg.learning_rate * 0.05)
+    0.0, cfg.learning_rate, cfg.warmup_steps, max(cfg.num_steps, cfg.warmup_steps + 1), cfg.learning_rate * 0.05
+  )
   return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adamw(schedule, weight_decay=cfg.weight_decay))
 
 
@@ -71,8 +72,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   cfg = config.train
   if cfg.batch_size % jax.device_count():
     raise ValueError(f'train.batch_size {cfg.batch_size} is not divisible by the {jax.device_count()} devices')
-  loader = pipeline.make_loader(dataset, 'train', cfg.batch_size // jax.process_count(), seed=config.seed,
-                                tokenize=models.word_tokenizer.encode if stage.needs_text else None)
+  loader = pipeline.make_loader(
+    dataset,
+    'train',
+    cfg.batch_size // jax.process_count(),
+    seed=config.seed,
+    tokenize=models.word_tokenizer.encode if stage.needs_text else None,
+  )
 
   codes = None
   if stage.needs_codes:
@@ -100,9 +106,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
     print(f'resumed from step {int(state.step)}', flush=True)
   start = int(state.step)
 
-  step_fn = jax.jit(functools.partial(train_step, stage), donate_argnums=0,
-                    in_shardings=(replicated, replicated, batch_sharding, replicated),
-                    out_shardings=(replicated, replicated))
+  step_fn = jax.jit(
+    functools.partial(train_step, stage),
+    donate_argnums=0,
+    in_shardings=(replicated, replicated, batch_sharding, replicated),
+    out_shardings=(replicated, replicated),
+  )
   images_fn = jax.jit(stage.images)
 
   writer = metric_writers.create_default_writer(str(workdir), just_logging=jax.process_index() > 0)
@@ -120,8 +129,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
         means = {k: float(v) / count for k, v in jax.device_get(totals).items()}
         writer.write_scalars(step, means)
         history.append((step, means))
-        print(f'[{config.stage}] step {step}/{cfg.num_steps} ' + ' '.join(f'{k}={v:.4f}' for k, v in means.items()),
-              flush=True)
+        print(
+          f'[{config.stage}] step {step}/{cfg.num_steps} ' + ' '.join(f'{k}={v:.4f}' for k, v in means.items()),
+          flush=True,
+        )
         totals, count = None, 0
       if cfg.image_every and (step % cfg.image_every == 0 or step == cfg.num_steps):
         writer.write_images(step, {'samples': np.asarray(images_fn(state.params, frozen, batch))[None]})

@@ -45,8 +45,10 @@ def latest_params(workdir):
 def save_weights(path, params) -> None:
   """Write params to one safetensors file, atomically (temp file + rename)."""
   path = pathlib.Path(path)
-  flat = {k: np.ascontiguousarray(np.asarray(v)) for k, v in
-          flax.traverse_util.flatten_dict(jax.device_get(params), sep='/').items()}
+  flat = {
+    k: np.ascontiguousarray(np.asarray(v))
+    for k, v in flax.traverse_util.flatten_dict(jax.device_get(params), sep='/').items()
+  }
   with atomic_write(path) as f:
     f.write(safetensors.numpy.save(flat))
 
@@ -68,12 +70,16 @@ def _checked(flat, expected, where):
   want = flax.traverse_util.flatten_dict(expected, sep='/')
   missing, unused = sorted(set(want) - set(flat)), sorted(set(flat) - set(want))
   if missing or unused:
-    raise CheckpointError(f'checkpoint {where} does not match the config: missing {missing[:3]}'
-                          f'{"..." if len(missing) > 3 else ""}, unexpected {unused[:3]}{"..." if len(unused) > 3 else ""}')
+    raise CheckpointError(
+      f'checkpoint {where} does not match the config: missing {missing[:3]}'
+      f'{"..." if len(missing) > 3 else ""}, unexpected {unused[:3]}{"..." if len(unused) > 3 else ""}'
+    )
   for name, spec in want.items():
     if tuple(flat[name].shape) != tuple(spec.shape):
-      raise CheckpointError(f'checkpoint {where} does not match the config: {name} has shape '
-                            f'{tuple(flat[name].shape)}, the config expects {tuple(spec.shape)}')
+      raise CheckpointError(
+        f'checkpoint {where} does not match the config: {name} has shape '
+        f'{tuple(flat[name].shape)}, the config expects {tuple(spec.shape)}'
+      )
   return flax.traverse_util.unflatten_dict({k: np.asarray(flat[k], want[k].dtype) for k in want}, sep='/')
 
 

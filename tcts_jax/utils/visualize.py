@@ -28,8 +28,9 @@ def _font(size=11):
     return ImageFont.load_default()
 
 
-def caption_grid(images, captions: Optional[Sequence[str]] = None, cols: int = 4, scale: int = 4,
-                 caption_lines: int = 4) -> np.ndarray:
+def caption_grid(
+  images, captions: Optional[Sequence[str]] = None, cols: int = 4, scale: int = 4, caption_lines: int = 4
+) -> np.ndarray:
   """Images (N, H, W, 3) in a grid, each upscaled `scale`x with its caption wrapped above it."""
   images = to_uint8(images)
   n, h, w, _ = images.shape
@@ -63,17 +64,22 @@ def darken_outside(image, mask, grid_size: int) -> np.ndarray:
 def trajectory_strip(x_hat_images, kept, high_freq, grid_size: int, caption: str = '', scale: int = 3) -> np.ndarray:
   """One prompt's steps left to right: row 1 the decoded x̂ of each step, row 2 the kept tokens after the
   step (masked ones darkened), row 3 the FAS high-frequency map (red = high frequency / revocable)."""
-  x_hat = to_uint8(x_hat_images)                       # (T, H, W, 3)
+  x_hat = to_uint8(x_hat_images)  # (T, H, W, 3)
   t, h = x_hat.shape[:2]
   kept_rows = [darken_outside(x_hat[i], kept[i], grid_size) for i in range(t)]
   red = np.array([255.0, 0.0, 0.0])
-  hf_rows = [(0.8 * red * token_map(high_freq[i], grid_size, h)[..., None] + 0.2 * x_hat[i]).astype(np.uint8)
-             for i in range(t)]
+  hf_rows = [
+    (0.8 * red * token_map(high_freq[i], grid_size, h)[..., None] + 0.2 * x_hat[i]).astype(np.uint8) for i in range(t)
+  ]
   rows = [np.concatenate(list(x_hat), 1), np.concatenate(kept_rows, 1), np.concatenate(hf_rows, 1)]
   strip = np.asarray(_upscale(np.concatenate(rows, 0), scale))
   header = Image.new('RGB', (strip.shape[1], 16), 'white')
-  ImageDraw.Draw(header).text((2, 2), f'{caption}   (rows: prediction per step | kept tokens | high-frequency map in red)',
-                              fill='black', font=_font())
+  ImageDraw.Draw(header).text(
+    (2, 2),
+    f'{caption}   (rows: prediction per step | kept tokens | high-frequency map in red)',
+    fill='black',
+    font=_font(),
+  )
   return np.concatenate([np.asarray(header), strip], 0)
 
 

@@ -72,8 +72,10 @@ def find(name: str, dataset) -> type:
   if name in dataset.evaluators:
     return import_object(dataset.evaluators[name], 'evaluator')
   if '.' not in name and importlib.util.find_spec(f'{__name__}.{name}') is None:
-    raise ValueError(f'unknown metric {name!r} for dataset {dataset.name!r}: no evaluator module '
-                     f'{__name__}.{name}, and the dataset has only {sorted(dataset.evaluators) or "no own metrics"}')
+    raise ValueError(
+      f'unknown metric {name!r} for dataset {dataset.name!r}: no evaluator module '
+      f'{__name__}.{name}, and the dataset has only {sorted(dataset.evaluators) or "no own metrics"}'
+    )
   return import_module(name, __name__, 'metric').Evaluator
 
 

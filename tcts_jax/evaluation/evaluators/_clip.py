@@ -29,20 +29,30 @@ class ClipFeatures:
     if self._last[0] is images:
       return self._last[1]
     size = self.config.vision.image_size
-    embeddings = np.concatenate([
-      np.asarray(self.clip.encode_image(self.vision_params,
-                                        self.clip.preprocess_images(images[i:i + self.batch_size], size), self.config))
-      for i in range(0, len(images), self.batch_size)
-    ])
+    embeddings = np.concatenate(
+      [
+        np.asarray(
+          self.clip.encode_image(
+            self.vision_params, self.clip.preprocess_images(images[i : i + self.batch_size], size), self.config
+          )
+        )
+        for i in range(0, len(images), self.batch_size)
+      ]
+    )
     self._last = (images, embeddings)
     return embeddings
 
   def texts(self, captions) -> np.ndarray:
     length = min(77, self.config.text.max_position_embeddings)
-    ids = self.tokenizer(list(captions), padding='max_length', max_length=length, truncation=True,
-                         return_tensors='np')['input_ids']
-    return np.concatenate([np.asarray(self.clip.encode_text(self.text_params, ids[i:i + self.batch_size], self.config))
-                           for i in range(0, len(ids), self.batch_size)])
+    ids = self.tokenizer(list(captions), padding='max_length', max_length=length, truncation=True, return_tensors='np')[
+      'input_ids'
+    ]
+    return np.concatenate(
+      [
+        np.asarray(self.clip.encode_text(self.text_params, ids[i : i + self.batch_size], self.config))
+        for i in range(0, len(ids), self.batch_size)
+      ]
+    )
 
 
 @functools.cache

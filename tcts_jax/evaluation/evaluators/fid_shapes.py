@@ -12,8 +12,9 @@ from tcts_jax.utils.config import resolve_path
 class Evaluator(Base):
   name = 'fid_shapes'
   columns = (Column('fid_shapes', NAME, 1.0, 2),)
-  description = (f'{NAME} is NOT Inception FID: it uses our captioned-shapes feature network and is comparable '
-                 'only at equal N.')
+  description = (
+    f'{NAME} is NOT Inception FID: it uses our captioned-shapes feature network and is comparable only at equal N.'
+  )
 
   def __init__(self, ctx):
     super().__init__(ctx)
@@ -21,13 +22,16 @@ class Evaluator(Base):
     source = resolve_path(setting) if setting else None
     if source is None or not ((source / 'features.safetensors').is_file() or (source / 'checkpoints').is_dir()):
       where = 'eval.features_weights is not set' if source is None else f'no features weights in {source}'
-      raise Unavailable(f'{where} (train them: python -m tcts_jax.train --config=configs/shapes.py:features '
-                        '--workdir=...)')
+      raise Unavailable(
+        f'{where} (train them: python -m tcts_jax.train --config=configs/shapes.py:features --workdir=...)'
+      )
     self.fid = FIDShapes.load(source, ctx.config)
     n, dim = len(ctx.held_out), self.fid.feature_dim
     if n <= dim:  # a singular covariance: refuse rather than report a meaningless number
-      raise ValueError(f'{NAME} needs more images than its {dim} feature dimensions, got {n} held-out records; '
-                       'raise eval.num_images or set eval.features_weights=None')
+      raise ValueError(
+        f'{NAME} needs more images than its {dim} feature dimensions, got {n} held-out records; '
+        'raise eval.num_images or set eval.features_weights=None'
+      )
     self.real = self.fid.features(ctx.held_out.images)
 
   def per_row(self, images, example) -> dict:

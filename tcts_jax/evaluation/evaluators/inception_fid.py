@@ -25,8 +25,10 @@ class Evaluator(Base):
 
     setting = ctx.config.eval.get('inception_weights')
     if not setting:
-      raise Unavailable('eval.inception_weights is not set (a local pt_inception-2015-12-05 .npz/.safetensors; '
-                        'see tcts_jax/models/inception.py)')
+      raise Unavailable(
+        'eval.inception_weights is not set (a local pt_inception-2015-12-05 .npz/.safetensors; '
+        'see tcts_jax/models/inception.py)'
+      )
     path = resolve_path(setting)
     if not path.is_file():
       raise Unavailable(f'no Inception weights file at {path}')
@@ -39,10 +41,10 @@ class Evaluator(Base):
     """(N, 2048) float64, in fixed-size batches (one compilation)."""
     out = []
     for start in range(0, len(images), self.batch_size):
-      chunk = images[start:start + self.batch_size]
+      chunk = images[start : start + self.batch_size]
       pad = np.zeros((self.batch_size - len(chunk),) + chunk.shape[1:], chunk.dtype)
       feats = self.inception.inception_features(self.params, np.concatenate([chunk, pad]), self.resize)
-      out.append(np.asarray(feats, np.float64)[:len(chunk)])
+      out.append(np.asarray(feats, np.float64)[: len(chunk)])
     return np.concatenate(out)
 
   def per_row(self, images, example) -> dict:
