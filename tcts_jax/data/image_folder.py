@@ -31,9 +31,9 @@ import re
 import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
-from etils import epath
 
 from tcts_jax.data import Dataset
+from tcts_jax.data.tfds_builder import ArrayRecordBuilder
 from tcts_jax.models.text import WordTokenizer
 
 CAPTION_FILES = ('captions.jsonl', 'metadata.jsonl', 'captions.csv')
@@ -114,21 +114,8 @@ class ImageFolderConfig(tfds.core.BuilderConfig):
   test_fraction: float = 0.1
 
 
-class ImageCaptionFolder(tfds.core.GeneratorBasedBuilder):
+class ImageCaptionFolder(ArrayRecordBuilder):
   """Images and captions from a folder (see the module docstring)."""
-
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
-
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    # TFDS's own lookup needs the `importlib_resources` backport, which is not installed.
-    return epath.Path(__file__)
-
-  def __init__(self, **kwargs):
-    kwargs.setdefault('file_format', tfds.core.FileFormat.ARRAY_RECORD)
-    super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     s = self.builder_config.image_size

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from etils import epath
 import numpy as np
 import PIL.Image
 import tensorflow_datasets as tfds
 
 from tcts_jax.data import shapes
+from tcts_jax.data.tfds_builder import ArrayRecordBuilder
 
 # Separate seed streams per split, so 'test' is held out from 'train'.
 _SPLIT_SEED_OFFSET = {'train': 0, 'test': 1_000_003}
@@ -30,11 +30,9 @@ class CaptionedShapesConfig(tfds.core.BuilderConfig):
   seed: int = 0
 
 
-class CaptionedShapes(tfds.core.GeneratorBasedBuilder):
+class CaptionedShapes(ArrayRecordBuilder):
   """Captioned shapes: 1-3 coloured shapes on a smooth muted background, with captions."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   BUILDER_CONFIGS = [
     CaptionedShapesConfig(name='default', description='32x32, 50k train, 2k test.'),
     CaptionedShapesConfig(
@@ -42,16 +40,6 @@ class CaptionedShapes(tfds.core.GeneratorBasedBuilder):
     ),
   ]
   DEFAULT_CONFIG_NAME = 'default'
-
-  @tfds.core.utils.classproperty
-  @classmethod
-  def code_path(cls) -> epath.Path:
-    # TFDS's own lookup needs the `importlib_resources` backport, which is not installed.
-    return epath.Path(__file__)
-
-  def __init__(self, **kwargs):
-    kwargs.setdefault('file_format', tfds.core.FileFormat.ARRAY_RECORD)
-    super().__init__(**kwargs)
 
   def _info(self) -> tfds.core.DatasetInfo:
     # Built directly: there are no TFDS metadata files (README, citations) beside this module.

@@ -221,6 +221,15 @@ def regenerate(t2i, tokens, remask, text_ids, rng, **sampler_overrides):
   return sampler(t2i.params, text_ids, rng, init_tokens=init, locked=~remask)
 
 
+def _refinement_inputs(t2i, tokens, prompts, chooser: str, fraction: float):
+  """Checked (tokens, caption ids, re-mask count) of a refinement, before anything compiles."""
+  _check_chooser(chooser)
+  if chooser == 'selector':
+    require_selector(t2i)
+  tokens = _check_tokens(t2i, tokens)
+  return tokens, t2i.encode_prompts(_prompts(prompts, len(tokens))), count_for(fraction, t2i.models.num_tokens)
+
+
 def _remask_logits(t2i, tokens, text_ids, chooser: str, ratio: float):
   """Re-mask logits: sharpened selector logits (least aligned first), or zeros (uniform) for 'random'."""
   if chooser == 'random':
@@ -247,14 +256,9 @@ def refine_revision(
   chooser 'selector': the tokens with the highest selector logits (least aligned), Gumbel noise `noise`
   annealed to 0 over the rounds; 'random': uniformly at random (the random-revoke baseline).
   """
-  _check_chooser(chooser)
   if rounds < 1:
     raise ValueError(f'rounds must be >= 1, got {rounds}')
-  if chooser == 'selector':
-    require_selector(t2i)
-  tokens = _check_tokens(t2i, tokens)
-  ids = t2i.encode_prompts(_prompts(prompts, len(tokens)))
-  count = count_for(fraction, t2i.models.num_tokens)
+  tokens, ids, count = _refinement_inputs(t2i, tokens, prompts, chooser, fraction)
   remasked, weights, images = np.zeros(tokens.shape, bool), None, None
   for r in range(rounds):  # a Python loop over rounds only; each round's sampling is one compiled scan
     rng, r_choose, r_sample = jax.random.split(rng, 3)
@@ -280,12 +284,7 @@ def refine_masked(
   """Refinement (b), paper §4.2: re-mask the round(fraction N) lowest-scoring tokens (highest selector
   logits; with `noise` 0 exactly those) or, with chooser 'random', as many random ones, and regenerate
   them with uniform sampling (the default `strategy`), the rest locked."""
-  _check_chooser(chooser)
-  if chooser == 'selector':
-    require_selector(t2i)
-  tokens = _check_tokens(t2i, tokens)
-  ids = t2i.encode_prompts(_prompts(prompts, len(tokens)))
-  count = count_for(fraction, t2i.models.num_tokens)
+  tokens, ids, count = _refinement_inputs(t2i, tokens, prompts, chooser, fraction)
   r_choose, r_sample = jax.random.split(rng)
   logits, weights = _remask_logits(t2i, tokens, ids, chooser, fraction)
   remask = np.asarray(choose(r_choose, logits, count, 1.0 if chooser == 'random' else noise))

@@ -36,15 +36,7 @@ def evaluate_selector(
   @jax.jit
   def score(params, image, text_ids, rng):
     ex = stage.examples(params, {'image': image, 'text_ids': text_ids}, rng)
-    logits = models.selector.apply(
-      {'params': params['selector']},
-      ex['x_hat'],
-      ex['ratio'],
-      ex['text'],
-      ex['text_mask'],
-      np.zeros(ex['ratio'].shape, bool),
-    )
-    return logits, ex['labels']
+    return stage.logits(params, ex, np.zeros(ex['ratio'].shape, bool)), ex['labels']
 
   logits, labels = [], []
   for i, batch in zip(range(num_batches), loader):

@@ -259,29 +259,26 @@ class SelectorStage:
       label=s.label,
     )
 
+  def logits(self, params, examples, drop):
+    """Selector logits (B, N) of `examples` (from `examples`); `drop` (B,) swaps in the null text."""
+    ex = examples
+    return self.models.selector.apply(
+      {'params': params['selector']}, ex['x_hat'], ex['ratio'], ex['text'], ex['text_mask'], drop
+    )
+
   def loss(self, params, frozen, batch, rng):
     r_examples, r_drop = jax.random.split(rng)
     ex = self.examples(frozen, batch, r_examples)
     # Caption dropout trains the learned null text, so the selector has its own CFG.
     drop = jax.random.uniform(r_drop, ex['ratio'].shape) < self.config.selector.caption_dropout
-    logits = self.models.selector.apply(
-      {'params': params['selector']}, ex['x_hat'], ex['ratio'], ex['text'], ex['text_mask'], drop
-    )
-    metrics = selector_metrics(logits, ex['labels'])
+    metrics = selector_metrics(self.logits(params, ex, drop), ex['labels'])
     return metrics['bce'], metrics
 
   def images(self, params, frozen, batch):
     """Rows: data; x̂ decoded; label map (white = corrupted); predicted P(not real) map."""
     m, batch = self.models, jax.tree.map(lambda a: a[:8], batch)
     ex = self.examples(frozen, batch, jax.random.key(0))
-    logits = m.selector.apply(
-      {'params': params['selector']},
-      ex['x_hat'],
-      ex['ratio'],
-      ex['text'],
-      ex['text_mask'],
-      jnp.zeros(ex['ratio'].shape, bool),
-    )
+    logits = self.logits(params, ex, jnp.zeros(ex['ratio'].shape, bool))
     g = m.grid_size
     x_hat = m.tokenizer.apply({'params': frozen['tokenizer']}, ex['x_hat'].reshape(-1, g, g), method='decode')
     size = batch['image'].shape[1]
