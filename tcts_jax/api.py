@@ -10,6 +10,7 @@ import dataclasses
 import functools
 import json
 import pathlib
+import warnings
 from typing import Optional, Sequence
 
 import jax
@@ -23,7 +24,12 @@ from tcts_jax.utils import checkpoint
 from tcts_jax.utils.config import load_config, resolve_path
 from tcts_jax.utils.visualize import to_uint8
 
-__all__ = ['TextToImage', 'Generation', 'load_config', 'resolve_path']
+__all__ = ['TextToImage', 'Generation', 'PromptTruncated', 'load_config', 'resolve_path']
+
+
+class PromptTruncated(UserWarning):
+  """A prompt had more words than the text encoder reads: the rest was cut."""
+
 
 # Parts a weights dir may lack: without selector.safetensors the model loads, and only the strategies
 # that need the selector (tcts, tcts_fas) refuse to run.
@@ -90,11 +96,28 @@ class TextToImage:
     return cls(config, models, jax.device_put(params))
 
   def encode_prompts(self, prompts: Sequence[str]) -> np.ndarray:
+    """(B, L) text ids; a prompt longer than the text encoder reads is cut, with one PromptTruncated warning."""
     strict = self.config.text.unknown_words == 'error'
     for p in prompts:
       if not p.strip():
         raise ValueError('empty prompt')
-    return self.models.word_tokenizer.encode_batch(prompts, strict=strict)
+    words = self.models.word_tokenizer
+    dropped = [len(words.split(p)) - words.max_length for p in prompts]
+    long = [(d, p) for d, p in zip(dropped, prompts) if d > 0]
+    if len(long) == 1:
+      d, p = long[0]
+      message = (
+        f'the prompt "{p[:50]}..." has {words.max_length + d} words, more than the {words.max_length} the '
+        f'text encoder reads: its last {d} are dropped'
+      )
+    elif long:
+      message = (
+        f'{len(long)} of {len(prompts)} prompts have more than the {words.max_length} words the text '
+        f'encoder reads: their last words are dropped (up to {max(dropped)})'
+      )
+    if long:
+      warnings.warn(PromptTruncated(message), stacklevel=2)
+    return words.encode_batch(prompts, strict=strict)
 
   def tokenize_images(self, images) -> np.ndarray:
     """(B, S, S, 3) uint8 images at the config's image size -> (B, N) int32 VQ token ids."""

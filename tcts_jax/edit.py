@@ -1,9 +1,9 @@
 r"""Mask-free editing (paper §4.3) and Muse-style in/outpainting; writes before | re-masked tokens | after.
 
-  python -m tcts_jax.edit --config=configs/shapes.py --image=IN.png --prompt="a large blue circle in the middle" \
-      --word=blue --out=OUT.png [--noise=0.25 --steps=10]
-  python -m tcts_jax.edit --config=configs/shapes.py --image=IN.png --prompt="..." --inpaint=8,8,24,24 --out=OUT.png
-  python -m tcts_jax.edit --config=configs/shapes.py --image=IN.png --prompt="..." --outpaint=8,8,24,24 --out=OUT.png
+  python -m tcts_jax.edit --config=configs/shapes.py --image=in.png --prompt="a large blue circle in the middle" \
+      --word=blue --out=edited.png [--noise=0.25 --steps=10]
+  python -m tcts_jax.edit --config=configs/shapes.py --image=in.png --prompt="..." --inpaint=0,0,16,16 --out=out.png
+  python -m tcts_jax.edit --config=configs/shapes.py --image=in.png --prompt="..." --outpaint=8,8,24,24 --out=out.png
 
 Editing re-masks up to --noise of the tokens, drawn with weights = the generator's cross-attention to
 --word in the NEW prompt times the selector's score map (the attention alone without selector weights;

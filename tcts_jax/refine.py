@@ -1,7 +1,7 @@
 r"""Refines an image with TCTS (paper §4.2) and writes before | re-masked tokens | after.
 
-  python -m tcts_jax.refine --config=configs/shapes.py --image=IN.png --prompt="a large red circle in the middle" \
-      --out=OUT.png [--mode=revision|masked] [--chooser=selector|random] [--rounds=4] [--weights=DIR]
+  python -m tcts_jax.refine --config=configs/shapes.py --image=in.png --prompt="a large red circle in the middle" \
+      --out=refined.png [--mode=revision|masked] [--chooser=selector|random] [--rounds=4] [--weights=DIR]
 
 revision: --rounds rounds, each re-masking --fraction of the tokens (default 0.25) chosen by the selector
 (least aligned first) or at random, regenerated with --strategy in --steps steps. masked: re-mask the

@@ -4,8 +4,8 @@ r"""Generates images from prompts and writes a captioned PNG grid (the main job)
 
 Loads the shipped weights (config.weights) unless --weights is given. Sampler settings come from the
 config: --config.sampler.strategy=random_revoke --config.sampler.steps=16 ...
-With --trajectory, also writes one strip per prompt (<out>_trajectory_<i>.png): x̂ per step, the kept
-tokens, and the FAS high-frequency map.
+With --trajectory, also writes one strip per prompt (<out>_trajectory_<i>.png), one numbered column per step:
+x̂, the kept tokens, the FAS high-frequency map and, for tcts* strategies, the selector's doubt.
 """
 
 import pathlib
@@ -35,15 +35,17 @@ def main(argv):
   seconds = time.perf_counter() - start
   visualize.save_png(out, visualize.caption_grid(gen.images, gen.prompts, cols=FLAGS.num_samples))
   print(
-    f'wrote {out} ({len(gen.images)} images, {FLAGS.config.sampler.strategy}, '
+    f'wrote {out} ({len(gen.images)} image{"s" * (len(gen.images) > 1)}, {FLAGS.config.sampler.strategy}, '
     f'{FLAGS.config.sampler.steps} steps, {seconds:.1f} s incl. compilation)'
   )
   if FLAGS.trajectory:
     g = t2i.models.grid_size
     for i, prompt in enumerate(FLAGS.prompt):
       j = i * FLAGS.num_samples  # the first sample of each prompt
+      traj = gen.trajectory
+      selector = traj['selector_logits'][:, j] if 'selector_logits' in traj else None
       strip = visualize.trajectory_strip(
-        gen.trajectory['images'][:, j], gen.trajectory['kept'][:, j], gen.trajectory['high_freq'][:, j], g, prompt
+        traj['images'][:, j], traj['kept'][:, j], traj['high_freq'][:, j], g, prompt, selector_logits=selector
       )
       path = out.with_name(f'{out.stem}_trajectory_{i}.png')
       visualize.save_png(path, strip)

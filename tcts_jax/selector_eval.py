@@ -1,7 +1,9 @@
 r"""Held-out evaluation of the TCTS selector: BCE, accuracy and AUROC on the 'test' split.
 
   python -m tcts_jax.selector_eval --config=configs/shapes.py:selector \
-      --config.generator_checkpoint=weights/shapes --selector=workdirs/shapes/selector
+      --config.generator_checkpoint=weights/shapes --selector=weights/shapes     # the shipped selector
+
+(--selector=workdirs/shapes/selector evaluates one you trained.)
 
 Prints JSON (tcts_jax/evaluation/selector.py).
 """

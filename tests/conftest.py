@@ -36,11 +36,11 @@ def make_sampler(models, cfg, **kwargs):
   return Sampler(models.masked_generator(), cfg, models.token_selector(), **kwargs)
 
 
-def run_cli(module, *args, timeout=600, env=None):
-  """Run `python -m module args...` from the repo root; returns the CompletedProcess."""
+def run_cli(module, *args, timeout=600, env=None, cwd=REPO):
+  """Run `python -m module args...` (from the repo root unless `cwd` says otherwise); the CompletedProcess."""
   return subprocess.run(
     [sys.executable, '-m', module, *map(str, args)],
-    cwd=REPO,
+    cwd=cwd,
     capture_output=True,
     text=True,
     timeout=timeout,

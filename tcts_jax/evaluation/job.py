@@ -261,6 +261,10 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
   dataset = get_dataset(config.data)
   classes = evaluators.find_all(ev.metrics, dataset)
   notes, unavailable = [], {}
+  # Held-out captions are data, not prompts: a word the model never saw is read as [UNK] (and counted below).
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.text.unknown_words = 'unk'
   t2i = TextToImage.load(config, weights, selector=ev.selector_weights)
   prepared = prepare_entries(t2i, entries, ev.skip_unavailable, notes)
   refine_base, refine_methods = prepare_refinement(t2i, ev, [e for e, _ in prepared], ev.skip_unavailable, notes)
@@ -269,6 +273,12 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
   scorers = evaluators.build(classes, evaluators.EvalContext(config, dataset, held_out), unavailable)
   notes += [f'{name} skipped: {why}.' for name, why in unavailable.items()]
   missing_keys = [c.key for name in unavailable for c in classes[name].columns]
+  unknown = sorted({w for c in held_out.captions for w in t2i.models.word_tokenizer.unknown_words(c)})
+  if unknown:
+    notes.append(
+      f'{len(unknown)} words of the held-out captions are not in the model vocabulary and are read as '
+      f'[UNK]: {", ".join(unknown[:10])}{" ..." if len(unknown) > 10 else ""}.'
+    )
   if ev.num_images > len(held_out):
     notes.append(f'{ev.num_images} images for {len(held_out)} test captions: captions repeat (other seeds).')
   workdir.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ resumes from the latest one in `workdir` automatically.
 
 import functools
 import pathlib
+import sys
 import time
 
 import jax
@@ -16,6 +17,7 @@ import optax
 from clu import metric_writers, periodic_actions
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm import tqdm
 
 from tcts_jax.data import Dataset, get_dataset, pipeline, require_fields
 from tcts_jax.models import build_models, image_tokens
@@ -95,9 +97,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
 
   batch = next_batch()
   rng = jax.random.key(config.seed)
-  params = jax.jit(stage.init, out_shardings=replicated)(rng, batch)
   tx = make_optimizer(cfg)
-  state = train_state.TrainState.create(apply_fn=None, params=params, tx=tx)
+  # Made by one jitted function, so the state has the types and placement of what train_step returns and
+  # the step compiles once (a state built eagerly differs from the step's output and compiled it twice).
+  state = jax.jit(
+    lambda rng, batch: train_state.TrainState.create(apply_fn=None, params=stage.init(rng, batch), tx=tx),
+    out_shardings=replicated,
+  )(rng, batch)
   frozen = jax.device_put(frozen, replicated)
 
   mngr = checkpoint.checkpoint_manager(workdir, cfg.keep_checkpoints, cfg.checkpoint_every)
@@ -118,6 +124,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   writer.write_hparams({k: str(v) for k, v in config.items()})
   hooks = [periodic_actions.ReportProgress(num_train_steps=cfg.num_steps, writer=writer, every_steps=cfg.log_every)]
   totals, count, history = None, 0, []
+  # Progress with rate and ETA on stderr (process 0); the log lines below go to stdout above it.
+  bar = tqdm(
+    total=cfg.num_steps,
+    initial=start,
+    desc=f'[{config.stage}]',
+    unit='step',
+    file=sys.stderr,
+    disable=jax.process_index() > 0,
+    dynamic_ncols=True,
+  )
   try:
     for step in range(start + 1, cfg.num_steps + 1):
       state, metrics = step_fn(state, frozen, batch, rng)
@@ -129,17 +145,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
         means = {k: float(v) / count for k, v in jax.device_get(totals).items()}
         writer.write_scalars(step, means)
         history.append((step, means))
-        print(
+        bar.write(
           f'[{config.stage}] step {step}/{cfg.num_steps} ' + ' '.join(f'{k}={v:.4f}' for k, v in means.items()),
-          flush=True,
+          file=sys.stdout,
         )
+        bar.set_postfix(loss=f'{means["loss"]:.4f}', refresh=False)
         totals, count = None, 0
       if cfg.image_every and (step % cfg.image_every == 0 or step == cfg.num_steps):
         writer.write_images(step, {'samples': np.asarray(images_fn(state.params, frozen, batch))[None]})
       mngr.save(step, args=checkpoint.ocp.args.StandardSave(state), force=step == cfg.num_steps)
+      bar.update(1)
       if step < cfg.num_steps:
         batch = next_batch()
   finally:
+    bar.close()
     # Let a pending async save finish first, so a crash ends with its own error, not orbax's.
     mngr.wait_until_finished()
     mngr.close()

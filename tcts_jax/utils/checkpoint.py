@@ -14,6 +14,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import safetensors.numpy
 
+from tcts_jax.utils.config import resolve_path
 from tcts_jax.utils.files import atomic_write
 
 
@@ -85,8 +86,9 @@ def _checked(flat, expected, where):
 
 def load_part(source, part: str, expected):
   """Params of one model part ('tokenizer', 'text', 'generator', ...) from an exported weights dir
-  (`<part>.safetensors`) or from a trainer workdir whose stage trained that part."""
-  source = pathlib.Path(source)
+  (`<part>.safetensors`) or from a trainer workdir whose stage trained that part. A relative `source` is
+  found from the cwd, else from the repo root (the shipped weights)."""
+  source = resolve_path(source)
   if (source / f'{part}.safetensors').is_file():
     return load_weights(source / f'{part}.safetensors', expected)
   if (source / 'checkpoints').is_dir():

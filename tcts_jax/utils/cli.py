@@ -4,6 +4,7 @@ Commands define their flags under `if __name__ == '__main__':`, so their modules
 """
 
 import sys
+import warnings
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -62,11 +63,18 @@ def _parse_flags(argv):
     fail(_describe(e))
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+  del category, filename, lineno, line
+  print(f'warning: {str(message).splitlines()[0]}', file=file or sys.stderr)
+
+
 def run_main(main):
-  """`absl.app.run(main)`, turning user errors (flags, config, inputs) into one line and exit status 2."""
+  """`absl.app.run(main)`, turning user errors (flags, config, inputs) into one line and exit status 2, and
+  warnings into one line each."""
 
   def guarded(argv):
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax and jax log every step at INFO
+    warnings.showwarning = _one_line_warning
     try:
       return main(argv)
     except USER_ERRORS as e:

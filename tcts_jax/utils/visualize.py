@@ -61,9 +61,12 @@ def darken_outside(image, mask, grid_size: int) -> np.ndarray:
   return (image * (0.25 + 0.75 * token_map(mask, grid_size, image.shape[0]))[..., None]).astype(np.uint8)
 
 
-def trajectory_strip(x_hat_images, kept, high_freq, grid_size: int, caption: str = '', scale: int = 3) -> np.ndarray:
-  """One prompt's steps left to right: row 1 the decoded x̂ of each step, row 2 the kept tokens after the
-  step (masked ones darkened), row 3 the FAS high-frequency map (red = high frequency / revocable)."""
+def trajectory_strip(
+  x_hat_images, kept, high_freq, grid_size: int, caption: str = '', scale: int = 3, selector_logits=None
+) -> np.ndarray:
+  """One prompt's steps left to right, numbered 1..T: row 1 the decoded x̂ of each step, row 2 the kept tokens
+  after the step (masked ones darkened), row 3 the FAS high-frequency map (red = high frequency / revocable),
+  and, given `selector_logits` (T, N), row 4 the selector's doubt sigmoid(logit) over x̂ (yellow = doubted)."""
   x_hat = to_uint8(x_hat_images)  # (T, H, W, 3)
   t, h = x_hat.shape[:2]
   kept_rows = [darken_outside(x_hat[i], kept[i], grid_size) for i in range(t)]
@@ -72,14 +75,17 @@ def trajectory_strip(x_hat_images, kept, high_freq, grid_size: int, caption: str
     (0.8 * red * token_map(high_freq[i], grid_size, h)[..., None] + 0.2 * x_hat[i]).astype(np.uint8) for i in range(t)
   ]
   rows = [np.concatenate(list(x_hat), 1), np.concatenate(kept_rows, 1), np.concatenate(hf_rows, 1)]
+  names = ['prediction per step', 'kept tokens', 'high-frequency map in red']
+  if selector_logits is not None:
+    doubt = 1.0 / (1.0 + np.exp(-np.asarray(selector_logits, np.float64)))
+    rows.append(np.concatenate([token_heatmap(x_hat[i], doubt[i], grid_size) for i in range(t)], 1))
+    names.append('selector doubt in yellow')
   strip = np.asarray(_upscale(np.concatenate(rows, 0), scale))
-  header = Image.new('RGB', (strip.shape[1], 16), 'white')
-  ImageDraw.Draw(header).text(
-    (2, 2),
-    f'{caption}   (rows: prediction per step | kept tokens | high-frequency map in red)',
-    fill='black',
-    font=_font(),
-  )
+  header = Image.new('RGB', (strip.shape[1], 30), 'white')
+  draw = ImageDraw.Draw(header)
+  draw.text((2, 1), f'{caption}   (rows: {" | ".join(names)})', fill='black', font=_font())
+  for i in range(t):  # step numbers over the columns
+    draw.text((i * h * scale + 2, 16), f'{i + 1}', fill='black', font=_font())
   return np.concatenate([np.asarray(header), strip], 0)
 
 

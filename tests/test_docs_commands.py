@@ -1,0 +1,172 @@
+"""Every command the docs show runs as written: the README's, the configs' and the commands' docstrings.
+
+Commands are read from the files themselves, so a doc that drifts from the code fails here. Each distinct
+command runs once, from a directory outside the repository (configs and shipped weights are found from
+anywhere), with these changes only:
+- outputs go to a temporary directory (workdirs/, /tmp/..., --out=...; never over the shipped weights), and
+  placeholders (FOLDER, IN.png, CLIP_DIR, "...") are filled with small inputs the test writes;
+- long jobs are cut short: captioned shapes' tiny TFDS split instead of the 50k one, 2 train steps, the eval
+  job on 16 images (two grid entries of the full grid), and the commands that train and use a workdir of
+  their own run in the `tiny` variant of their config.
+Commands that differ only in where they write (--out) run once.
+Commands of one chain (those sharing workdirs) run in the docs' order; chains run two at a time.
+"""
+
+import concurrent.futures
+import json
+import re
+import shlex
+import time
+
+import PIL.Image
+import pytest
+
+from tcts_jax.data import shapes
+from tests.conftest import REPO, run_cli
+
+DOCS = [
+  'README.md',
+  'configs/shapes.py',
+  'configs/image_folder.py',
+  *sorted(str(p.relative_to(REPO)) for p in [*REPO.glob('tcts_jax/*.py'), *REPO.glob('tcts_jax/data/*.py')]),
+]
+COMMAND = re.compile(r'^(?:pip install \S+ \S+ \S+ \S+ && )?(python -m tcts_jax\.\S+|bash launch/\S+)(.*)$')
+NOT_RUN = {'bash launch/train_shapes.sh': 'the commands it runs are the README lines below it, each run here'}
+PROMPT = 'a large red circle in the middle'
+# The config stage a command reads when it names no --config (its flag's default).
+DEFAULT_STAGE = {
+  'tcts_jax.tokenizer_eval': 'tokenizer',
+  'tcts_jax.selector_eval': 'selector',
+  'tcts_jax.evaluate': 'eval',
+}
+
+
+def doc_commands() -> list:
+  """(file, command) of every command line in the docs: continuation lines joined, comments and the
+  synopses' [--optional flags] dropped, whitespace normalised."""
+  found = []
+  for name in DOCS:
+    lines = (REPO / name).read_text().splitlines()
+    i = 0
+    while i < len(lines):
+      match = COMMAND.match(lines[i].strip())
+      i += 1
+      if not match:
+        continue
+      text = match.group(1) + match.group(2)
+      while text.rstrip().endswith('\\') and i < len(lines):
+        text = text.rstrip()[:-1] + ' ' + lines[i].strip()
+        i += 1
+      text = re.sub(r'\s+#.*$', '', text)
+      text = re.sub(r'\s*\[[^\]]*\]', '', text)
+      found.append((name, ' '.join(text.split())))
+  return found
+
+
+def test_the_docs_show_every_command():
+  commands = {c for _, c in doc_commands()}
+  for module in ('sample', 'refine', 'edit', 'train', 'export', 'evaluate', 'tokenizer_eval', 'selector_eval'):
+    assert any(c.startswith(f'python -m tcts_jax.{module} ') for c in commands), module
+
+
+@pytest.fixture(scope='module')
+def inputs(tmp_path_factory, tiny_data_dir):
+  """Small stand-ins for the docs' placeholders."""
+  root = tmp_path_factory.mktemp('docs')
+  (root / 'out').mkdir()
+  (root / 'cwd').mkdir()
+  image = root / 'in.png'
+  PIL.Image.fromarray(shapes.make_example(0, 3)['image']).save(image)
+  folder = root / 'folder'
+  (folder / 'img').mkdir(parents=True)
+  lines = []
+  for i in range(24):
+    e = shapes.make_example(5, i)
+    PIL.Image.fromarray(e['image']).save(folder / 'img' / f'{i}.png')
+    split = 'test' if i < 8 else 'train'
+    lines.append(json.dumps({'file_name': f'img/{i}.png', 'caption': e['caption'], 'split': split}))
+  (folder / 'captions.jsonl').write_text('\n'.join(lines) + '\n')
+  return {'root': root, 'out': root / 'out', 'image': image, 'folder': folder, 'tfds': tiny_data_dir}
+
+
+def chain(command: str) -> str:
+  """Which commands must run one after the other: those of the folder, those training or reading workdirs of
+  captioned shapes (an eval's --workdir is its output only), and the rest, on the shipped weights."""
+  if 'FOLDER' in command:
+    return 'folder'
+  inputs = [w for w in command.split() if not w.startswith('--workdir=') or 'tcts_jax.train' in command]
+  return 'shapes' if any('workdirs/shapes' in w or 'shapes_tfds' in w for w in inputs) else 'shipped'
+
+
+def runnable(command: str, inputs: dict) -> list:
+  """The arguments that run `command` under the rules of the module docstring."""
+  out = inputs['out']
+  words = shlex.split(command.replace('="..."', f'="{PROMPT}"'))
+  module, args = words[2], []
+  for arg in words[3:]:
+    flag, eq, value = arg.partition('=')
+    if value.startswith(('workdirs/', '/tmp/')):
+      value = f'{out}/{value.lstrip("/")}'
+    elif flag == '--out':
+      value = f'{out}/{value.replace("/", "_")}'
+    elif value in ('in.png', 'IN.png'):
+      value = str(inputs['image'])
+    value = value.replace('FOLDER', str(inputs['folder'])).replace('CLIP_DIR', str(REPO / 'tests/fixtures/tiny_clip'))
+    args.append(flag + eq + value)
+  if module == 'tcts_jax.data.shapes_tfds':
+    return [module, '--config=tiny', f'--data_dir={inputs["tfds"]}']
+  if module == 'tcts_jax.data.image_folder':
+    return [module, *args, f'--data_dir={out}/folder_tfds']
+  if chain(command) != 'shipped':  # trains and uses workdirs of its own: the tiny variant
+    if not any(a.startswith('--config=') for a in args):
+      args.append(f'--config=configs/shapes.py:{DEFAULT_STAGE[module]}')
+    args = [a + (',tiny' if ':' in a else ':sample,tiny') if a.startswith('--config=') else a for a in args]
+  if any(a.startswith('--config=configs/image_folder.py') for a in args):
+    args.append(f'--config.data.data_dir={out}/folder_tfds')
+  elif module not in ('tcts_jax.sample', 'tcts_jax.refine', 'tcts_jax.edit'):  # these read no data
+    args += ['--config.data.config_name=tiny', f'--config.data.data_dir={inputs["tfds"]}']
+  if module == 'tcts_jax.train':
+    args += ['--config.train.num_steps=2', '--config.train.log_every=1', '--config.train.image_every=0']
+  if module == 'tcts_jax.evaluate':  # 16 images: too few for FID-shapes' 64 dimensions (tests/test_evaluate.py has it)
+    args += [
+      '--config.eval.num_images=16',
+      '--config.eval.batch_size=16',
+      '--config.eval.shard_size=16',
+      '--config.eval.bootstrap=10',
+      '--config.eval.features_weights=',
+      "--config.eval.refinement.methods=('revision:random',)",
+    ]
+    if not any(a.startswith('--config=') and 'smoke' in a for a in args):  # the full grid
+      args.append("--config.eval.grid=('purity@16', 'uniform@16')")
+  return [module, *args]
+
+
+def run_chain(commands, inputs) -> list:
+  """Runs (file, command) pairs in order; returns [(seconds, file, command, args, CompletedProcess)]."""
+  done = []
+  for name, command in commands:
+    args = runnable(command, inputs)
+    start = time.perf_counter()
+    r = run_cli(*args, timeout=900, cwd=inputs['root'] / 'cwd')
+    done.append((time.perf_counter() - start, name, command, args, r))
+  return done
+
+
+def test_every_documented_command_runs(inputs):
+  chains, seen = {}, set()
+  for name, command in doc_commands():
+    key = re.sub(r' --out=\S+', '', command)
+    if key not in seen and not command.startswith(tuple(NOT_RUN)):
+      seen.add(key)
+      chains.setdefault(chain(command), []).append((name, command))
+  assert len(seen) >= 25 and set(chains) == {'shipped', 'shapes', 'folder'}, (len(seen), chains.keys())
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    results = [r for rs in pool.map(lambda c: run_chain(c, inputs), chains.values()) for r in rs]
+  for seconds, _, _, args, _ in results:
+    print(f'{seconds:5.1f} s  {" ".join(args)[:160]}')
+  failures = [
+    f'{name}: {command}\n  ran: {" ".join(args)}\n  {r.stderr.strip().splitlines()[-1:]}'
+    for _, name, command, args, r in results
+    if r.returncode != 0
+  ]
+  assert not failures, '\n'.join(failures)
