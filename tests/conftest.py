@@ -59,9 +59,10 @@ def tiny_data_dir(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def tiny_weights(tmp_path_factory, tiny_data_dir):
-  """Tiny tokenizer + generator trained for a few steps through the real CLIs, then exported."""
+  """Tiny tokenizer + generator trained for a few steps through the real CLIs, then exported (no image
+  summaries: the generator's compiles a whole sampler)."""
   root = tmp_path_factory.mktemp('tiny_run')
-  common = [f'--config.data.data_dir={tiny_data_dir}']
+  common = [f'--config.data.data_dir={tiny_data_dir}', '--config.train.image_every=0']
   for stage, extra in [('tokenizer', []), ('generator', [f'--config.tokenizer_checkpoint={root / "tokenizer"}'])]:
     r = run_cli(
       'tcts_jax.train', f'--config=configs/shapes.py:{stage},tiny', f'--workdir={root / stage}', *common, *extra
