@@ -107,7 +107,8 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
   # The dataset (tcts_jax/data/captioned_shapes.py): its TFDS config and where the TFDS files live.
   c.data = dict(
     name='captioned_shapes',
-    config_name='tiny' if tiny else 'default',
+    # The TFDS config: tiny (512 / 128 records) for tests and the smoke eval, which then starts in seconds.
+    config_name='tiny' if tiny or 'smoke' in variants else 'default',
     data_dir=ml_collections.FieldReference(None, field_type=str),
     image_size=32,
   )

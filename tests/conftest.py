@@ -1,13 +1,29 @@
-"""Shared fixtures. Compilation dominates small tests, so models and jitted functions are built once."""
+"""Shared fixtures. Compilation dominates small tests, so models and jitted functions are built once, and
+the costliest fixtures once per run even when pytest-xdist spreads the files over several workers."""
 
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 
+import filelock
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# One XLA compilation cache for this test run: its processes (xdist workers, every CLI run) compile many of
+# the same programs. Set before JAX starts; inherited by every subprocess; removed when the run ends.
+if 'TCTS_JAX_TEST_XLA_CACHE' not in os.environ:  # the run's first process; xdist workers inherit it
+  os.environ['TCTS_JAX_TEST_XLA_CACHE'] = tempfile.mkdtemp(prefix='tcts_jax_xla_cache_')
+os.environ['JAX_COMPILATION_CACHE_DIR'] = os.environ['TCTS_JAX_TEST_XLA_CACHE']
+os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.2'
+
+
+def pytest_sessionfinish(session):
+  if not hasattr(session.config, 'workerinput'):  # the main process, after the workers are done
+    shutil.rmtree(os.environ['TCTS_JAX_TEST_XLA_CACHE'], ignore_errors=True)
 
 
 @pytest.fixture(scope='session')
@@ -57,23 +73,40 @@ def tiny_data_dir(tmp_path_factory):
   return data_dir
 
 
+def built_once(tmp_path_factory, worker_id: str, name: str, build) -> pathlib.Path:
+  """`build(path)` once per test run: under pytest-xdist the workers share the directory, and the first to
+  take its lock builds it (a file marks it complete) while the others wait for it."""
+  base = tmp_path_factory.getbasetemp()
+  path = (base.parent if worker_id != 'master' else base) / name
+  with filelock.FileLock(f'{path}.lock'):
+    if not (path / '.complete').exists():
+      build(path)
+      (path / '.complete').touch()
+  return path
+
+
 @pytest.fixture(scope='session')
-def tiny_weights(tmp_path_factory, tiny_data_dir):
+def tiny_weights(tmp_path_factory, worker_id):
   """Tiny tokenizer + generator trained for a few steps through the real CLIs, then exported (no image
   summaries: the generator's compiles a whole sampler)."""
-  root = tmp_path_factory.mktemp('tiny_run')
-  common = [f'--config.data.data_dir={tiny_data_dir}', '--config.train.image_every=0']
-  for stage, extra in [('tokenizer', []), ('generator', [f'--config.tokenizer_checkpoint={root / "tokenizer"}'])]:
+
+  def build(root):
+    from tcts_jax.data import shapes_tfds
+
+    shapes_tfds.build('tiny', data_dir=str(root / 'tfds'))
+    common = [f'--config.data.data_dir={root / "tfds"}', '--config.train.image_every=0']
+    for stage, extra in [('tokenizer', []), ('generator', [f'--config.tokenizer_checkpoint={root / "tokenizer"}'])]:
+      r = run_cli(
+        'tcts_jax.train', f'--config=configs/shapes.py:{stage},tiny', f'--workdir={root / stage}', *common, *extra
+      )
+      assert r.returncode == 0, r.stderr[-3000:]
     r = run_cli(
-      'tcts_jax.train', f'--config=configs/shapes.py:{stage},tiny', f'--workdir={root / stage}', *common, *extra
+      'tcts_jax.export',
+      '--config=configs/shapes.py:sample,tiny',
+      f'--tokenizer={root / "tokenizer"}',
+      f'--generator={root / "generator"}',
+      f'--out={root / "weights"}',
     )
     assert r.returncode == 0, r.stderr[-3000:]
-  r = run_cli(
-    'tcts_jax.export',
-    '--config=configs/shapes.py:sample,tiny',
-    f'--tokenizer={root / "tokenizer"}',
-    f'--generator={root / "generator"}',
-    f'--out={root / "weights"}',
-  )
-  assert r.returncode == 0, r.stderr[-3000:]
-  return root / 'weights'
+
+  return built_once(tmp_path_factory, worker_id, 'tiny_run', build) / 'weights'

@@ -1,5 +1,5 @@
 """The image-caption folder dataset (tcts_jax/data/image_folder.py), a second registry entry: reading, splits
-and bad folders; then trained, sampled and evaluated through the real CLIs with configs/image_folder.py."""
+and bad folders. Trained, sampled and evaluated through the real CLIs by tests/test_docs_commands.py."""
 
 import json
 
@@ -9,10 +9,8 @@ import PIL.Image
 import pytest
 
 from tcts_jax.data import get_dataset, pipeline, shapes
-from tests.conftest import REPO, run_cli
+from tests.conftest import run_cli
 from tests.test_cli import assert_one_line_error
-
-CLIP_DIR = REPO / 'tests' / 'fixtures' / 'tiny_clip'
 
 
 def write_folder(root, count=40, size=48, test_every=5):
@@ -121,71 +119,32 @@ def test_captions_csv_works_too(tmp_path):
   assert dataset.num_records('test') >= 5 and dataset.held_out('test', 1).captions[0] == records[0]['caption']
 
 
-def test_train_sample_and_evaluate_a_folder_through_the_clis(folder, tmp_path):
-  """A dataset is one module + one config: the same commands as for captioned shapes, on a user's folder."""
+def test_the_shapes_checker_is_no_metric_of_a_folder(folder, tmp_path):
+  # Metrics are checked before any weights load or images are made. (The folder trained, sampled and
+  # evaluated through the CLIs: tests/test_docs_commands.py runs the documented commands.)
   root, _ = folder
-  work = tmp_path / 'run'
-  common = [f'--config.data.folder={root}', f'--config.data.data_dir={tmp_path / "tfds"}']
-  steps = ['--config.train.num_steps=6', '--config.train.log_every=3', '--config.train.image_every=0']
-  r = run_cli(
-    'tcts_jax.train', '--config=configs/image_folder.py:tokenizer,tiny', f'--workdir={work / "tok"}', *common, *steps
-  )
-  assert r.returncode == 0, r.stderr[-3000:]
-  r = run_cli(
-    'tcts_jax.train',
-    '--config=configs/image_folder.py:generator,tiny',
-    f'--workdir={work / "gen"}',
-    f'--config.tokenizer_checkpoint={work / "tok"}',
-    *common,
-    *steps,
-  )
-  assert r.returncode == 0, r.stderr[-3000:]
-  r = run_cli(
-    'tcts_jax.export',
-    '--config=configs/image_folder.py:sample,tiny',
-    f'--tokenizer={work / "tok"}',
-    f'--generator={work / "gen"}',
-    f'--out={work / "weights"}',
-    *common,
-  )
-  assert r.returncode == 0, r.stderr[-3000:]
-  vocabulary = json.loads((work / 'weights' / 'vocab.json').read_text())
-  assert 'triangle' in vocabulary and 'zebra' not in vocabulary
-  r = run_cli(
-    'tcts_jax.sample',
-    '--config=configs/image_folder.py:sample,tiny',
-    f'--weights={work / "weights"}',
-    '--prompt=a large red circle in the middle',
-    '--num_samples=2',
-    f'--out={work / "grid.png"}',
-    *common,
-  )
-  assert r.returncode == 0, r.stderr[-3000:]
-  assert np.asarray(PIL.Image.open(work / 'grid.png')).ndim == 3
   r = run_cli(
     'tcts_jax.evaluate',
     '--config=configs/image_folder.py:eval,smoke,tiny',
-    f'--weights={work / "weights"}',
-    f'--workdir={work / "eval"}',
-    f'--config.eval.clip_weights={CLIP_DIR}',
-    '--config.eval.num_images=8',
-    "--config.eval.grid=('purity@4',)",
-    '--config.eval.refinement.base=',
-    *common,
-  )
-  assert r.returncode == 0, r.stderr[-3000:]
-  results = json.loads((work / 'eval' / 'results.json').read_text())
-  assert results['benchmark'] == f'image_folder/{root.name}'
-  assert [row['name'] for row in results['rows']] == ['purity@4', 'VQ reconstruction']
-  assert all(row['metrics']['clip_score']['value'] is not None for row in results['rows'])
-  assert 'inception_fid' in results['unavailable'] and 'no "real" reference row' in ' '.join(results['notes'])
-  # The captioned-shapes checker does not apply to a folder: asking for it is a one-line error.
-  r = run_cli(
-    'tcts_jax.evaluate',
-    '--config=configs/image_folder.py:eval,smoke,tiny',
-    f'--weights={work / "weights"}',
-    f'--workdir={work / "eval2"}',
+    f'--weights={tmp_path / "none"}',
+    f'--workdir={tmp_path / "eval"}',
     "--config.eval.metrics=('alignment',)",
-    *common,
+    f'--config.data.folder={root}',
+    f'--config.data.data_dir={tmp_path / "tfds"}',
   )
   assert_one_line_error(r, "unknown metric 'alignment' for dataset 'image_folder'")
+  assert not (tmp_path / 'eval').exists()
+
+
+def test_stages_that_need_ground_truth_refuse_a_folder(folder, tmp_path):
+  from tcts_jax.training.trainer import train_and_evaluate
+  from tcts_jax.utils.config import load_config
+
+  root, _ = folder
+  config = load_config('configs/shapes.py:features,tiny')
+  with config.unlocked():
+    config.data = folder_config(root, tmp_path / 'tfds')
+  with pytest.raises(
+    ValueError, match=r"the features stage needs the ground-truth fields \['objects', 'num_objects'\]"
+  ):
+    train_and_evaluate(config, tmp_path / 'work')

@@ -38,24 +38,21 @@ def test_tokenizer_loss_goes_down_and_resumes(tiny_data_dir, tmp_path):
   assert int(state.step) == 15 and [s for s, _ in history] == [15]
 
 
-def test_generator_loss_goes_down(tiny_data_dir, tmp_path):
-  tok = tiny('tokenizer', tiny_data_dir, num_steps=2, image_every=0)
-  train_and_evaluate(tok, tmp_path / 'tok')
+def test_generator_loss_goes_down(tiny_data_dir, tiny_weights, tmp_path):
   config = tiny('generator', tiny_data_dir, num_steps=30, log_every=10, image_every=0, learning_rate=3e-3)
   with config.unlocked():
-    config.tokenizer_checkpoint = str(tmp_path / 'tok')
+    config.tokenizer_checkpoint = str(tiny_weights)  # an exported weights dir serves as well as a workdir
   state, history = train_and_evaluate(config, tmp_path / 'gen')
   assert history[-1][1]['loss'] < history[0][1]['loss']
   assert np.isfinite(history[-1][1]['masked_accuracy'])
 
 
-def test_training_set_codes_equal_encoding_each_batch(tiny_data_dir, tmp_path):
+def test_training_set_codes_equal_encoding_each_batch(tiny_data_dir, tiny_weights):
   # The generator and selector stages read the codes encoded once; they must be the step's own encoding.
-  tok = tiny('tokenizer', tiny_data_dir, num_steps=2, image_every=0)
-  train_and_evaluate(tok, tmp_path)
+  tok = tiny('tokenizer', tiny_data_dir)
   dataset = get_dataset(tok.data)
   models = build_models(tok, dataset.vocabulary())
-  params = checkpoint.load_part(str(tmp_path), 'tokenizer', abstract_params(models, 32)['tokenizer'])
+  params = checkpoint.load_part(tiny_weights, 'tokenizer', abstract_params(models, 32)['tokenizer'])
   codes = encode_training_set(dataset, models, params, batch_size=24)
   assert codes.shape == (dataset.num_records('train'), models.num_tokens)
   batch = next(pipeline.make_loader(dataset, 'train', 16, seed=3))

@@ -1,7 +1,6 @@
 """The masked generator: image tokens + text -> logits over the codebook at every position."""
 
 import flax.linen as nn
-import jax.numpy as jnp
 
 from tcts_jax.models.layers import Context, TransformerBlock, sown_attention, text_context
 

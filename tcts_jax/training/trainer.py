@@ -67,6 +67,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   dataset = get_dataset(config.data)
   models = build_models(config, dataset.vocabulary())
   stage = make_stage(config, models)
+  require_fields(dataset, stage.needs_fields, f'the {config.stage} stage')
   frozen = stage.frozen()
 
   mesh = Mesh(np.asarray(jax.devices()), ('data',))
