@@ -89,3 +89,30 @@ def test_train_generator_without_tokenizer_checkpoint(tmp_path):
     f'--config.tokenizer_checkpoint={tmp_path / "none"}',
   )
   assert_one_line_error(r, 'no tokenizer weights')
+
+
+def test_commands_run_from_any_directory(tmp_path):
+  """Configs and shipped weights are found from outside the repo root; a missing config is one line; outputs
+  get the normal permissions; a prompt longer than the text encoder reads is cut with one warning line."""
+  import os
+
+  long_prompt = ' and '.join(['a large red circle in the middle'] * 6)  # 47 words
+  r = run_cli('tcts_jax.sample', f'--prompt={long_prompt}', '--num_samples=1', '--out=here.png', cwd=tmp_path)
+  assert r.returncode == 0, r.stderr[-2000:]
+  warnings = [l for l in r.stderr.splitlines() if l.startswith('warning: ')]
+  assert len(warnings) == 1 and '47 words' in warnings[0] and 'last 7 are dropped' in warnings[0], r.stderr[-2000:]
+  umask = os.umask(0)
+  os.umask(umask)
+  assert (tmp_path / 'here.png').stat().st_mode & 0o777 == 0o666 & ~umask
+  r = run_cli(
+    'tcts_jax.sample',
+    '--config=configs/shapes.py',
+    '--prompt=a red circle',
+    '--num_samples=1',
+    '--out=there.png',
+    cwd=tmp_path,
+  )
+  assert r.returncode == 0 and (tmp_path / 'there.png').exists(), r.stderr[-2000:]
+  r = run_cli('tcts_jax.sample', '--config=configs/nope.py', '--prompt=a red circle', '--out=x.png', cwd=tmp_path)
+  assert_one_line_error(r, 'config file not found: configs/nope.py')
+  assert not (tmp_path / 'x.png').exists()
