@@ -162,17 +162,21 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
   )
 
   c.sampler = dict(
-    # A strategy name (tcts_jax.sampling.strategies.STRATEGIES: uniform, purity, random_revoke, persistent,
-    # fas, tcts, tcts_fas, tcts_persistent), a switching preset (u2r, r2u), a per-step schedule
+    # A strategy name (tcts_jax.sampling.strategies.STRATEGIES: uniform, purity, confidence, random_revoke,
+    # persistent, fas, tcts, tcts_fas, tcts_persistent), a switching preset (u2r, r2u), a per-step schedule
     # 'uniform:8,random_revoke:8', or a dotted path to a strategy factory of your own.
     strategy='purity',
     steps=16,
     mask_schedule='cosine',
+    # Tokens kept per step: 'reserve' (ours: room left for every later step) or 'amused' (diffusers' rule).
+    count_rule='reserve',
     persistent_weight=10.0,
     fas_base='random_revoke',
     fas_layer=1,
     fas_threshold=1.0,
     purity_noise=1.0,
+    # `confidence` (aMUSEd's rule): Gumbel noise scaled linearly from the first value to the second.
+    confidence_noise=(2.0, 0.0),
     guidance_scale=3.0,
     guidance_schedule='constant',
     temperature=1.0,

@@ -9,6 +9,7 @@ out.images  # (4, 32, 32, 3) uint8
 import dataclasses
 import functools
 import json
+import os
 import pathlib
 import warnings
 from typing import Optional, Sequence
@@ -60,6 +61,24 @@ class Generation:
   trajectory: Optional[dict]  # per step (T, B, ...) numpy arrays, when asked for
 
 
+def warn_if_truncated(prompts, dropped, max_length: int, unit: str) -> None:
+  """One PromptTruncated warning when prompts have more `unit`s than the text encoder reads (dropped > 0)."""
+  long = [(d, p) for d, p in zip(dropped, prompts) if d > 0]
+  if len(long) == 1:
+    d, p = long[0]
+    message = (
+      f'the prompt "{p[:50]}..." has {max_length + d} {unit}, more than the {max_length} the '
+      f'text encoder reads: its last {d} are dropped'
+    )
+  elif long:
+    message = (
+      f'{len(long)} of {len(prompts)} prompts have more than the {max_length} {unit} the text '
+      f'encoder reads: their last {unit} are dropped (up to {max(dropped)})'
+    )
+  if long:
+    warnings.warn(PromptTruncated(message), stacklevel=3)
+
+
 class TextToImage:
   """A loaded model (config + modules + params) that turns prompts into images."""
 
@@ -78,6 +97,8 @@ class TextToImage:
   ) -> 'TextToImage':
     """`selector`: a selector workdir or weights dir overriding (or adding) the weights dir's selector."""
     config = config if config is not None else load_config()
+    if config.get('model') == 'amused':
+      return AmusedTextToImage.load(config, weights, selector)
     if not (weights or config.weights):
       raise ValueError('no weights: the config has no `weights` dir; give --weights=DIR (what export wrote)')
     weights_dir = resolve_path(weights or config.weights)
@@ -103,20 +124,7 @@ class TextToImage:
         raise ValueError('empty prompt')
     words = self.models.word_tokenizer
     dropped = [len(words.split(p)) - words.max_length for p in prompts]
-    long = [(d, p) for d, p in zip(dropped, prompts) if d > 0]
-    if len(long) == 1:
-      d, p = long[0]
-      message = (
-        f'the prompt "{p[:50]}..." has {words.max_length + d} words, more than the {words.max_length} the '
-        f'text encoder reads: its last {d} are dropped'
-      )
-    elif long:
-      message = (
-        f'{len(long)} of {len(prompts)} prompts have more than the {words.max_length} words the text '
-        f'encoder reads: their last words are dropped (up to {max(dropped)})'
-      )
-    if long:
-      warnings.warn(PromptTruncated(message), stacklevel=2)
+    warn_if_truncated(prompts, dropped, words.max_length, 'words')
     return words.encode_batch(prompts, strict=strict)
 
   def tokenize_images(self, images) -> np.ndarray:
@@ -159,3 +167,35 @@ class TextToImage:
     out = self.sampler(trajectory, **sampler_overrides)(self.params, ids, jax.random.key(seed), negative)
     traj = jax.tree.map(np.asarray, out.trajectory) if trajectory else None
     return Generation(expanded, to_uint8(out.images), np.asarray(out.tokens), traj)
+
+
+class AmusedTextToImage(TextToImage):
+  """An aMUSEd checkpoint (configs/amused.py; tcts_jax/models/amused/) behind the same API: `generate`,
+  `sampler`, `encode_prompts`, `tokenize_images`, `decode_tokens`. `models` is the loaded `Amused`."""
+
+  @classmethod
+  def load(cls, config, weights=None, selector=None) -> 'AmusedTextToImage':
+    from tcts_jax.models.amused.pipeline import load_amused
+
+    if selector is not None:
+      raise ValueError('no TCTS selector can be loaded for aMUSEd yet (the selector stage trains on our generator)')
+    directory = weights or config.weights
+    if not directory:
+      raise ValueError('no aMUSEd weights: give --config.weights=DIR, a diffusers aMUSEd directory (configs/amused.py)')
+    amused = load_amused(resolve_path(os.path.expanduser(directory)), config.dtype, config.micro_conditioning)
+    return cls(config, amused, amused.params)
+
+  def encode_prompts(self, prompts: Sequence[str]) -> np.ndarray:
+    """(B, 77) CLIP ids, padded and cut as the pipeline does; a cut prompt warns (PromptTruncated)."""
+    warn_if_truncated(prompts, self.models.tokens_dropped(prompts), self.models.max_length, 'tokens')
+    return self.models.encode_prompts(prompts)
+
+  def tokenize_images(self, images) -> np.ndarray:
+    images = np.asarray(images)
+    size = self.models.image_size
+    if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
+      raise ValueError(f'expected uint8 images of shape (B, {size}, {size}, 3), got {images.dtype} {images.shape}')
+    return self.models.tokenize_images(images)
+
+  def decode_tokens(self, tokens) -> np.ndarray:
+    return to_uint8(jax.jit(self.model.decode)(self.params, jnp.asarray(tokens, jnp.int32)))

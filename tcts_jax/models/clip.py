@@ -163,6 +163,8 @@ class _EncoderLayer(nn.Module):
 
 
 def _encoder(cfg, x, mask):
+  """The encoder layers; returns the output of every layer (the last one is the encoder's output)."""
+  outputs = []
   for i in range(cfg.num_hidden_layers):
     x = _EncoderLayer(
       cfg.hidden_size,
@@ -172,29 +174,40 @@ def _encoder(cfg, x, mask):
       cfg.layer_norm_eps,
       name=f'layers_{i}',
     )(x, mask)
-  return x
+    outputs.append(x)
+  return outputs
 
 
 class CLIPTextTower(nn.Module):
-  """input_ids (B, T) int -> projected text embeddings (B, projection_dim)."""
+  """input_ids (B, T) int -> projected text embeddings (B, projection_dim).
+
+  With `hidden_states=True`: a dict of `text_embeds` (the same projection), `last_hidden_state` (after the
+  final layer norm, HF's `last_hidden_state`) and `penultimate` (the second-to-last layer's output, no
+  final norm: HF's `hidden_states[-2]`, what aMUSEd and Stable Diffusion 2 condition on).
+  """
 
   config: CLIPTextConfig
 
   @nn.compact
-  def __call__(self, input_ids):
+  def __call__(self, input_ids, hidden_states: bool = False):
     c = self.config
     t = input_ids.shape[-1]
     x = nn.Embed(c.vocab_size, c.hidden_size, name='token_embedding')(input_ids)
     pos = self.param('position_embedding', nn.initializers.normal(0.01), (c.max_position_embeddings, c.hidden_size))
     x = x + pos[:t]
     causal = jnp.tril(jnp.ones((t, t), bool))[None, None]
-    x = _ln(c.layer_norm_eps, 'final_layer_norm')(_encoder(c, x, causal))
+    layers = _encoder(c, x, causal)
+    x = _ln(c.layer_norm_eps, 'final_layer_norm')(layers[-1])
     if c.eos_token_id == 2:  # legacy configs: EOS is the largest id (transformers does the same)
       idx = jnp.argmax(input_ids, axis=-1)
     else:
       idx = jnp.argmax((input_ids == c.eos_token_id).astype(jnp.int32), axis=-1)
     pooled = jnp.take_along_axis(x, idx[:, None, None], axis=1)[:, 0]
-    return nn.Dense(c.projection_dim, use_bias=False, name='text_projection')(pooled)
+    text_embeds = nn.Dense(c.projection_dim, use_bias=False, name='text_projection')(pooled)
+    if not hidden_states:
+      return text_embeds
+    penultimate = layers[-2] if len(layers) > 1 else x
+    return dict(text_embeds=text_embeds, last_hidden_state=x, penultimate=penultimate)
 
 
 class CLIPVisionTower(nn.Module):
@@ -217,7 +230,7 @@ class CLIPVisionTower(nn.Module):
     x = jnp.concatenate([jnp.broadcast_to(cls.astype(x.dtype), (b, 1, c.hidden_size)), x], axis=1)
     pos = self.param('position_embedding', nn.initializers.normal(0.01), ((c.image_size // p) ** 2 + 1, c.hidden_size))
     x = _ln(c.layer_norm_eps, 'pre_layrnorm')(x + pos)
-    x = _encoder(c, x, None)
+    x = _encoder(c, x, None)[-1]
     pooled = _ln(c.layer_norm_eps, 'post_layernorm')(x[:, 0])
     return nn.Dense(c.projection_dim, use_bias=False, name='visual_projection')(pooled)
 

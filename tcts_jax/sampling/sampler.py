@@ -123,9 +123,12 @@ class Sampler:
     self.strategies = tuple(strat.make_strategy(n, cfg) for n in unique)
     index = np.array([unique.index(n) for n in names], np.int32)
     progress = np.arange(1, cfg.steps + 1) / cfg.steps
-    noise = np.array([self.strategies[i].noise_scale(p) for i, p in zip(index, progress)], np.float32)
+    noise_per_strategy = [np.broadcast_to(s.noise_scale(progress), progress.shape) for s in self.strategies]
+    noise = np.array([noise_per_strategy[i][t] for t, i in enumerate(index)], np.float32)
     revocable = np.array([self.strategies[i].revocable for i in index])
-    keep_counts = schedules.keep_counts(cfg.steps, model.num_tokens, cfg.mask_schedule)
+    keep_counts = schedules.keep_counts(
+      cfg.steps, model.num_tokens, cfg.mask_schedule, cfg.get('count_rule', 'reserve')
+    )
     self.schedules = Schedules(
       keep_counts=keep_counts,
       guidance=schedules.guidance_scales(cfg.steps, cfg.guidance_scale, cfg.guidance_schedule),
@@ -238,6 +241,7 @@ def validate(cfg, model: MaskedGenerator, selector: Optional[TokenSelector] = No
     raise ValueError(f'guidance_scale must be >= 0, got {cfg.guidance_scale}')
   schedules.guidance_scales(cfg.steps, cfg.guidance_scale, cfg.guidance_schedule)
   schedules.mask_ratio(0.0, cfg.mask_schedule)
+  schedules.keep_counts(cfg.steps, n, cfg.mask_schedule, cfg.get('count_rule', 'reserve'))
   if cfg.temperature <= 0:
     raise ValueError(f'temperature must be > 0, got {cfg.temperature}')
   if not 0 <= cfg.top_k <= model.codebook_size:

@@ -5,6 +5,7 @@ import numpy as np
 
 GUIDANCE_SCHEDULES = ('constant', 'linear', 'cosine')
 MASK_SCHEDULES = ('cosine', 'linear')
+COUNT_RULES = ('reserve', 'amused')
 
 
 def mask_ratio(progress, schedule: str = 'cosine'):
@@ -21,16 +22,43 @@ def mask_ratio(progress, schedule: str = 'cosine'):
   raise ValueError(f'unknown mask schedule {schedule!r}; expected one of {MASK_SCHEDULES}')
 
 
-def keep_counts(steps: int, num_tokens: int, schedule: str = 'cosine') -> np.ndarray:
-  """k_t: tokens kept after step t = 0..steps-1; strictly increasing, k_{T-1} = num_tokens."""
+def keep_counts(steps: int, num_tokens: int, schedule: str = 'cosine', rule: str = 'reserve') -> np.ndarray:
+  """k_t: tokens kept after step t = 0..steps-1; strictly increasing, k_{T-1} = num_tokens.
+
+  rule 'reserve' (ours): N - floor(N r_t), at least one new token per step and room left for every later
+  step. 'amused': exactly diffusers' `AmusedScheduler` (float32 arithmetic, at least one new token per step
+  and at least one still masked before the last step; the last step unmasks the rest).
+  """
   if not 1 <= steps <= num_tokens:
     raise ValueError(f'steps must be in [1, {num_tokens}] (the number of tokens), got {steps}')
+  if rule == 'amused':
+    return _amused_keep_counts(steps, num_tokens, schedule)
+  if rule != 'reserve':
+    raise ValueError(f'unknown count rule {rule!r}; expected one of {COUNT_RULES}')
   t = np.arange(1, steps + 1) / steps
   k = num_tokens - np.floor(num_tokens * np.asarray(mask_ratio(t, schedule), np.float64) + 1e-6).astype(np.int64)
   # At least one new token per step, and room left for the steps after.
   k = np.maximum(k, np.arange(1, steps + 1))
   k = np.minimum(k, num_tokens - np.arange(steps - 1, -1, -1))
   return np.maximum.accumulate(k).astype(np.int32)
+
+
+def _amused_keep_counts(steps: int, num_tokens: int, schedule: str) -> np.ndarray:
+  f32 = np.float32
+  kept, counts = 0, []
+  for t in range(steps - 1):
+    ratio = f32(t + 1) / f32(steps)
+    if schedule == 'cosine':
+      masked_fraction = np.cos(ratio * f32(np.pi) / f32(2))
+    elif schedule == 'linear':
+      masked_fraction = f32(1) - ratio
+    else:
+      raise ValueError(f'unknown mask schedule {schedule!r}; expected one of {MASK_SCHEDULES}')
+    masked = int(np.floor(f32(num_tokens) * masked_fraction))
+    masked = max(1, min(num_tokens - kept - 1, masked))
+    kept = num_tokens - masked
+    counts.append(kept)
+  return np.array(counts + [num_tokens], np.int32)
 
 
 def guidance_scales(steps: int, scale: float, schedule: str = 'constant') -> np.ndarray:

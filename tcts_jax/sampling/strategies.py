@@ -34,7 +34,8 @@ class Strategy:
   name: str
   revocable: bool
   keep_logits: Callable[[StepInputs], jnp.ndarray]
-  # Gumbel noise scale at progress p = (t + 1) / T; 1 everywhere means exact weighted sampling.
+  # Gumbel noise scale of every step, from the (T,) progress p_t = (t + 1) / T of all steps; 1 everywhere
+  # means exact weighted sampling.
   noise_scale: Callable[[np.ndarray], np.ndarray] = lambda p: np.ones_like(p)
   # What the sampler must compute for it (static): the selector score, the FAS frequency map.
   needs_selector: bool = False
@@ -52,6 +53,17 @@ def uniform() -> Strategy:
 def purity(noise: float = 1.0) -> Strategy:
   """MaskGIT confidence: keep the most probable sampled tokens, Gumbel noise annealed tau * (1 - t/T)."""
   return Strategy('purity', False, lambda s: _always_keep_visible(s, s.logp), lambda p: noise * (1.0 - p))
+
+
+def confidence(noise_start: float = 2.0, noise_end: float = 0.0) -> Strategy:
+  """aMUSEd's rule (diffusers `AmusedScheduler`): keep the most probable sampled tokens, Gumbel noise scaled
+  linearly from `noise_start` at the first step to `noise_end` at the last (its `temperature=(2, 0)`)."""
+  return Strategy(
+    'confidence',
+    False,
+    lambda s: _always_keep_visible(s, s.logp),
+    lambda p: np.linspace(noise_start, noise_end, len(p)),
+  )
 
 
 def random_revoke() -> Strategy:
@@ -116,6 +128,7 @@ def _tcts(cfg) -> Strategy:
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
   'uniform': lambda cfg: uniform(),
   'purity': lambda cfg: purity(cfg.purity_noise),
+  'confidence': lambda cfg: confidence(*cfg.get('confidence_noise', (2.0, 0.0))),
   'random_revoke': lambda cfg: random_revoke(),
   'persistent': lambda cfg: persistent(cfg.persistent_weight),
   'fas': lambda cfg: fas(_fas_base(cfg), cfg.persistent_weight),

@@ -1,0 +1,128 @@
+"""aMUSEd behind our API and sampler, on the tiny random diffusers checkpoint tests/fixtures/tiny_amused: every
+strategy runs, the sample CLI works, and bad checkpoints fail with one line."""
+
+import shutil
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+from tcts_jax.api import PromptTruncated, TextToImage
+from tcts_jax.sampling.strategies import STRATEGIES, make_strategy
+from tcts_jax.utils.config import load_config
+from tests.conftest import REPO, run_cli
+
+FIXTURE = REPO / 'tests/fixtures/tiny_amused'
+TINY = '--config=configs/amused.py:tiny'
+REFERENCE = np.load(REPO / 'tests/fixtures/tiny_amused_reference.npz')
+
+
+@pytest.fixture(scope='module')
+def t2i():
+  return TextToImage.load(load_config('configs/amused.py:tiny'))
+
+
+def test_the_text_state_is_the_pipelines_conditioning(t2i):
+  """Prompts encode as the pipeline encodes them (same CLIP ids), and the negative half is the empty prompt."""
+  prompts = [str(p) for p in REFERENCE['text_prompts']]
+  np.testing.assert_array_equal(t2i.encode_prompts(prompts), REFERENCE['text_input_ids'])
+  model = t2i.model
+  ids = t2i.encode_prompts(prompts[:1])
+  with_empty = model.encode_text(t2i.params, ids, None)
+  explicit = model.encode_text(t2i.params, ids, t2i.encode_prompts(['']))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), with_empty, explicit)
+
+
+NO_SELECTOR = [
+  n for n in STRATEGIES if not make_strategy(n, load_config('configs/amused.py:tiny').sampler).needs_selector
+]
+
+
+@pytest.mark.parametrize('strategy', [*NO_SELECTOR, 'u2r'])
+def test_every_strategy_samples_aMUSEd(t2i, strategy):
+  out = t2i.generate(['a red circle left of a blue square'], num_samples=2, strategy=strategy, steps=6, trajectory=True)
+  assert out.images.shape == (2, 32, 32, 3) and out.images.dtype == np.uint8
+  assert out.tokens.min() >= 0 and out.tokens.max() < 64  # codebook ids only, no [MASK] left
+  kept = out.trajectory['kept'].sum(-1)
+  np.testing.assert_array_equal(kept[:, 0], t2i.sampler(strategy=strategy, steps=6).schedules.keep_counts)
+
+
+def test_strategies_that_need_a_selector_say_so(t2i):
+  with pytest.raises(ValueError, match='needs a TCTS selector'):
+    t2i.generate(['a red circle'], strategy='tcts_fas')
+
+
+def test_a_prompt_longer_than_clip_reads_is_cut_with_a_warning(t2i):
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    ids = t2i.encode_prompts(['a red ' * 60])
+  assert ids.shape == (1, 77)
+  assert [str(w.message) for w in caught if w.category is PromptTruncated] == [
+    'the prompt "a red a red a red a red a red a red a red a red a ..." has 122 tokens, more than the 77 the '
+    'text encoder reads: its last 45 are dropped'
+  ]
+
+
+def test_images_round_trip_through_the_vqgan(t2i):
+  tokens = t2i.tokenize_images((REFERENCE['vq_images'].transpose(0, 2, 3, 1) * 255).round().astype(np.uint8))
+  assert tokens.shape == (2, 64)
+  np.testing.assert_array_equal(t2i.decode_tokens(REFERENCE['vq_indices']).shape, (2, 32, 32, 3))
+
+
+def test_sample_cli_on_the_fixture(tmp_path):
+  r = run_cli(
+    'tcts_jax.sample',
+    TINY,
+    '--prompt=a red circle',
+    '--num_samples=2',
+    '--config.sampler.strategy=fas',
+    '--trajectory',
+    f'--out={tmp_path}/grid.png',
+    cwd=tmp_path,
+  )
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert (tmp_path / 'grid.png').is_file() and (tmp_path / 'grid_trajectory_0.png').is_file()
+
+
+def broken_copy(tmp_path, edit):
+  target = tmp_path / 'amused'
+  shutil.copytree(FIXTURE, target)
+  edit(target)
+  return target
+
+
+@pytest.mark.parametrize(
+  'edit, fragment',
+  [
+    (lambda d: shutil.rmtree(d / 'vqvae'), 'is not a diffusers aMUSEd checkpoint: no vqvae/'),
+    (lambda d: shutil.rmtree(d / 'tokenizer') or (d / 'tokenizer').mkdir(), 'no CLIP tokenizer in'),
+    (
+      lambda d: (d / 'transformer/config.json').write_text(
+        (d / 'transformer/config.json').read_text().replace('"num_hidden_layers": 2', '"num_hidden_layers": 3')
+      ),
+      'missing: transformer_layers_2',
+    ),
+    (
+      lambda d: [p.unlink() for p in (d / 'vqvae').glob('*.safetensors')] and (d / 'vqvae/model.bin').write_bytes(b''),
+      'pickled weights are never loaded',
+    ),
+  ],
+  ids=['no-vqvae', 'no-tokenizer', 'config-mismatch', 'pickle-only'],
+)
+def test_bad_checkpoints_are_one_line_errors(tmp_path, edit, fragment):
+  directory = broken_copy(tmp_path, edit)
+  r = run_cli(
+    'tcts_jax.sample', TINY, f'--config.weights={directory}', '--prompt=a red circle', '--out=x.png', cwd=tmp_path
+  )
+  errors = [line for line in r.stderr.splitlines() if line.startswith('error: ')]
+  assert r.returncode == 2 and len(errors) == 1 and fragment in errors[0], r.stderr[-2000:]
+  assert not (tmp_path / 'x.png').exists()
+
+
+def test_bad_dtype_is_refused():
+  config = load_config('configs/amused.py:tiny')
+  with config.unlocked():
+    config.dtype = 'float8'
+  with pytest.raises(ValueError, match="dtype must be one of \\('float32', 'bfloat16'\\), got 'float8'"):
+    TextToImage.load(config)
