@@ -14,6 +14,16 @@ cosine schedule with its count rule, guidance 10, the empty negative prompt, mic
 for checking that things run:
 
   python -m tcts_jax.sample --config=configs/amused.py:tiny --prompt="a red circle" --out=amused_tiny.png
+
+A TCTS selector for it (tcts_jax/training/external.py) trains on the frozen aMUSEd and any captioned dataset,
+e.g. a folder of your images (tcts_jax/data/image_folder.py) at the checkpoint's image size; then every
+strategy runs, tcts_fas included:
+
+  python -m tcts_jax.data.image_folder --folder=FOLDER --image_size=256
+  python -m tcts_jax.train --config=configs/amused.py:256,selector --config.weights=~/amused-256 \
+      --config.data.folder=FOLDER --workdir=workdirs/amused/selector
+  python -m tcts_jax.sample --config=configs/amused.py:256 --config.weights=~/amused-256 \
+      --config.selector_weights=workdirs/amused/selector --config.sampler.strategy=tcts_fas --prompt="a red bicycle"
 """
 
 import ml_collections
@@ -26,14 +36,34 @@ VARIANTS = {
   '512': (None, 512),
   'tiny': ('tests/fixtures/tiny_amused', 32),
 }
+STAGES = ('sample', 'selector')
+# The TCTS selector per variant: 256 / 1024 tokens over 8192 codes, cross-attending to CLIP's 768-wide states.
+SELECTOR_SIZES = {
+  '256': dict(width=512, num_layers=4, num_heads=8),
+  '512': dict(width=512, num_layers=4, num_heads=8),
+  'tiny': dict(width=32, num_layers=1, num_heads=2),
+}
+SELECTOR_TRAIN = {
+  '256': dict(batch_size=64, num_steps=20_000, learning_rate=3e-4, warmup_steps=1000, image_every=2000),
+  '512': dict(batch_size=32, num_steps=20_000, learning_rate=3e-4, warmup_steps=1000, image_every=2000),
+  'tiny': dict(batch_size=8, num_steps=6, warmup_steps=2, log_every=2, image_every=6, checkpoint_every=3),
+}
 
 
 def get_config(arg: str = '256') -> ml_collections.ConfigDict:
-  if arg not in VARIANTS:
-    raise ValueError(f'unknown aMUSEd variant {arg!r}; expected one of {tuple(VARIANTS)}')
-  weights, image_size = VARIANTS[arg]
+  """`arg` is '<variant>' or '<variant>,selector' (the selector stage)."""
+  variant, _, stage = arg.partition(',')
+  stage = stage or 'sample'
+  if variant not in VARIANTS:
+    raise ValueError(f'unknown aMUSEd variant {variant!r}; expected one of {tuple(VARIANTS)}')
+  if stage not in STAGES:
+    raise ValueError(f'unknown aMUSEd stage {stage!r}; expected one of {STAGES}')
+  weights, image_size = VARIANTS[variant]
+  shapes = load_config(f'{REPO_ROOT}/configs/shapes.py:selector')
   c = ml_collections.ConfigDict()
   c.model = 'amused'
+  c.stage = stage
+  c.seed = 0
   # A diffusers aMUSEd directory (transformer/, vqvae/, text_encoder/, tokenizer/, scheduler/).
   c.weights = ml_collections.FieldReference(weights, field_type=str)
   c.dtype = 'float32'  # or 'bfloat16': params and activations
@@ -43,7 +73,27 @@ def get_config(arg: str = '256') -> ml_collections.ConfigDict:
     crop_coord=(0, 0),
     aesthetic_score=6,
   )
-  c.sampler = load_config(f'{REPO_ROOT}/configs/shapes.py:sample').sampler
+  # The TCTS selector (training/external.py) and where the sampler finds its weights (a workdir or weights dir).
+  c.selector = dict(
+    **SELECTOR_SIZES[variant],
+    mlp_ratio=4,
+    label='corrupted',
+    caption_dropout=0.1,
+    # The generator's training corruption (uniform replacement of visible tokens) and CFG scale for x̂.
+    corrupt_prob=0.1,
+    generator_guidance=9.0,
+  )
+  c.selector_weights = ml_collections.FieldReference(None, field_type=str)
+  # What the selector trains on: any registered captioned dataset at the checkpoint's image size.
+  c.data = dict(
+    name='image_folder',
+    folder=ml_collections.FieldReference(None, field_type=str),
+    test_fraction=0.1,
+    data_dir=ml_collections.FieldReference(None, field_type=str),
+    image_size=image_size,
+  )
+  c.train = dict(shapes.train.to_dict(), **SELECTOR_TRAIN[variant])
+  c.sampler = shapes.sampler
   c.sampler.update(
     dict(
       strategy='confidence',
@@ -54,7 +104,7 @@ def get_config(arg: str = '256') -> ml_collections.ConfigDict:
       # Ours is c + g (c - u); the pipeline's u + 10 (c - u) is g = 9.
       guidance_scale=9.0,
       # FAS reads this transformer layer's self-attention (amused-256 has 22).
-      fas_layer=1 if arg == 'tiny' else 11,
+      fas_layer=1 if variant == 'tiny' else 11,
     )
   )
   c.lock()

@@ -9,7 +9,6 @@ out.images  # (4, 32, 32, 3) uint8
 import dataclasses
 import functools
 import json
-import os
 import pathlib
 import warnings
 from typing import Optional, Sequence
@@ -177,12 +176,26 @@ class AmusedTextToImage(TextToImage):
   def load(cls, config, weights=None, selector=None) -> 'AmusedTextToImage':
     from tcts_jax.models.amused.pipeline import load_amused
 
-    if selector is not None:
-      raise ValueError('no TCTS selector can be loaded for aMUSEd yet (the selector stage trains on our generator)')
+    from tcts_jax.training.external import amused_selector
+
     directory = weights or config.weights
     if not directory:
       raise ValueError('no aMUSEd weights: give --config.weights=DIR, a diffusers aMUSEd directory (configs/amused.py)')
-    amused = load_amused(resolve_path(os.path.expanduser(directory)), config.dtype, config.micro_conditioning)
+    amused = load_amused(directory, config.dtype, config.micro_conditioning)
+    selector = selector or config.get('selector_weights')
+    if selector:  # a selector trained on this checkpoint (configs/amused.py:*,selector)
+      module = amused_selector(config, amused)
+      example = jax.eval_shape(
+        lambda: module.init(
+          jax.random.key(0),
+          jnp.zeros((1, amused.num_tokens), jnp.int32),
+          jnp.zeros(1),
+          jnp.zeros((1, amused.max_length, amused.text_tower.config.hidden_size)),
+          jnp.ones((1, amused.max_length), bool),
+          jnp.zeros(1, bool),
+        )['params']
+      )
+      amused = amused.with_selector(module, checkpoint.load_part(resolve_path(selector), 'selector', example))
     return cls(config, amused, amused.params)
 
   def encode_prompts(self, prompts: Sequence[str]) -> np.ndarray:

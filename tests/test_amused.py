@@ -126,3 +126,44 @@ def test_bad_dtype_is_refused():
     config.dtype = 'float8'
   with pytest.raises(ValueError, match="dtype must be one of \\('float32', 'bfloat16'\\), got 'float8'"):
     TextToImage.load(config)
+
+
+def test_a_selector_trains_on_the_frozen_aMUSEd_and_tcts_fas_samples_with_it(tmp_path):
+  """The selector stage on an external generator, end to end through the CLIs: a tiny image-caption folder at
+  the checkpoint's 32 px, TFDS data, 6 selector steps on the frozen fixture, then tcts_fas with that selector."""
+  import json
+
+  import PIL.Image
+
+  from tcts_jax.data import shapes
+
+  folder = tmp_path / 'folder'
+  folder.mkdir()
+  lines = []
+  for i in range(20):
+    example = shapes.make_example(7, i)
+    PIL.Image.fromarray(example['image']).save(folder / f'{i}.png')
+    lines.append(json.dumps({'file_name': f'{i}.png', 'caption': example['caption']}))
+  (folder / 'captions.jsonl').write_text('\n'.join(lines) + '\n')
+  data = f'--config.data.data_dir={tmp_path}/tfds'
+  r = run_cli('tcts_jax.data.image_folder', f'--folder={folder}', '--image_size=32', f'--data_dir={tmp_path}/tfds')
+  assert r.returncode == 0, r.stderr[-2000:]
+  workdir = tmp_path / 'selector'
+  r = run_cli(
+    'tcts_jax.train', f'{TINY},selector', f'--config.data.folder={folder}', data, f'--workdir={workdir}', cwd=tmp_path
+  )
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert 'auroc' in r.stdout and (workdir / 'checkpoints').is_dir()
+  r = run_cli(
+    'tcts_jax.sample',
+    TINY,
+    f'--config.selector_weights={workdir}',
+    '--config.sampler.strategy=tcts_fas',
+    '--prompt=a red circle',
+    '--num_samples=2',
+    '--trajectory',
+    '--out=tcts.png',
+    cwd=tmp_path,
+  )
+  assert r.returncode == 0, r.stderr[-2000:]
+  assert (tmp_path / 'tcts.png').is_file() and (tmp_path / 'tcts_trajectory_0.png').is_file()

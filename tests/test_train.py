@@ -53,7 +53,9 @@ def test_training_set_codes_equal_encoding_each_batch(tiny_data_dir, tiny_weight
   dataset = get_dataset(tok.data)
   models = build_models(tok, dataset.vocabulary())
   params = checkpoint.load_part(tiny_weights, 'tokenizer', abstract_params(models, 32)['tokenizer'])
-  codes = encode_training_set(dataset, models, params, batch_size=24)
+  codes = encode_training_set(
+    dataset, lambda images: image_tokens(models, params, images), models.num_tokens, batch_size=24
+  )
   assert codes.shape == (dataset.num_records('train'), models.num_tokens)
   batch = next(pipeline.make_loader(dataset, 'train', 16, seed=3))
   np.testing.assert_array_equal(codes[batch['index']], image_tokens(models, params, batch['image']))

@@ -2,15 +2,25 @@
 
 A stage owns its trainable params (a dict keyed by model part), its frozen inputs, its loss and the
 pictures it logs. The trainer (trainer.py) supplies everything else: data, mesh, optimiser, checkpoints.
-Class attributes say what a stage reads: `needs_text` (caption ids), `needs_codes` (the training set's
-image codes, encoded once by the trainer) and `needs_fields` (dataset ground truth beyond the caption).
+Class attributes say what a stage reads: `needs_text` (caption ids, from `tokenize(caption)`), `needs_codes`
+(the training set's image codes, encoded once by the trainer with `encode_images(frozen, images)`) and
+`needs_fields` (dataset ground truth beyond the caption). `stage_for(config, dataset)` picks the stage: on our
+models, or on a frozen generator that is not ours (training/external.py).
 """
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from tcts_jax.models import Models, abstract_params, image_tokens, images_to_model, init_selector, model_to_images
+from tcts_jax.models import (
+  Models,
+  abstract_params,
+  build_models,
+  image_tokens,
+  images_to_model,
+  init_selector,
+  model_to_images,
+)
 from tcts_jax.models import features as feature_net
 from tcts_jax.sampling.select import sample_categorical
 from tcts_jax.training.corruption import corrupt
@@ -48,16 +58,30 @@ def smoothed_cross_entropy(logits, labels, smoothing: float):
   return (1.0 - smoothing) * nll - smoothing * jnp.mean(log_p, axis=-1)
 
 
-class TokenizerStage:
+class OurModelStage:
+  """What every stage of our own models shares: caption ids from the word tokenizer, codes from our VQ."""
+
+  def __init__(self, config, models: Models):
+    self.config, self.models = config, models
+
+  @property
+  def num_tokens(self) -> int:
+    return self.models.num_tokens
+
+  def tokenize(self, caption: str):
+    return self.models.word_tokenizer.encode(caption)
+
+  def encode_images(self, frozen, images):
+    return image_tokens(self.models, frozen['tokenizer'], images)
+
+
+class TokenizerStage(OurModelStage):
   """VQ tokenizer: edge-weighted L1 + L2 reconstruction + VQ losses."""
 
   parts = ('tokenizer',)
   needs_text = False
   needs_codes = False
   needs_fields = ()
-
-  def __init__(self, config, models: Models):
-    self.config, self.models = config, models
 
   def frozen(self):
     return {}
@@ -85,16 +109,13 @@ class TokenizerStage:
     return image_grid([model_to_images(x), model_to_images(recon)])
 
 
-class GeneratorStage:
+class GeneratorStage(OurModelStage):
   """Text encoder + masked generator on frozen tokenizer codes (docs/design.md §2.4 training corruption)."""
 
   parts = ('text', 'generator')
   needs_text = True
   needs_codes = True
   needs_fields = ()
-
-  def __init__(self, config, models: Models):
-    self.config, self.models = config, models
 
   def frozen(self):
     if not self.config.tokenizer_checkpoint:
@@ -224,7 +245,7 @@ def load_frozen_generator(config, models: Models) -> dict:
 SELECTOR_LABELS = ('corrupted', 'mismatch')
 
 
-class SelectorStage:
+class SelectorStage(OurModelStage):
   """TCTS selector on the frozen tokenizer, text encoder and generator (docs/design.md §4): BCE per position."""
 
   parts = ('selector',)
@@ -298,7 +319,7 @@ class SelectorStage:
     )
 
 
-class FeaturesStage:
+class FeaturesStage(OurModelStage):
   """The FID-shapes feature network (models/features.py): per-cell attribute classes + pooled-image regression."""
 
   parts = ('features',)
@@ -307,8 +328,8 @@ class FeaturesStage:
   needs_fields = ('objects', 'num_objects')
 
   def __init__(self, config, models: Models):
-    del models  # the feature network is independent of the text-to-image model
-    self.config, self.net = config, feature_net.build_feature_net(config)
+    super().__init__(config, models)  # the feature network itself is independent of the text-to-image model
+    self.net = feature_net.build_feature_net(config)
 
   def frozen(self):
     return {}
@@ -349,3 +370,13 @@ def make_stage(config, models: Models):
   if config.stage not in STAGES:
     raise ValueError(f'stage {config.stage!r} cannot be trained; expected one of {sorted(STAGES)}')
   return STAGES[config.stage](config, models)
+
+
+def stage_for(config, dataset):
+  """The stage `config` trains: one of ours, or with `config.model == 'amused'` the selector on that frozen
+  generator."""
+  if config.get('model') == 'amused':
+    from tcts_jax.training.external import AmusedSelectorStage  # pylint: disable=import-outside-toplevel
+
+    return AmusedSelectorStage(config)
+  return make_stage(config, build_models(config, dataset.vocabulary()))

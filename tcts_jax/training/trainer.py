@@ -20,8 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from tcts_jax.data import Dataset, get_dataset, pipeline, require_fields
-from tcts_jax.models import build_models, image_tokens
-from tcts_jax.training.stages import make_stage
+from tcts_jax.training.stages import stage_for
 from tcts_jax.utils import checkpoint
 
 
@@ -39,17 +38,18 @@ def train_step(stage, state, frozen, batch, rng):
   return state.apply_gradients(grads=grads), metrics
 
 
-def encode_training_set(dataset: Dataset, models, tokenizer_params, batch_size: int = 256) -> np.ndarray:
-  """(records, N) int32 codes of this process's training records through the frozen tokenizer.
+def encode_training_set(dataset: Dataset, encode, num_tokens: int, batch_size: int = 256) -> np.ndarray:
+  """(records, N) int32 codes of this process's training records; `encode(images uint8) -> (B, N)` is the
+  frozen VQ of the stage (jitted here).
 
   The generator and selector stages see each image several times (the generator ~5 epochs); encoding it
   once here instead of in every step takes ~7% off their steps. Other processes' rows stay 0.
   """
   loader = pipeline.make_loader(dataset, 'train', batch_size, shuffle=False, num_epochs=1, drop_remainder=False)
-  encode = jax.jit(image_tokens, static_argnums=0)
-  codes = np.zeros((dataset.num_records('train'), models.num_tokens), np.int32)
+  encode = jax.jit(encode)
+  codes = np.zeros((dataset.num_records('train'), num_tokens), np.int32)
   for batch in loader:
-    codes[batch['index']] = np.asarray(encode(models, tokenizer_params, batch['image']))
+    codes[batch['index']] = np.asarray(encode(batch['image']))
   return codes
 
 
@@ -65,8 +65,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   """Trains `config.stage` in `workdir`; returns the final state and the logged [(step, metric means)]."""
   workdir = _check_workdir(workdir)
   dataset = get_dataset(config.data)
-  models = build_models(config, dataset.vocabulary())
-  stage = make_stage(config, models)
+  stage = stage_for(config, dataset)
   require_fields(dataset, stage.needs_fields, f'the {config.stage} stage')
   frozen = stage.frozen()
 
@@ -80,13 +79,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
     'train',
     cfg.batch_size // jax.process_count(),
     seed=config.seed,
-    tokenize=models.word_tokenizer.encode if stage.needs_text else None,
+    tokenize=stage.tokenize if stage.needs_text else None,
   )
 
   codes = None
   if stage.needs_codes:
     start_time = time.perf_counter()
-    codes = encode_training_set(dataset, models, frozen['tokenizer'])
+    codes = encode_training_set(dataset, functools.partial(stage.encode_images, frozen), stage.num_tokens)
     print(f'encoded {len(codes)} training images in {time.perf_counter() - start_time:.0f} s', flush=True)
 
   def next_batch():

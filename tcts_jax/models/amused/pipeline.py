@@ -17,7 +17,7 @@ import dataclasses
 import json
 import os
 import pathlib
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,9 @@ import numpy as np
 from tcts_jax.models.amused.transformer import UVit2D, load_uvit2d
 from tcts_jax.models.amused.vqgan import VQModel, load_vqgan
 from tcts_jax.models.clip import CLIPTextTower, load_clip_from_safetensors
-from tcts_jax.sampling.model import MaskedGenerator
+from tcts_jax.models.selector import Selector
+from tcts_jax.sampling.model import MaskedGenerator, TokenSelector
+from tcts_jax.utils.config import resolve_path
 
 PARTS = ('transformer', 'vqvae', 'text_encoder', 'tokenizer')
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -45,6 +47,8 @@ class Amused:
   mask_id: int
   # (width, height, crop top, crop left, aesthetic score): the pipeline's micro-conditioning.
   micro_conds: tuple = (256, 256, 0, 0, 6)
+  # A TCTS selector trained on this generator (training/external.py); its params are params['selector'].
+  selector: Optional[Selector] = None
 
   @property
   def num_tokens(self) -> int:
@@ -71,15 +75,25 @@ class Amused:
     ids = self.tokenizer(list(prompts), padding='max_length', max_length=self.max_length, truncation=True).input_ids
     return np.asarray(ids, np.int32)
 
-  def masked_generator(self) -> MaskedGenerator:
-    empty = jnp.asarray(self.encode_prompts(['']))
+  @property
+  def empty_ids(self) -> np.ndarray:
+    """(1, max_length) ids of the empty prompt: the pipeline's default negative prompt."""
+    return self.encode_prompts([''])
 
+  def text_states(self, params, text_ids, negative_ids=None) -> dict:
+    """CLIP outputs for 2B rows: the prompts, then the negative prompts (the empty prompt when None)."""
+    negative = jnp.broadcast_to(jnp.asarray(self.empty_ids), text_ids.shape) if negative_ids is None else negative_ids
+    ids = jnp.concatenate([text_ids, jnp.asarray(negative, text_ids.dtype)])
+    return self.text_tower.apply({'params': params['text_encoder']}, ids, hidden_states=True)
+
+  def with_selector(self, selector: Selector, selector_params=None) -> 'Amused':
+    params = self.params if selector_params is None else {**self.params, 'selector': selector_params}
+    return dataclasses.replace(self, selector=selector, params=params)
+
+  def masked_generator(self) -> MaskedGenerator:
     def encode_text(params, text_ids, negative_ids):
       b = text_ids.shape[0]
-      negative = jnp.broadcast_to(empty, text_ids.shape) if negative_ids is None else negative_ids
-      text = self.text_tower.apply(
-        {'params': params['text_encoder']}, jnp.concatenate([text_ids, negative]), hidden_states=True
-      )
+      text = self.text_states(params, text_ids, negative_ids)
       micro = jnp.broadcast_to(jnp.asarray(self.micro_conds, jnp.float32), (2 * b, len(self.micro_conds)))
       return self.transformer.apply(
         {'params': params['transformer']}, text['penultimate'], text['text_embeds'], micro, method='context'
@@ -106,14 +120,42 @@ class Amused:
       decode=decode,
     )
 
-  def token_selector(self):
-    """No TCTS selector has been trained for aMUSEd here yet: the tcts* strategies say so when asked for."""
-    return None
+  def token_selector(self) -> Optional[TokenSelector]:
+    """The TCTS selector as the sampler takes it, reading CLIP's penultimate states of the prompt (and of the
+    negative prompt for selector guidance); None without one (the tcts* strategies then say so)."""
+    if self.selector is None:
+      return None
+
+    def encode_text(params, text_ids, negative_ids):
+      text = self.text_states(params, text_ids, negative_ids)['penultimate']
+      return self.selector.apply({'params': selector_params(params)}, *selector_inputs(text), method='context')
+
+    def logits(params, tokens, ratio, context):
+      return self.selector.apply({'params': selector_params(params)}, tokens, ratio, context, method='logits')
+
+    return TokenSelector(encode_text=encode_text, logits=logits)
+
+  def image_codes(self, params, images_uint8):
+    """(B, S, S, 3) uint8 images at the checkpoint's size -> (B, N) VQ ids (jittable)."""
+    images = jnp.asarray(images_uint8, jnp.float32) / 255.0
+    return self.vqgan.apply({'params': params['vqvae']}, images, method='encode_indices')
 
   def tokenize_images(self, images_uint8) -> np.ndarray:
-    """(B, S, S, 3) uint8 images at the checkpoint's size -> (B, N) VQ ids (the pipeline's img2img input)."""
-    images = jnp.asarray(images_uint8, jnp.float32) / 255.0
-    return np.asarray(self.vqgan.apply({'params': self.params['vqvae']}, images, method='encode_indices'))
+    return np.asarray(jax.jit(self.image_codes)(self.params, images_uint8))
+
+
+def selector_inputs(text):
+  """The selector's text inputs from CLIP states: every position attended (as the transformer attends to all
+  77), never its learned null text (its unconditional rows read the empty prompt, as aMUSEd's do)."""
+  return text, jnp.ones(text.shape[:2], bool), jnp.zeros(text.shape[:1], bool)
+
+
+def selector_params(params):
+  if 'selector' not in params:
+    raise ValueError(
+      'this strategy needs TCTS selector weights: give --config.selector_weights=DIR (a selector workdir)'
+    )
+  return params['selector']
 
 
 def _check_directory(directory: pathlib.Path) -> None:
@@ -152,7 +194,7 @@ def load_amused(directory, dtype: str = 'float32', micro_conditioning=None) -> A
 
   if dtype not in DTYPES:
     raise ValueError(f'dtype must be one of {tuple(DTYPES)}, got {dtype!r}')
-  directory = pathlib.Path(os.path.expanduser(str(directory)))
+  directory = resolve_path(os.path.expanduser(str(directory)))  # from the cwd, else the repo root
   _check_directory(directory)
   transformer_config, transformer_params = load_uvit2d(str(directory / 'transformer'), DTYPES[dtype])
   vq_config, vq_variables = load_vqgan(str(directory / 'vqvae'), DTYPES[dtype])
