@@ -126,6 +126,12 @@ class TextToImage:
     warn_if_truncated(prompts, dropped, words.max_length, 'words')
     return words.encode_batch(prompts, strict=strict)
 
+  def word_mask(self, prompt: str, word) -> np.ndarray:
+    """(L,) bool: the text positions of `word` (a word, or a word number) in the encoded `prompt`."""
+    from tcts_jax.editing.operations import word_mask  # pylint: disable=import-outside-toplevel
+
+    return word_mask(self.models.word_tokenizer, prompt, word)
+
   def tokenize_images(self, images) -> np.ndarray:
     """(B, S, S, 3) uint8 images at the config's image size -> (B, N) int32 VQ token ids."""
     images = np.asarray(images)
@@ -202,6 +208,9 @@ class AmusedTextToImage(TextToImage):
     """(B, 77) CLIP ids, padded and cut as the pipeline does; a cut prompt warns (PromptTruncated)."""
     warn_if_truncated(prompts, self.models.tokens_dropped(prompts), self.models.max_length, 'tokens')
     return self.models.encode_prompts(prompts)
+
+  def word_mask(self, prompt: str, word) -> np.ndarray:
+    return self.models.word_mask(prompt, word)
 
   def tokenize_images(self, images) -> np.ndarray:
     images = np.asarray(images)

@@ -34,7 +34,7 @@ def main(argv):
   image, t2i, out = editing.open_job(FLAGS.config, FLAGS.image, FLAGS.prompt, FLAGS.out, FLAGS.weights, FLAGS.selector)
   region = None
   if FLAGS.word is not None:
-    editing.word_mask(t2i.models.word_tokenizer, FLAGS.prompt, FLAGS.word)  # fail fast, naming the word
+    t2i.word_mask(FLAGS.prompt, FLAGS.word)  # fail fast, naming the word
   else:
     rect = editing.parse_rect(FLAGS.inpaint or FLAGS.outpaint)
     region = editing.rect_to_token_mask(rect, t2i.models.grid_size, *image.original_size)

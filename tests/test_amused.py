@@ -167,3 +167,47 @@ def test_a_selector_trains_on_the_frozen_aMUSEd_and_tcts_fas_samples_with_it(tmp
   )
   assert r.returncode == 0, r.stderr[-2000:]
   assert (tmp_path / 'tcts.png').is_file() and (tmp_path / 'tcts_trajectory_0.png').is_file()
+
+
+def test_inpainting_outpainting_editing_and_refinement_run_on_aMUSEd(t2i):
+  """The editing operations are the one sampler on a locked canvas: only re-masked tokens can change."""
+  from tcts_jax import editing
+
+  tokens = t2i.generate(['a red circle'], num_samples=2, steps=4).tokens
+  prompt = 'a blue circle left of a red square'
+  region = editing.rect_to_token_mask((0, 0, 16, 16), t2i.models.grid_size, 32, 32)
+  results = {
+    'inpaint': editing.inpaint(t2i, tokens, prompt, region, jax.random.key(1), steps=4),
+    'outpaint': editing.inpaint(t2i, tokens, prompt, region, jax.random.key(2), outpaint=True, steps=4),
+    'edit': editing.edit(t2i, tokens, prompt, 'blue', jax.random.key(3), steps=4),
+    'revision': editing.refine_revision(t2i, tokens, prompt, jax.random.key(4), rounds=2, chooser='random'),
+    'masked': editing.refine_masked(t2i, tokens, prompt, jax.random.key(5), chooser='random', steps=4),
+  }
+  for name, result in results.items():
+    assert result.images.shape == (2, 32, 32, 3), name
+    np.testing.assert_array_equal(result.tokens[~result.remasked], tokens[~result.remasked], err_msg=name)
+  np.testing.assert_array_equal(results['inpaint'].remasked[0], region)
+  np.testing.assert_array_equal(results['outpaint'].remasked[0], ~region)
+  assert results['edit'].notes == ['no selector weights loaded: the re-mask weights are the cross-attention map alone']
+
+
+def test_edit_and_refine_clis_on_aMUSEd(tmp_path):
+  import PIL.Image
+
+  PIL.Image.fromarray((REFERENCE['vq_images'][0].transpose(1, 2, 0) * 255).astype(np.uint8)).save(tmp_path / 'in.png')
+  common = [TINY, '--image=in.png', '--prompt=a blue circle']
+  r = run_cli('tcts_jax.edit', *common, '--word=blue', '--out=edit.png', cwd=tmp_path)
+  assert r.returncode == 0 and (tmp_path / 'edit.png').is_file(), r.stderr[-2000:]
+  r = run_cli('tcts_jax.refine', *common, '--chooser=random', '--out=refine.png', cwd=tmp_path)
+  assert r.returncode == 0 and (tmp_path / 'refine.png').is_file(), r.stderr[-2000:]
+
+
+def test_bfloat16_loads_and_samples():
+  """bf16 params (half the memory) load and sample (each part's closeness to fp32 is tested with the part)."""
+  config = load_config('configs/amused.py:tiny')
+  with config.unlocked():
+    config.dtype = 'bfloat16'
+  half = TextToImage.load(config)
+  assert jax.tree.leaves(half.params['transformer'])[0].dtype == jax.numpy.bfloat16
+  out = half.generate(['a red circle'], num_samples=2, steps=4)
+  assert out.images.shape == (2, 32, 32, 3) and out.tokens.max() < 64

@@ -7,7 +7,9 @@ anywhere), with these changes only:
   placeholders (FOLDER, IN.png, CLIP_DIR, "...") are filled with small inputs the test writes;
 - long jobs are cut short: captioned shapes' tiny TFDS split instead of the 50k one, 2 train steps, the eval
   job on 16 images (two grid entries of the full grid), and the commands that train and use a workdir of
-  their own run in the `tiny` variant of their config.
+  their own run in the `tiny` variant of their config;
+- aMUSEd commands run on the tiny random checkpoint the tests ship (`configs/amused.py:tiny`, 32 px) instead
+  of the downloaded amused-256 / 512.
 Commands that differ only in where they write (--out) run once.
 Commands of one chain (those sharing workdirs) run in the docs' order; chains run two at a time.
 """
@@ -28,11 +30,13 @@ DOCS = [
   'README.md',
   'configs/shapes.py',
   'configs/image_folder.py',
+  'configs/amused.py',
   *sorted(str(p.relative_to(REPO)) for p in [*REPO.glob('tcts_jax/*.py'), *REPO.glob('tcts_jax/data/*.py')]),
 ]
 COMMAND = re.compile(r'^(?:pip install \S+ \S+ \S+ \S+ && )?(python -m tcts_jax\.\S+|bash launch/\S+)(.*)$')
 NOT_RUN = {'bash launch/train_shapes.sh': 'the commands it runs are the README lines below it, each run here'}
 PROMPT = 'a large red circle in the middle'
+AMUSED = 'configs/amused.py'
 # The config stage a command reads when it names no --config (its flag's default).
 DEFAULT_STAGE = {
   'tcts_jax.tokenizer_eval': 'tokenizer',
@@ -92,7 +96,7 @@ def inputs(tmp_path_factory, tiny_data_dir):
 def chain(command: str) -> str:
   """Which commands must run one after the other: those of the folder, those training or reading workdirs of
   captioned shapes (an eval's --workdir is its output only), and the rest, on the shipped weights."""
-  if 'FOLDER' in command:
+  if 'FOLDER' in command or 'workdirs/amused' in command:
     return 'folder'
   inputs = [w for w in command.split() if not w.startswith('--workdir=') or 'tcts_jax.train' in command]
   return 'shapes' if any('workdirs/shapes' in w or 'shapes_tfds' in w for w in inputs) else 'shipped'
@@ -112,11 +116,25 @@ def runnable(command: str, inputs: dict) -> list:
     elif value in ('in.png', 'IN.png'):
       value = str(inputs['image'])
     value = value.replace('FOLDER', str(inputs['folder'])).replace('CLIP_DIR', str(REPO / 'tests/fixtures/tiny_clip'))
+    if value.startswith(f'{AMUSED}:'):  # the tiny random aMUSEd instead of a downloaded one
+      value = re.sub(r':(256|512)', ':tiny', value)
+    elif flag == '--image_size' and value in ('256', '512'):
+      value = '32'
+    elif flag == '--config.weights' and value.startswith('~/amused'):
+      continue
     args.append(flag + eq + value)
   if module == 'tcts_jax.data.shapes_tfds':
     return [module, '--config=tiny', f'--data_dir={inputs["tfds"]}']
   if module == 'tcts_jax.data.image_folder':
     return [module, *args, f'--data_dir={out}/folder_tfds']
+  if any(a.startswith(f'--config={AMUSED}') for a in args):
+    if module == 'tcts_jax.train':
+      args += [
+        f'--config.data.data_dir={out}/folder_tfds',
+        '--config.train.num_steps=2',
+        '--config.train.image_every=0',
+      ]
+    return [module, *args]
   if chain(command) != 'shipped':  # trains and uses workdirs of its own: the tiny variant
     if not any(a.startswith('--config=') for a in args):
       args.append(f'--config=configs/shapes.py:{DEFAULT_STAGE[module]}')

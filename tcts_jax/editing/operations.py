@@ -119,7 +119,7 @@ def _selector_cross_attention(models: Models, params, tokens, text_ids, ratio, l
 
 
 def has_selector(t2i) -> bool:
-  return t2i.models.selector is not None and 'selector' in t2i.params
+  return t2i.selector is not None and 'selector' in t2i.params
 
 
 def require_selector(t2i, what: str = "chooser 'selector'") -> None:
@@ -148,6 +148,8 @@ def selector_cross_attention(t2i, tokens, text_ids, ratio: float, layer: int = -
   """The selector's view of `tokens` (paper Fig. 8): its conditional logits (B, N) and the cross-attention
   (B, N, L) from each image token to each text position in `layer` (negative: from the end), mean over heads."""
   require_selector(t2i)
+  if not isinstance(t2i.models, Models):
+    raise ValueError("the selector's cross-attention maps are read from our selector only")
   num_layers = t2i.models.selector.num_layers
   if not -num_layers <= layer < num_layers:
     raise ValueError(f'selector layer {layer} out of range [{-num_layers}, {num_layers})')
@@ -161,7 +163,7 @@ def selector_cross_attention(t2i, tokens, text_ids, ratio: float, layer: int = -
 def word_attention(t2i, tokens, text_ids, words, layer: Optional[int] = None) -> np.ndarray:
   """(B, N) generator cross-attention from each image token to the text positions `words` (B, L) bool,
   averaged over heads (and over layers when layer is None), from one forward on `tokens`."""
-  num_layers = t2i.models.generator.num_layers
+  num_layers = t2i.model.num_layers
   if layer is not None and not 0 <= layer < num_layers:
     raise ValueError(f'attention layer {layer} out of range [0, {num_layers})')
   return np.asarray(
@@ -190,7 +192,7 @@ class EditResult:
 
 def _check_tokens(t2i, tokens) -> np.ndarray:
   tokens = np.asarray(tokens)
-  n, codebook = t2i.models.num_tokens, t2i.models.generator.codebook_size
+  n, codebook = t2i.model.num_tokens, t2i.model.codebook_size
   if tokens.ndim != 2 or tokens.shape[1] != n:
     raise ValueError(f'expected tokens of shape (B, {n}), got {tokens.shape}')
   if tokens.size and (tokens.min() < 0 or tokens.max() >= codebook):
@@ -216,7 +218,7 @@ def regenerate(t2i, tokens, remask, text_ids, rng, **sampler_overrides):
   """Re-mask `remask` (B, N) of `tokens` and regenerate them with the sampler; every other position is
   locked, so it comes back unchanged. -> SampleOutput."""
   remask = np.asarray(remask, bool)
-  init = np.where(remask, t2i.models.mask_id, tokens).astype(np.int32)
+  init = np.where(remask, t2i.model.mask_id, tokens).astype(np.int32)
   sampler = t2i.sampler(**sampler_overrides)
   return sampler(t2i.params, text_ids, rng, init_tokens=init, locked=~remask)
 
@@ -227,7 +229,7 @@ def _refinement_inputs(t2i, tokens, prompts, chooser: str, fraction: float):
   if chooser == 'selector':
     require_selector(t2i)
   tokens = _check_tokens(t2i, tokens)
-  return tokens, t2i.encode_prompts(_prompts(prompts, len(tokens))), count_for(fraction, t2i.models.num_tokens)
+  return tokens, t2i.encode_prompts(_prompts(prompts, len(tokens))), count_for(fraction, t2i.model.num_tokens)
 
 
 def _remask_logits(t2i, tokens, text_ids, chooser: str, ratio: float):
@@ -320,8 +322,8 @@ def edit(
   prompts = _prompts(prompts, len(tokens))
   if sharpness <= 0:
     raise ValueError(f'sharpness must be > 0, got {sharpness}')
-  count = count_for(noise, t2i.models.num_tokens, 'noise')
-  words = np.stack([word_mask(t2i.models.word_tokenizer, p, word) for p in prompts])
+  count = count_for(noise, t2i.model.num_tokens, 'noise')
+  words = np.stack([t2i.word_mask(p, word) for p in prompts])
   ids = t2i.encode_prompts(prompts)
   notes = []
   if attention is None:

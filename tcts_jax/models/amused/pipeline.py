@@ -75,6 +75,30 @@ class Amused:
     ids = self.tokenizer(list(prompts), padding='max_length', max_length=self.max_length, truncation=True).input_ids
     return np.asarray(ids, np.int32)
 
+  def word_mask(self, prompt: str, word) -> np.ndarray:
+    """(max_length,) bool: the CLIP token positions of `word` in `prompt` (every occurrence), or of word number
+    `word` (words split at whitespace; CLIP's BPE never merges across words, so each word's tokens follow the
+    previous word's)."""
+    words = prompt.split()
+    if isinstance(word, (int, np.integer)):
+      if not 0 <= word < len(words):
+        raise ValueError(f'word index {word} out of range: the prompt {prompt!r} has {len(words)} words')
+      hits = [int(word)]
+    else:
+      if len(word.split()) != 1:
+        raise ValueError(f'the word to edit must be one word, got {word!r}')
+      hits = [i for i, w in enumerate(words) if w.lower().strip('.,;:!?') == word.lower()]
+      if not hits:
+        raise ValueError(f'word {word!r} is not in the prompt {prompt!r}')
+    lengths = [len(ids) for ids in self.tokenizer(words, add_special_tokens=False).input_ids]
+    starts = np.cumsum([1] + lengths)  # position 0 is the start-of-text token
+    mask = np.zeros(self.max_length, bool)
+    for i in hits:
+      mask[min(starts[i], self.max_length) : min(starts[i] + lengths[i], self.max_length)] = True
+    if not mask.any():
+      raise ValueError(f'word {word!r} falls beyond the {self.max_length} tokens the text encoder reads')
+    return mask
+
   @property
   def empty_ids(self) -> np.ndarray:
     """(1, max_length) ids of the empty prompt: the pipeline's default negative prompt."""
