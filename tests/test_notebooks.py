@@ -1,4 +1,5 @@
-"""Every notebook in colabs/ runs top to bottom (on the shipped model)."""
+"""Every notebook in colabs/ runs top to bottom: on the shipped model, and amused_tcts.ipynb on the tiny random
+aMUSEd fixture (tests/fixtures/tiny_amused; no network)."""
 
 import pathlib
 
