@@ -209,3 +209,13 @@ def test_the_folder_commands_train_sample_and_evaluate_a_users_images(doc_runs, 
   assert [row['name'] for row in results['rows']] == ['purity@16', 'uniform@16', 'VQ reconstruction']
   assert all(row['metrics']['clip_score']['value'] is not None for row in results['rows'])
   assert 'inception_fid' in results['unavailable'] and 'no "real" reference row' in ' '.join(results['notes'])
+
+
+def test_the_amused_recipe_trains_a_selector_and_samples_tcts_fas_with_it(doc_runs, inputs):
+  """configs/amused.py's recipe on the tiny random checkpoint: a TCTS selector trained on the frozen aMUSEd
+  from a folder of images, then tcts_fas sampling with it."""
+  runs = [(command, r) for _, _, command, _, r in doc_runs if AMUSED in command]
+  assert len(runs) >= 4 and all(r.returncode == 0 for _, r in runs)
+  assert (inputs['out'] / 'workdirs/amused/selector/checkpoints').is_dir()
+  assert 'auroc=' in next(r.stdout for c, r in runs if c.startswith('python -m tcts_jax.train'))
+  assert 'tcts_fas, 12 steps' in next(r.stdout for c, r in runs if 'tcts_fas' in c)
