@@ -47,6 +47,7 @@ from tcts_jax.utils.config import REPO_ROOT
 from timing import median_seconds
 
 sys.path.insert(0, os.path.join(REPO_ROOT, 'tests', 'fixtures'))
+from make_tiny_amused import MODEL_INDEX  # noqa: E402  (what AmusedPipeline.from_pretrained reads)
 from make_tiny_clip import tiny_bpe  # noqa: E402  (the fixtures' tiny CLIP BPE vocabulary)
 
 SIZES = ('tiny', 'mid')
@@ -75,15 +76,6 @@ MID_TRANSFORMER = dict(
   micro_cond_encode_dim=64,
 )
 MID_VQ_CHANNELS, MID_VQ_LATENT = (8, 16, 16, 32, 32), 16  # 5 levels: a 16x downsampling, as amused-256's VQ
-MODEL_INDEX = {
-  '_class_name': 'AmusedPipeline',
-  '_diffusers_version': '0.42.1',
-  'scheduler': ['diffusers', 'AmusedScheduler'],
-  'text_encoder': ['transformers', 'CLIPTextModelWithProjection'],
-  'tokenizer': ['transformers', 'CLIPTokenizer'],
-  'transformer': ['diffusers', 'UVit2DModel'],
-  'vqvae': ['diffusers', 'VQModel'],
-}
 
 
 def mid_text_encoder(vocab):

@@ -181,3 +181,24 @@ def test_bfloat16_loads_and_samples():
   assert jax.tree.leaves(half.params['transformer'])[0].dtype == jax.numpy.bfloat16
   out = half.generate(['a red circle'], num_samples=2, steps=4)
   assert out.images.shape == (2, 32, 32, 3) and out.tokens.max() < 64
+
+
+def test_the_selector_stage_on_aMUSEd_makes_examples_loss_and_picture():
+  """The stage's pieces on a hand-made batch (the CLI recipe runs in test_docs_commands.py)."""
+  from tcts_jax.training.external import AmusedSelectorStage
+
+  stage = AmusedSelectorStage(load_config('configs/amused.py:tiny,selector'))
+  images = (REFERENCE['vq_images'].transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+  batch = {
+    'image': images,
+    'codes': stage.encode_images(stage.frozen(), images),
+    'text_ids': np.stack([stage.tokenize('a red circle'), stage.tokenize('a blue square')]),
+  }
+  # The checkpoint's own VQ codes (the reference encoded float images; uint8 rounding flips a near tie or two).
+  assert np.mean(np.asarray(batch['codes']) == REFERENCE['vq_indices']) > 0.95
+  params = stage.init(jax.random.key(0), batch)
+  examples = stage.examples(stage.frozen(), batch, jax.random.key(1))
+  assert examples['x_hat'].shape == (2, 64) and examples['x_hat'].max() < 64
+  loss, metrics = stage.loss(params, stage.frozen(), batch, jax.random.key(2))
+  assert np.isfinite(loss) and 0 <= metrics['positive_rate'] <= 1
+  assert stage.images(params, stage.frozen(), batch).shape == (4 * 32, 2 * 32, 3)

@@ -16,7 +16,7 @@ from tcts_jax.models.selector import Selector
 from tcts_jax.sampling.model import MaskedGenerator
 from tcts_jax.sampling.select import sample_categorical
 from tcts_jax.training.corruption import corrupt
-from tcts_jax.training.stages import SELECTOR_LABELS, image_grid, selector_metrics
+from tcts_jax.training.stages import SELECTOR_LABELS, selector_metrics, selector_picture
 
 
 def examples_from_generator(
@@ -124,18 +124,4 @@ class AmusedSelectorStage:
     batch = jax.tree.map(lambda a: a[:8], batch)
     ex = self.examples(frozen, batch, jax.random.key(0))
     logits = self.logits(params, frozen, ex, batch['text_ids'], jnp.zeros(ex['ratio'].shape, bool))
-    g, size = self.amused.grid_size, batch['image'].shape[1]
-
-    def as_image(values):  # (B, N) in [0, 1] -> (B, size, size, 3) nearest-neighbour upsampled
-      grid = values.reshape(-1, g, g)
-      grid = jnp.repeat(jnp.repeat(grid, size // g, axis=1), size // g, axis=2)
-      return jnp.broadcast_to(grid[..., None], grid.shape + (3,))
-
-    return image_grid(
-      [
-        batch['image'].astype(jnp.float32) / 255.0,
-        self.model.decode(frozen, ex['x_hat']),
-        as_image(ex['labels'].astype(jnp.float32)),
-        as_image(jax.nn.sigmoid(logits)),
-      ]
-    )
+    return selector_picture(batch['image'], self.model.decode(frozen, ex['x_hat']), ex['labels'], logits)

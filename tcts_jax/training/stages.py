@@ -225,6 +225,27 @@ def selector_examples(
   return dict(x_hat=x_hat, ratio=jnp.mean(masked, axis=-1), labels=labels, text=text, text_mask=text_mask)
 
 
+def token_map_images(values, size: int):
+  """(B, N) values in [0, 1] on a square token grid -> (B, size, size, 3) grey images (nearest neighbour)."""
+  g = round(values.shape[-1] ** 0.5)
+  grid = values.reshape(-1, g, g)
+  grid = jnp.repeat(jnp.repeat(grid, size // g, axis=1), size // g, axis=2)
+  return jnp.broadcast_to(grid[..., None], grid.shape + (3,))
+
+
+def selector_picture(images_uint8, x_hat_images, labels, logits):
+  """The selector stages' picture, one row each: data; x̂ decoded; labels (white = corrupted); P(not real)."""
+  size = images_uint8.shape[1]
+  return image_grid(
+    [
+      images_uint8.astype(jnp.float32) / 255.0,
+      x_hat_images,
+      token_map_images(labels.astype(jnp.float32), size),
+      token_map_images(jax.nn.sigmoid(logits), size),
+    ]
+  )
+
+
 def load_frozen_generator(config, models: Models) -> dict:
   """tokenizer + text + generator params from config.generator_checkpoint (weights dir or generator
   workdir; a generator workdir has no tokenizer, which then comes from config.tokenizer_checkpoint)."""
@@ -302,21 +323,7 @@ class SelectorStage(OurModelStage):
     logits = self.logits(params, ex, jnp.zeros(ex['ratio'].shape, bool))
     g = m.grid_size
     x_hat = m.tokenizer.apply({'params': frozen['tokenizer']}, ex['x_hat'].reshape(-1, g, g), method='decode')
-    size = batch['image'].shape[1]
-
-    def as_image(values):  # (B, N) in [0, 1] -> (B, size, size, 3) nearest-neighbour upsampled
-      grid = values.reshape(-1, g, g)
-      grid = jnp.repeat(jnp.repeat(grid, size // g, axis=1), size // g, axis=2)
-      return jnp.broadcast_to(grid[..., None], grid.shape + (3,))
-
-    return image_grid(
-      [
-        batch['image'].astype(jnp.float32) / 255.0,
-        model_to_images(x_hat),
-        as_image(ex['labels'].astype(jnp.float32)),
-        as_image(jax.nn.sigmoid(logits)),
-      ]
-    )
+    return selector_picture(batch['image'], model_to_images(x_hat), ex['labels'], logits)
 
 
 class FeaturesStage(OurModelStage):
