@@ -13,7 +13,7 @@ cosine schedule with its count rule, guidance 10, the empty negative prompt, mic
 (tests/fixtures/tiny_amused, built with diffusers by tests/fixtures/make_tiny_amused.py): pictures of noise,
 for checking that things run:
 
-  python -m tcts_jax.sample --config=configs/amused.py:tiny --prompt="a red circle" --out=amused_tiny.png
+  python -m tcts_jax.sample --config=configs/amused.py:tiny --prompt="a red circle" --trajectory --out=amused_tiny.png
 
 A TCTS selector for it (tcts_jax/training/external.py) trains on the frozen aMUSEd and any captioned dataset,
 e.g. a folder of your images (tcts_jax/data/image_folder.py) at the checkpoint's image size; then every
@@ -66,7 +66,8 @@ def get_config(arg: str = '256') -> ml_collections.ConfigDict:
   c.seed = 0
   # A diffusers aMUSEd directory (transformer/, vqvae/, text_encoder/, tokenizer/, scheduler/).
   c.weights = ml_collections.FieldReference(weights, field_type=str)
-  c.dtype = 'float32'  # or 'bfloat16': params and activations
+  # Or 'bfloat16' (params and activations, half the memory; every XLA backend runs it, CPUs slowly).
+  c.dtype = 'float32'
   c.micro_conditioning = dict(
     # The pipeline's micro-conditioning: the target (width, height), crop coordinates and aesthetic score.
     size=(image_size, image_size),

@@ -219,3 +219,4 @@ def test_the_amused_recipe_trains_a_selector_and_samples_tcts_fas_with_it(doc_ru
   assert (inputs['out'] / 'workdirs/amused/selector/checkpoints').is_dir()
   assert 'auroc=' in next(r.stdout for c, r in runs if c.startswith('python -m tcts_jax.train'))
   assert 'tcts_fas, 12 steps' in next(r.stdout for c, r in runs if 'tcts_fas' in c)
+  assert (inputs['out'] / 'amused_tiny_trajectory_0.png').is_file()  # the --trajectory strip of the tiny sample
