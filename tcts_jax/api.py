@@ -180,26 +180,17 @@ class AmusedTextToImage(TextToImage):
 
   @classmethod
   def load(cls, config, weights=None, selector=None) -> 'AmusedTextToImage':
-    from tcts_jax.models.amused.pipeline import load_amused
-
-    from tcts_jax.training.external import amused_selector
+    from tcts_jax.models.amused import pipeline  # pylint: disable=import-outside-toplevel (only for aMUSEd)
 
     directory = weights or config.weights
     if not directory:
       raise ValueError('no aMUSEd weights: give --config.weights=DIR, a diffusers aMUSEd directory (configs/amused.py)')
-    amused = load_amused(directory, config.dtype, config.micro_conditioning)
+    amused = pipeline.load_amused(directory, config.dtype, config.micro_conditioning)
     selector = selector or config.get('selector_weights')
     if selector:  # a selector trained on this checkpoint (configs/amused.py:*,selector)
-      module = amused_selector(config, amused)
+      module = pipeline.build_selector(config.selector, amused)
       example = jax.eval_shape(
-        lambda: module.init(
-          jax.random.key(0),
-          jnp.zeros((1, amused.num_tokens), jnp.int32),
-          jnp.zeros(1),
-          jnp.zeros((1, amused.max_length, amused.text_tower.config.hidden_size)),
-          jnp.ones((1, amused.max_length), bool),
-          jnp.zeros(1, bool),
-        )['params']
+        lambda: module.init(jax.random.key(0), *pipeline.selector_example_inputs(amused))['params']
       )
       amused = amused.with_selector(module, checkpoint.load_part(resolve_path(selector), 'selector', example))
     return cls(config, amused, amused.params)

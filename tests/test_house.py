@@ -87,8 +87,10 @@ def test_sampling_imports_no_model_code():
 
 
 def test_api_imports_no_training_code():
+  """Not on import, nor when it loads a model (ours or aMUSEd)."""
   code = (
-    'import sys\nimport tcts_jax.api\n'
+    'import sys\nfrom tcts_jax.api import TextToImage, load_config\n'
+    'TextToImage.load()\nTextToImage.load(load_config("configs/amused.py:tiny"))\n'
     'bad = sorted(m for m in sys.modules if m.startswith("tcts_jax.training"))\nassert not bad, bad\n'
   )
   r = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -11,8 +11,7 @@ sampler's unconditional rows read.
 import jax
 import jax.numpy as jnp
 
-from tcts_jax.models.amused.pipeline import load_amused, selector_inputs
-from tcts_jax.models.selector import Selector
+from tcts_jax.models.amused.pipeline import build_selector, load_amused, selector_example_inputs, selector_inputs
 from tcts_jax.sampling.model import MaskedGenerator
 from tcts_jax.sampling.select import sample_categorical
 from tcts_jax.training.corruption import corrupt
@@ -36,20 +35,6 @@ def examples_from_generator(
   return dict(x_hat=x_hat, ratio=jnp.mean(masked, axis=-1), labels=labels)
 
 
-def amused_selector(config, amused) -> Selector:
-  """The selector module for an aMUSEd checkpoint: its token grid and codebook, CLIP's width."""
-  s = config.selector
-  return Selector(
-    amused.codebook_size,
-    amused.num_tokens,
-    s.width,
-    s.num_layers,
-    s.num_heads,
-    amused.text_tower.config.hidden_size,
-    s.mlp_ratio,
-  )
-
-
 class AmusedSelectorStage:
   """The selector stage on a frozen aMUSEd (config.weights): BCE per position, as SelectorStage."""
 
@@ -69,7 +54,7 @@ class AmusedSelectorStage:
     amused = load_amused(config.weights, config.dtype, config.micro_conditioning)
     if config.data.image_size != amused.image_size:
       raise ValueError(f"data.image_size {config.data.image_size} is not the checkpoint's {amused.image_size}")
-    self.selector = amused_selector(config, amused)
+    self.selector = build_selector(config.selector, amused)
     self.amused = amused.with_selector(self.selector)
     self.model = self.amused.masked_generator()
     self.num_tokens = amused.num_tokens
@@ -86,10 +71,7 @@ class AmusedSelectorStage:
 
   def init(self, rng, batch):
     del batch
-    text = jnp.zeros((1, self.amused.max_length, self.amused.text_tower.config.hidden_size))
-    tokens = jnp.zeros((1, self.num_tokens), jnp.int32)
-    mask, drop = jnp.ones((1, text.shape[1]), bool), jnp.zeros(1, bool)
-    return {'selector': self.selector.init(rng, tokens, jnp.zeros(1), text, mask, drop)['params']}
+    return {'selector': self.selector.init(rng, *selector_example_inputs(self.amused))['params']}
 
   def examples(self, frozen, batch, rng):
     s = self.config.selector

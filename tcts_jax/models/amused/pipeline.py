@@ -174,6 +174,20 @@ def selector_inputs(text):
   return text, jnp.ones(text.shape[:2], bool), jnp.zeros(text.shape[:1], bool)
 
 
+def build_selector(selector_config, amused: Amused) -> Selector:
+  """The TCTS selector module for an aMUSEd checkpoint: its token grid and codebook, CLIP's width; sizes from
+  `selector_config` (width, num_layers, num_heads, mlp_ratio)."""
+  s = selector_config
+  width = amused.text_tower.config.hidden_size
+  return Selector(amused.codebook_size, amused.num_tokens, s.width, s.num_layers, s.num_heads, width, s.mlp_ratio)
+
+
+def selector_example_inputs(amused: Amused) -> tuple:
+  """Zero inputs of the selector (one row) for `init` / `jax.eval_shape`."""
+  text = jnp.zeros((1, amused.max_length, amused.text_tower.config.hidden_size))
+  return jnp.zeros((1, amused.num_tokens), jnp.int32), jnp.zeros(1), *selector_inputs(text)
+
+
 def selector_params(params):
   if 'selector' not in params:
     raise ValueError(
