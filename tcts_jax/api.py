@@ -178,6 +178,12 @@ class AmusedTextToImage(TextToImage):
   """An aMUSEd checkpoint (configs/amused.py; tcts_jax/models/amused/) behind the same API: `generate`,
   `sampler`, `encode_prompts`, `tokenize_images`, `decode_tokens`. `models` is the loaded `Amused`."""
 
+  def __init__(self, config, models, params):
+    super().__init__(config, models, params)
+    # Compiled once per loaded model (a jax.jit made at every call would trace again each time).
+    self._decode = jax.jit(self.model.decode)
+    self._encode_images = jax.jit(models.image_codes)
+
   @classmethod
   def load(cls, config, weights=None, selector=None) -> 'AmusedTextToImage':
     from tcts_jax.models.amused import pipeline  # pylint: disable=import-outside-toplevel (only for aMUSEd)
@@ -208,7 +214,7 @@ class AmusedTextToImage(TextToImage):
     size = self.models.image_size
     if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
       raise ValueError(f'expected uint8 images of shape (B, {size}, {size}, 3), got {images.dtype} {images.shape}')
-    return self.models.tokenize_images(images)
+    return np.asarray(self._encode_images(self.params, images))
 
   def decode_tokens(self, tokens) -> np.ndarray:
-    return to_uint8(jax.jit(self.model.decode)(self.params, jnp.asarray(tokens, jnp.int32)))
+    return to_uint8(self._decode(self.params, jnp.asarray(tokens, jnp.int32)))

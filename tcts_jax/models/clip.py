@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tcts_jax.utils.torch_params import read_safetensors
+
 __all__ = [
   'CLIPTextConfig',
   'CLIPVisionConfig',
@@ -395,29 +397,18 @@ def _build(mapping, tensors, used, missing, expected, errors):
 
 
 def _read_tensors(path_or_dir: str):
+  """(config.json, tensors) of a CLIP checkpoint directory, or of one safetensors file with config.json beside it."""
+  if os.path.isdir(path_or_dir):
+    return read_safetensors(path_or_dir, 'CLIP checkpoint')
   from safetensors.numpy import load_file
 
-  if os.path.isdir(path_or_dir):
-    d = path_or_dir
-    idx = os.path.join(d, 'model.safetensors.index.json')
-    if os.path.exists(idx):
-      files = sorted(set(json.load(open(idx))['weight_map'].values()))
-    else:
-      files = ['model.safetensors']
-    files = [os.path.join(d, f) for f in files]
-  else:
-    d, files = os.path.dirname(os.path.abspath(path_or_dir)), [path_or_dir]
-  for f in files:
-    if not os.path.exists(f):
-      raise FileNotFoundError(f'no safetensors file {f}')
-  cfg_path = os.path.join(d, 'config.json')
+  if not os.path.exists(path_or_dir):
+    raise FileNotFoundError(f'no safetensors file {path_or_dir}')
+  cfg_path = os.path.join(os.path.dirname(os.path.abspath(path_or_dir)), 'config.json')
   if not os.path.exists(cfg_path):
     raise FileNotFoundError(f'no config.json next to the weights ({cfg_path})')
-  tensors = {}
-  for f in files:
-    tensors.update(load_file(f))
   with open(cfg_path) as fh:
-    return json.load(fh), tensors
+    return json.load(fh), load_file(path_or_dir)
 
 
 def _prefix(tensors, tower: str, marker: str) -> str:

@@ -164,9 +164,6 @@ class Amused:
     images = jnp.asarray(images_uint8, jnp.float32) / 255.0
     return self.vqgan.apply({'params': params['vqvae']}, images, method='encode_indices')
 
-  def tokenize_images(self, images_uint8) -> np.ndarray:
-    return np.asarray(jax.jit(self.image_codes)(self.params, images_uint8))
-
 
 def selector_inputs(text):
   """The selector's text inputs from CLIP states: every position attended (as the transformer attends to all
