@@ -51,6 +51,9 @@ class Dataset:
   image_size: int = 0
   fields: tuple = ()
   evaluators: dict = {}
+  # The FID-shapes feature network's classification heads, ((name, positions, classes), ...), for datasets
+  # with per-record ground truth; `feature_targets` gives their (B, positions) int targets from a batch.
+  feature_heads: tuple = ()
 
   @property
   def benchmark(self) -> str:
@@ -83,6 +86,10 @@ class Dataset:
       images=np.stack([np.asarray(r['image'], np.uint8) for r in records]),
       fields={k: np.stack([field_array(r[k]) for r in records]) for k in self.fields},
     )
+
+  def feature_targets(self, batch: dict) -> dict:
+    """{head name: (B, positions) int32 class targets} of a batch's `fields` (see `feature_heads`)."""
+    raise ValueError(f'dataset {self.name!r} has no ground truth to train the FID-shapes feature network on')
 
   def reference_images(self, held_out: HeldOut, example: np.ndarray, seed: int) -> Optional[np.ndarray]:
     """Images an ideal generator could output for the held-out records `example` (one per entry), drawn

@@ -12,6 +12,7 @@ import numpy as np
 
 from tcts_jax.data import Dataset, HeldOut, shapes, shapes_alignment, shapes_tfds
 from tcts_jax.evaluation.evaluators import Column, Evaluator
+from tcts_jax.models import features
 
 # Per-image alignment values; object-level ones are pooled over objects (SOA-I), the others averaged over
 # images (GenEval), exactly as shapes_alignment.score_batch does.
@@ -38,6 +39,11 @@ class CaptionedShapes(Dataset):
 
   def vocabulary(self) -> list:
     return shapes.vocabulary()
+
+  feature_heads = features.SHAPES_HEADS
+
+  def feature_targets(self, batch: dict) -> dict:
+    return {'cell': features.cell_targets(batch['objects'], batch['num_objects'])}
 
   def reference_images(self, held_out: HeldOut, example, seed: int) -> np.ndarray:
     """Each record's scene drawn again with fresh nuisances (background, jitter): image i for record

@@ -129,6 +129,11 @@ def sample_scene(rng: np.random.Generator) -> Scene:
     for c in cells
   )
   jitter = tuple((int(dy), int(dx)) for dy, dx in rng.integers(-1, 2, size=(n, 2)))
+  return Scene(objects, jitter, *sample_background(rng))
+
+
+def sample_background(rng: np.random.Generator) -> tuple:
+  """(bg_colors, bg_angle, blotches) of a smooth muted background, as `Scene` holds them."""
   bg_colors = (_muted_color(rng), _muted_color(rng))
   bg_angle = float(rng.uniform(0.0, 2.0 * np.pi))
   blotches = []
@@ -137,11 +142,12 @@ def sample_scene(rng: np.random.Generator) -> Scene:
     sigma = rng.uniform(0.12, 0.3)
     amp = rng.uniform(-15.0, 15.0) + rng.uniform(-12.0, 12.0, size=2) @ _CHROMA
     blotches.append((float(cy), float(cx), float(sigma), tuple(float(v) for v in amp)))
-  return Scene(objects=objects, jitter=jitter, bg_colors=bg_colors, bg_angle=bg_angle, blotches=tuple(blotches))
+  return bg_colors, bg_angle, tuple(blotches)
 
 
-def _background(scene: Scene, image_size: int) -> np.ndarray:
-  """Smooth muted texture: a linear gradient plus soft gaussian blotches, float (S, S, 3)."""
+def _background(scene: Scene, image_size: int, luminance=None) -> np.ndarray:
+  """Smooth muted texture: a linear gradient plus soft gaussian blotches, float (S, S, 3); `luminance`
+  (S, S) is added to every channel before the clamp (a texture pattern)."""
   s = image_size
   y, x = (np.mgrid[0:s, 0:s] + 0.5) / s  # pixel centres in [0, 1]
   t = ((x - 0.5) * np.cos(scene.bg_angle) + (y - 0.5) * np.sin(scene.bg_angle)) / np.sqrt(2.0) + 0.5
@@ -150,6 +156,8 @@ def _background(scene: Scene, image_size: int) -> np.ndarray:
   for cy, cx, sigma, amp in scene.blotches:
     g = np.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2.0 * sigma**2))
     img = img + g[..., None] * np.array(amp)
+  if luminance is not None:
+    img = img + luminance[..., None]
   # Clamp luminance and chroma so the background can never approach a palette colour.
   grey = img.mean(-1, keepdims=True)
   chroma = img - grey

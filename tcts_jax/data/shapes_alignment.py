@@ -89,6 +89,7 @@ class Detection:
   centroid: tuple[float, float]  # (y, x) in pixels, pixel centres at +0.5
   bbox: tuple[int, int, int, int]  # (top, left, height, width)
   image_size: int
+  fill: int = 0  # index into scenes.FILLS when the templates have fills (shape scenes), else 0
 
   def as_row(self) -> np.ndarray:
     """[shape, color, size, position] like the rows of `make_example()['objects']`."""
@@ -250,8 +251,9 @@ def _coverage_mass(mask: np.ndarray, classes: np.ndarray, cover: np.ndarray, siz
   return float(np.clip(cover[ring], 0.0, 1.0).sum())
 
 
-def _classify_component(mask: np.ndarray, soft: np.ndarray, color: int, size: int) -> Detection:
-  """Attributes of one component; `soft` is the coverage of its colour (0 on other objects)."""
+def _classify_component(mask: np.ndarray, soft: np.ndarray, color: int, size: int, templates) -> Detection:
+  """Attributes of one component; `soft` is the coverage of its colour (0 on other objects); `templates`
+  as `_templates` returns them, whose keys may carry a third column, the fill."""
   ys, xs = np.nonzero(mask)
   top, left = ys.min(), xs.min()
   h, w = ys.max() - top + 1, xs.max() - left + 1
@@ -259,7 +261,7 @@ def _classify_component(mask: np.ndarray, soft: np.ndarray, color: int, size: in
   # Shape and size together: the nearest template (sum of squared differences of the coverage
   # in a window centred on the bounding box). Blur-robust: a blurred square still matches a
   # blurred square better than a blurred circle, where fill-ratio rules on the mask flip.
-  t, keys, temps = _templates(size)
+  t, keys, temps = templates
   t0 = int(round(top + 0.5 * h - 0.5 * t))
   l0 = int(round(left + 0.5 * w - 0.5 * t))
   patch = np.pad(soft, t)[t0 + t : t0 + 2 * t, l0 + t : l0 + 2 * t]
@@ -273,19 +275,26 @@ def _classify_component(mask: np.ndarray, soft: np.ndarray, color: int, size: in
     centroid=(float(cy), float(cx)),
     bbox=(int(top), int(left), int(h), int(w)),
     image_size=int(size),
+    fill=int(best[2]) if len(best) > 2 else 0,
   )
 
 
 # --------------------------------------------------------------------------------------------- API
 
 
-def detect_objects(image) -> list[Detection]:
+def detect_objects(image, templates=None) -> list[Detection]:
   """Detects the palette-coloured objects of a square RGB image (uint8 (S, S, 3), any S >= 16).
 
-  Returns `Detection`s sorted by cell, then colour. See the module docstring for the rules.
+  Returns `Detection`s sorted by cell, then colour. See the module docstring for the rules. `templates`
+  (default: `_templates(S)`, captioned shapes' 3 shapes x 2 sizes) are the masks components are fitted to.
   """
-  img = _as_rgb_float(image)
+  return _detect(_as_rgb_float(image), templates)[0]
+
+
+def _detect(img: np.ndarray, templates=None) -> tuple[list[Detection], np.ndarray]:
+  """`detect_objects` of a float image, and its (H, W) palette classes (-1: background)."""
   size = img.shape[0]
+  templates = _templates(size) if templates is None else templates
   classes, cover = _quantise(img)
   labels = _label(classes)
   min_area = _MIN_AREA_FRACTION * shapes.object_side('small', size) ** 2
@@ -310,9 +319,9 @@ def detect_objects(image) -> list[Detection]:
     soft = np.where(mask | (classes < 0), cover[..., color], 0.0)
     for part in parts:
       if part.sum() >= min_area or _coverage_mass(part, classes, soft, size) >= min_area:
-        out.append(_classify_component(part, np.where(mask & ~part, 0.0, soft), color, size))
+        out.append(_classify_component(part, np.where(mask & ~part, 0.0, soft), color, size, templates))
   out.sort(key=lambda d: (d.position, d.color, -d.area))
-  return out
+  return out, classes
 
 
 def score_detections(detections: list[Detection], objects, num_objects) -> dict:

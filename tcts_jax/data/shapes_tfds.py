@@ -2,7 +2,7 @@
 
 Stored as ARRAY_RECORD so `builder.as_data_source` gives random access. Neither generating
 (images are PNG-encoded by PIL) nor reading imports TensorFlow. Records keep generation order:
-record i of a split is `shapes.make_example(builder.split_seed(split), i)`.
+record i of a split is `builder.make_example(builder.split_seed(split), i)` (`shapes.make_example`).
 
   python -m tcts_jax.data.shapes_tfds --config=default [--data_dir=...]
 """
@@ -18,8 +18,8 @@ import tensorflow_datasets as tfds
 from tcts_jax.data import shapes
 from tcts_jax.data.tfds_builder import ArrayRecordBuilder
 
-# Separate seed streams per split, so 'test' is held out from 'train'.
-_SPLIT_SEED_OFFSET = {'train': 0, 'test': 1_000_003}
+# Separate seed streams per split, so 'test' and 'validation' are held out from 'train' and from each other.
+_SPLIT_SEED_OFFSET = {'train': 0, 'test': 1_000_003, 'validation': 2_000_003}
 
 
 @dataclasses.dataclass
@@ -27,6 +27,7 @@ class CaptionedShapesConfig(tfds.core.BuilderConfig):
   image_size: int = 32
   num_train: int = 50_000
   num_test: int = 2_000
+  num_validation: int = 2_000  # captions for choosing settings, disjoint from the test captions tables report
   seed: int = 0
 
 
@@ -34,12 +35,18 @@ class CaptionedShapes(ArrayRecordBuilder):
   """Captioned shapes: 1-3 coloured shapes on a smooth muted background, with captions."""
 
   BUILDER_CONFIGS = [
-    CaptionedShapesConfig(name='default', description='32x32, 50k train, 2k test.'),
+    CaptionedShapesConfig(name='default', description='32x32, 50k train, 2k test, 2k validation.'),
     CaptionedShapesConfig(
-      name='tiny', description='32x32, 512 train, 128 test (for tests).', num_train=512, num_test=128
+      name='tiny',
+      description='32x32, 512 train, 128 test, 128 validation (for tests).',
+      num_train=512,
+      num_test=128,
+      num_validation=128,
     ),
   ]
   DEFAULT_CONFIG_NAME = 'default'
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.', '1.1.0': "A 'validation' split; train and test unchanged."}
 
   def _info(self) -> tfds.core.DatasetInfo:
     # Built directly: there are no TFDS metadata files (README, citations) beside this module.
@@ -68,11 +75,15 @@ class CaptionedShapes(ArrayRecordBuilder):
     return {
       'train': self._generate_examples(self.split_seed('train'), cfg.num_train),
       'test': self._generate_examples(self.split_seed('test'), cfg.num_test),
+      'validation': self._generate_examples(self.split_seed('validation'), cfg.num_validation),
     }
+
+  def make_example(self, seed: int, index: int) -> dict:
+    return shapes.make_example(seed, index, self.builder_config.image_size)
 
   def _generate_examples(self, seed: int, num_examples: int):
     for index in range(num_examples):
-      example = shapes.make_example(seed, index, self.builder_config.image_size)
+      example = self.make_example(seed, index)
       # A PIL image is PNG-encoded by PIL; a numpy one would go through a TF graph (slow start).
       example['image'] = PIL.Image.fromarray(example['image'])
       yield index, example

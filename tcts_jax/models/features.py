@@ -7,7 +7,9 @@ trainer (the `features` stage) on two supervised tasks that together cover what 
   - the image average-pooled to 4x4 RGB (regression), so the features also encode the background
     (gradient and blotches), which a pure object classifier could learn to ignore; FAS claims are
     about backgrounds.
-The features are the activations of the layer before both heads (`feature_dim`, default 64).
+The features are the activations of the layer before the heads (`feature_dim`, default 64). The classification
+heads come from the dataset (`Dataset.feature_heads`, targets from `Dataset.feature_targets`): captioned shapes
+has one, 'cell'; shape scenes add the fill to each cell's class and a 'texture' head for the background.
 """
 
 from typing import Sequence
@@ -43,11 +45,17 @@ def pooled_targets(images_uint8):
   return x.reshape(b, POOLED_SIDE, k, POOLED_SIDE, k, 3).mean(axis=(2, 4)).reshape(b, -1)
 
 
+# Captioned shapes' heads: name -> (positions, classes).
+SHAPES_HEADS = (('cell', NUM_CELLS, NUM_CELL_CLASSES),)
+
+
 class ShapesFeatureNet(nn.Module):
-  """uint8 (B, S, S, 3) images -> dict(features (B, feature_dim), cell_logits (B, 9, 37), pooled (B, 48))."""
+  """uint8 (B, S, S, 3) images -> dict(features (B, feature_dim), pooled (B, 48), and per head `name`
+  '<name>_logits' (B, positions, classes)); with the default heads, cell_logits (B, 9, 37)."""
 
   channels: Sequence[int] = (16, 32, 64)
   feature_dim: int = 64
+  heads: tuple = SHAPES_HEADS  # ((name, positions, classes), ...)
 
   @nn.compact
   def __call__(self, images_uint8):
@@ -61,15 +69,28 @@ class ShapesFeatureNet(nn.Module):
     # Flatten (not global pooling): which cell an object is in is part of what the features describe.
     h = nn.Dense(self.feature_dim, name='features')(x.reshape(x.shape[0], -1))
     features = nn.swish(nn.LayerNorm()(h))
-    cells = nn.Dense(NUM_CELLS * NUM_CELL_CLASSES, name='cell_head')(features)
-    pooled = nn.Dense(POOLED_SIDE * POOLED_SIDE * 3, name='pooled_head')(features)
-    return {'features': features, 'cell_logits': cells.reshape(-1, NUM_CELLS, NUM_CELL_CLASSES), 'pooled': pooled}
+    out = {'features': features}
+    # Heads in order, 'cell' first: the shipped weights' parameter order and names (cell_head, pooled_head).
+    for name, positions, classes in self.heads[:1]:
+      out[f'{name}_logits'] = nn.Dense(positions * classes, name=f'{name}_head')(features).reshape(
+        -1, positions, classes
+      )
+    out['pooled'] = nn.Dense(POOLED_SIDE * POOLED_SIDE * 3, name='pooled_head')(features)
+    for name, positions, classes in self.heads[1:]:
+      out[f'{name}_logits'] = nn.Dense(positions * classes, name=f'{name}_head')(features).reshape(
+        -1, positions, classes
+      )
+    return out
 
 
-def build_feature_net(config) -> ShapesFeatureNet:
-  """The feature network of a config's `features` section."""
+def build_feature_net(config, heads=None) -> ShapesFeatureNet:
+  """The feature network of a config's `features` section, with the heads of its dataset (or `heads`)."""
+  if heads is None:
+    from tcts_jax.data import get_dataset  # pylint: disable=import-outside-toplevel (data imports models)
+
+    heads = get_dataset(config.data).feature_heads
   f = config.features
-  return ShapesFeatureNet(channels=tuple(f.channels), feature_dim=f.feature_dim)
+  return ShapesFeatureNet(channels=tuple(f.channels), feature_dim=f.feature_dim, heads=tuple(heads))
 
 
 def abstract_feature_params(net: ShapesFeatureNet, image_size: int):
