@@ -24,14 +24,17 @@ The FID-shapes feature network (not Inception; see tcts_jax/metrics/fid_shapes.p
   python -m tcts_jax.evaluate --config=configs/shapes.py:eval,smoke --workdir=/tmp/eval_smoke   # ~1 min
 
 launch/train_shapes.sh runs the whole recipe. The `tiny` variant (`configs/shapes.py:tokenizer,tiny`)
-shrinks everything for tests. Every field can be overridden from the command line, e.g.
-`--config.generator.num_layers=2`.
+shrinks everything for tests. The `copy` variant (`configs/shapes.py:generator,copy`, any stage, also with
+tiny) is the paper's regime: a generator that copies visible tokens and a selector trained on the inputs of
+visible_tokens='keep' sampling (RECIPES below); its weights are weights/shapes_copy (`bash
+launch/train_shapes.sh workdirs/shapes_copy weights/shapes_copy copy`). Every field can be overridden from
+the command line, e.g. `--config.generator.num_layers=2`.
 """
 
 import ml_collections
 
 STAGES = ('tokenizer', 'generator', 'selector', 'sample', 'features', 'eval')
-VARIANTS = ('tiny', 'smoke')  # smoke: eval only
+VARIANTS = ('tiny', 'smoke', 'copy')  # smoke: eval only
 REFINE_METHODS = ('revision:selector', 'revision:random', 'masked:selector', 'masked:random')
 
 # Model sizes per variant (big_vision's `decode_variant` idea: one table, no per-field ternaries).
@@ -54,6 +57,33 @@ SIZES = {
     features=dict(channels=(8, 16), feature_dim=16),
   ),
 }
+
+# Training recipe per variant (docs/design.md §2.4, §4.2): how the generator learns visible tokens, how the
+# selector's examples are drawn, and where the weights trained so live.
+RECIPES = {
+  # The shipped model. The generator is trained to distrust visible tokens (10% of them replaced by random
+  # codes, smoothed labels there too), so a revocable sampler that redraws them churns them; the selector
+  # sees the generator's cosine ratios and x̂ redrawn at every position.
+  'default': dict(
+    generator=dict(corrupt_prob=0.1, visible_label_smoothing=0.1),
+    selector=dict(ratio='cosine', visible_tokens='redraw'),
+    weights='weights/shapes',
+  ),
+  # The paper's regime: its generator (VQ-Diffusion) copies visible tokens, so a revocable sampler changes a
+  # token only by re-masking it. Visible tokens are almost never replaced (1e-3) and learned with sharp labels
+  # (their loss weight is kept). The selector is trained as the TCTS authors train theirs (masked fraction
+  # ~ U[0, 1]) and sees x̂ equal to the input at visible positions, as the sampler's visible_tokens='keep'
+  # makes it. Weights trained with `bash launch/train_shapes.sh workdirs/shapes_copy weights/shapes_copy copy`
+  # (the directory exists only once they are trained).
+  'copy': dict(
+    generator=dict(corrupt_prob=1e-3, visible_label_smoothing=0.0),
+    selector=dict(ratio='uniform', visible_tokens='keep'),
+    weights='weights/shapes_copy',
+  ),
+}
+
+# The selector's draw of x̂ for training <- the sampler setting it follows.
+SELECTOR_DRAW = dict(generator_guidance='guidance_scale', generator_temperature='temperature', generator_top_p='top_p')
 
 # Training schedule per stage. Sized to train from scratch in ~1 hour on 2 CPU cores (launch/train_shapes.sh:
 # 51 min measured). The generator's 2e-3 was measured against 1e-3 and 3e-3 on this schedule
@@ -87,7 +117,7 @@ TINY_TRAIN_STAGES = {
 
 
 def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
-  """`arg` is '<stage>' or '<stage>,tiny' (eval also takes ',smoke')."""
+  """`arg` is '<stage>' or '<stage>,<variant>,...': 'tiny', 'copy' (RECIPES) and, for eval, 'smoke'."""
   parts = [p for p in arg.split(',') if p]
   stage = parts[0] if parts else 'sample'
   variants = set(parts[1:])
@@ -99,6 +129,7 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
     raise ValueError("the 'smoke' variant is for the eval stage only")
   tiny = 'tiny' in variants
   size = SIZES['tiny' if tiny else 'default']
+  recipe = RECIPES['copy' if 'copy' in variants else 'default']
 
   c = ml_collections.ConfigDict()
   c.stage = stage
@@ -132,8 +163,9 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
   c.generator = dict(
     **size['generator'],
     mlp_ratio=4,
-    # Training corruption (docs/design.md §2.4): uniform replacement of visible tokens, loss weight of visible ones.
-    corrupt_prob=0.1,
+    # Training corruption (docs/design.md §2.4): uniform replacement of visible tokens (corrupt_prob, in
+    # RECIPES), loss weight of visible ones, label smoothing of masked and (in RECIPES) visible positions.
+    **recipe['generator'],
     visible_loss_weight=0.2,
     label_smoothing=0.1,
     caption_dropout=0.1,
@@ -157,8 +189,12 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
     # 'mismatch' (the sampled token differs from the real one).
     label='corrupted',
     caption_dropout=0.1,
-    # CFG scale of the frozen generator when drawing x̂ for training (match the sampler's).
-    generator_guidance=3.0,
+    # How training examples match sampling (docs/design.md §4.2; values in RECIPES). ratio: the masked fraction
+    # of the generator input, 'cosine' (the generator's training ratios) or 'uniform' (~ U[0, 1]).
+    # visible_tokens: 'redraw' (x̂ drawn at every position) or 'keep' (x̂ = the input at visible positions,
+    # as the sampler's visible_tokens='keep'). The frozen generator's CFG scale, temperature and top-p for x̂
+    # (generator_guidance, generator_temperature, generator_top_p) follow the sampler's, set below.
+    **recipe['selector'],
   )
 
   c.sampler = dict(
@@ -190,6 +226,10 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
     tcts_sharpness=1.0,
     tcts_noise=1.0,
   )
+  # Selector examples are drawn as the sampler draws (docs/design.md §4.2): these follow the sampler's values
+  # unless set themselves (setting one leaves the sampler's alone).
+  for selector_key, sampler_key in SELECTOR_DRAW.items():
+    c.selector[selector_key] = c.sampler.get_ref(sampler_key).identity()
   # The FID-shapes feature network (models/features.py; NOT Inception): a CNN classifying each grid cell's
   # object (or empty) and regressing the 4x4-pooled image; FID-shapes is computed on its `feature_dim`
   # penultimate activations. Trained with the `features` stage, exported as features.safetensors.
@@ -202,7 +242,7 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
     c.eval = _eval_config(tiny, 'smoke' in variants)
 
   # The shipped weights, relative to the repository root (or an absolute path).
-  c.weights = 'weights/shapes'
+  c.weights = recipe['weights']
   c.lock()
   return c
 

@@ -22,8 +22,9 @@ from tcts_jax.models import (
   model_to_images,
 )
 from tcts_jax.models import features as feature_net
+from tcts_jax.sampling.sampler import _truncate as truncate_logits  # the sampler's own rule (private there)
 from tcts_jax.sampling.select import sample_categorical
-from tcts_jax.training.corruption import corrupt
+from tcts_jax.training.corruption import RATIO_DISTRIBUTIONS, corrupt
 from tcts_jax.utils import checkpoint
 
 
@@ -47,11 +48,12 @@ def edge_weights(images, strength: float):
   return w / jnp.mean(w)
 
 
-def smoothed_cross_entropy(logits, labels, smoothing: float):
+def smoothed_cross_entropy(logits, labels, smoothing):
   """optax.softmax_cross_entropy(logits, optax.smooth_labels(one_hot(labels), smoothing)), no one-hot built.
 
   Smoothed labels are (1 - s) one_hot + s / K, so the loss is (1 - s) CE(label) + s mean_k(-log p_k): the
   same number with no (B, N, K) label tensor (K = 4096 codes made it the biggest array of the step).
+  `smoothing` is a float or an array of the labels' shape (one value per position).
   """
   log_p = jax.nn.log_softmax(logits)
   nll = -jnp.take_along_axis(log_p, labels[..., None], axis=-1)[..., 0]
@@ -142,7 +144,10 @@ class GeneratorStage(OurModelStage):
     text, text_mask = m.text_encoder.apply({'params': params['text']}, batch['text_ids'])
     drop = jax.random.uniform(r_drop, (target.shape[0],)) < g.caption_dropout
     logits = m.generator.apply({'params': params['generator']}, inputs, text, text_mask, drop)
-    ce = smoothed_cross_entropy(logits, target, g.label_smoothing)
+    # Masked and visible positions are smoothed separately: a generator meant to copy visible tokens (the
+    # `copy` variant of configs/shapes.py) learns them with sharp labels.
+    smoothing = jnp.where(masked, g.label_smoothing, g.visible_label_smoothing)
+    ce = smoothed_cross_entropy(logits, target, smoothing)
     weights = jnp.where(masked, 1.0, g.visible_loss_weight)
     loss = jnp.sum(ce * weights) / jnp.sum(weights)
     correct = jnp.argmax(logits, -1) == target
@@ -193,21 +198,53 @@ def selector_metrics(logits, labels):
   }
 
 
-def selector_examples(
-  models: Models, frozen, target, text_ids, rng, *, corrupt_prob: float, guidance: float, label: str
-):
-  """Selector training examples made on the fly from real data (docs/design.md §4), all frozen models.
+# x̂ at visible positions in the selector's examples: 'redraw' (drawn like every other position) or 'keep'
+# (the input token, as the sampler's visible_tokens='keep').
+SELECTOR_VISIBLE_TOKENS = ('redraw', 'keep')
 
-  Real codes `target` (B, N) -> the generator's training corruption at a random (cosine) ratio -> ONE
-  generator forward with CFG (cond + null text in one batch) -> x̂ drawn at every position, as the sampler
-  does. Returns x_hat (B, N), ratio (B,) = masked fraction of the generator input, labels (B, N) bool
-  (True = the position was corrupted, or with label='mismatch' x̂ differs from the real token), text,
-  text_mask.
+
+def draw_tokens(rng, cond, uncond, inputs, masked, *, guidance: float, temperature: float, top_p: float, visible: str):
+  """x̂ (B, N) drawn from a generator's conditional and unconditional logits (B, N, K) as the sampler draws it
+  (docs/design.md §2.3 steps 3-5): cond + guidance (cond - uncond), over the temperature, the sampler's top-p
+  truncation; with visible='keep', x̂ = `inputs` wherever not `masked`."""
+  if visible not in SELECTOR_VISIBLE_TOKENS:
+    raise ValueError(f'unknown visible tokens rule {visible!r}; expected one of {SELECTOR_VISIBLE_TOKENS}')
+  x_hat = sample_categorical(rng, truncate_logits((cond + guidance * (cond - uncond)) / temperature, 0, top_p))
+  return jnp.where(masked, x_hat, inputs) if visible == 'keep' else x_hat
+
+
+def selector_examples(
+  models: Models,
+  frozen,
+  target,
+  text_ids,
+  rng,
+  *,
+  corrupt_prob: float,
+  label: str,
+  ratio: str,
+  guidance: float,
+  temperature: float,
+  top_p: float,
+  visible: str,
+):
+  """Selector training examples made on the fly from real data (docs/design.md §4.2), all frozen models.
+
+  Real codes `target` (B, N) -> the generator's training corruption at a random ratio (`ratio`: 'cosine' or
+  'uniform' masked fraction) -> ONE generator forward with CFG (cond + null text in one batch) -> x̂ drawn
+  as the sampler draws it (`draw_tokens`). Returns x_hat (B, N), ratio (B,) = masked fraction of the
+  generator input, labels (B, N) bool (True = the position was corrupted, or with label='mismatch' x̂
+  differs from the real token), inputs (B, N) the generator input, text, text_mask.
   """
   m = models
   r_corrupt, r_draw = jax.random.split(rng)
   inputs, masked, replaced = corrupt(
-    r_corrupt, target, mask_id=m.mask_id, codebook_size=m.generator.codebook_size, corrupt_prob=corrupt_prob
+    r_corrupt,
+    target,
+    mask_id=m.mask_id,
+    codebook_size=m.generator.codebook_size,
+    corrupt_prob=corrupt_prob,
+    ratio_distribution=ratio,
   )
   text, text_mask = m.text_encoder.apply({'params': frozen['text']}, text_ids)
   b = target.shape[0]
@@ -220,9 +257,13 @@ def selector_examples(
     drop,
   )
   cond, uncond = logits[:b], logits[b:]
-  x_hat = sample_categorical(r_draw, cond + guidance * (cond - uncond))
+  x_hat = draw_tokens(
+    r_draw, cond, uncond, inputs, masked, guidance=guidance, temperature=temperature, top_p=top_p, visible=visible
+  )
   labels = (masked | replaced) if label == 'corrupted' else (x_hat != target)
-  return dict(x_hat=x_hat, ratio=jnp.mean(masked, axis=-1), labels=labels, text=text, text_mask=text_mask)
+  return dict(
+    x_hat=x_hat, ratio=jnp.mean(masked, axis=-1), labels=labels, inputs=inputs, text=text, text_mask=text_mask
+  )
 
 
 def token_map_images(values, size: int):
@@ -277,8 +318,20 @@ class SelectorStage(OurModelStage):
   def __init__(self, config, models: Models):
     if models.selector is None:
       raise ValueError('the selector stage needs a `selector` config section')
-    if config.selector.label not in SELECTOR_LABELS:
-      raise ValueError(f'unknown selector.label {config.selector.label!r}; expected one of {SELECTOR_LABELS}')
+    s = config.selector
+    if s.label not in SELECTOR_LABELS:
+      raise ValueError(f'unknown selector.label {s.label!r}; expected one of {SELECTOR_LABELS}')
+    if s.ratio not in RATIO_DISTRIBUTIONS:
+      raise ValueError(f'unknown selector.ratio {s.ratio!r}; expected one of {RATIO_DISTRIBUTIONS}')
+    if s.visible_tokens not in SELECTOR_VISIBLE_TOKENS:
+      raise ValueError(
+        f'unknown selector.visible_tokens {s.visible_tokens!r}; expected one of {SELECTOR_VISIBLE_TOKENS}'
+      )
+    if s.generator_temperature <= 0 or not 0 < s.generator_top_p <= 1:
+      raise ValueError(
+        f'selector.generator_temperature must be > 0 and generator_top_p in (0, 1], got {s.generator_temperature}'
+        f' and {s.generator_top_p}'
+      )
     self.config, self.models = config, models
 
   def frozen(self):
@@ -297,8 +350,12 @@ class SelectorStage(OurModelStage):
       batch['text_ids'],
       rng,
       corrupt_prob=self.config.generator.corrupt_prob,
-      guidance=s.generator_guidance,
       label=s.label,
+      ratio=s.ratio,
+      guidance=s.generator_guidance,
+      temperature=s.generator_temperature,
+      top_p=s.generator_top_p,
+      visible=s.visible_tokens,
     )
 
   def logits(self, params, examples, drop):
