@@ -99,10 +99,43 @@ class AlignmentEvaluator(Evaluator):
     'columns pooled over objects, all correct / count over images.'
   )
 
+  def __init__(self, ctx):
+    super().__init__(ctx)
+    self._last = (None, None)  # (images, their detections): `transitions` reads the images `per_image` just read
+
+  def _detect(self, images) -> list:
+    if self._last[0] is not images:
+      self._last = (images, [shapes_alignment.detect_objects(im) for im in images])
+    return self._last[1]
+
   def per_image(self, images, example) -> dict:
     f = self.ctx.held_out.fields
-    per_image = shapes_alignment.score_batch(images, f['objects'][example], f['num_objects'][example])['per_image']
+    objects, counts = f['objects'][example], f['num_objects'][example]
+    per_image = shapes_alignment.score_batch(images, objects, counts, self._detect(images))['per_image']
     return {k: np.asarray(per_image[k], np.float64) for k in SCORE_KEYS}
 
   def pool(self, values: dict, idx) -> dict:
     return pooled_alignment(values, idx)
+
+  def transitions(self, mid_images, images, example) -> dict:
+    """Per image, the caption's objects wrong in the midpoint prediction and of those the ones right in the
+    final image, and the same for the objects right at midpoint; right = exactly matched (`score_detections`'
+    per-object 'matched')."""
+    f = self.ctx.held_out.fields
+    objects, counts = f['objects'][example], f['num_objects'][example]
+
+    def matched(detections):
+      return [
+        shapes_alignment.score_detections(d, o, k)['per_object']['matched']
+        for d, o, k in zip(detections, objects, counts)
+      ]
+
+    mid = matched([shapes_alignment.detect_objects(im) for im in mid_images])
+    end = matched(self._detect(images))
+    self._last = (None, None)
+    return {
+      'wrong_mid': np.array([np.sum(~m) for m in mid], np.float64),
+      'repaired': np.array([np.sum(~m & e) for m, e in zip(mid, end)], np.float64),
+      'right_mid': np.array([np.sum(m) for m in mid], np.float64),
+      'broken': np.array([np.sum(m & ~e) for m, e in zip(mid, end)], np.float64),
+    }

@@ -5,12 +5,17 @@ import numpy as np
 
 def bootstrap(statistic, n: int, num_resamples: int, seed: int) -> dict:
   """{key: {'value', 'ci95': [low, high]}} of `statistic(idx)` ({key: value}; idx None = all images, else a
-  (R, n) index of resampled images): percentile bootstrap over images, resampled with replacement."""
-  out = {k: {'value': float(v)} for k, v in statistic(None).items()}
+  (R, n) index of resampled images): percentile bootstrap over images, resampled with replacement.
+
+  A statistic may be undefined (NaN) on some images, e.g. a rate with nothing to count: its value is then
+  None, and the resamples where it is undefined are left out of its interval."""
+  out = {k: {'value': float(v) if np.isfinite(v) else None} for k, v in statistic(None).items()}
   if num_resamples > 0 and n > 1:
     resampled = statistic(np.random.default_rng(seed).integers(0, n, (num_resamples, n)))
     for k, v in resampled.items():
-      out[k]['ci95'] = [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
+      v = np.asarray(v)[np.isfinite(v)]
+      if out[k]['value'] is not None and len(v):
+        out[k]['ci95'] = [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]
   return out
 
 

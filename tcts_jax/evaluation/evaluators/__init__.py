@@ -12,6 +12,13 @@ An evaluator scores one row of images, image i made for held-out record `example
   per_row(images, example) -> {key: float}           statistics of the whole set (FID, MID): no interval
 `columns` lists (key, label, scale, digits, with_interval) for the tables, `compared` the per-image keys
 whose paired differences the report shows, `description` a sentence for the report on what the numbers are.
+
+Optional, for a generated row's repair rate (docs/design.md §6, §9):
+  transitions(mid_images, images, example) -> {key: (n,) counts} or None
+    per image, of the units the evaluator judges (e.g. a caption's objects): `wrong_mid` wrong in the
+    sampler's midpoint prediction `mid_images`, `repaired` of those right in the final `images`, `right_mid`
+    right at midpoint and `broken` of those wrong at the end. None (the default): not supported.
+The job pools them with `transition_rates`: repaired = Σ repaired / Σ wrong_mid, broken = Σ broken / Σ right_mid.
 """
 
 import dataclasses
@@ -65,6 +72,26 @@ class Evaluator:
   def per_row(self, images, example) -> dict:
     del images, example
     return {}
+
+  def transitions(self, mid_images, images, example) -> Optional[dict]:
+    """Per image counts TRANSITIONS between midpoint and final images (see the module docstring); None:
+    this evaluator cannot tell."""
+    del mid_images, images, example
+    return None
+
+
+TRANSITIONS = ('wrong_mid', 'repaired', 'right_mid', 'broken')
+
+
+def transition_rates(values: dict, idx: Optional[np.ndarray] = None) -> dict:
+  """repair_rate = Σ repaired / Σ wrong_mid and break_rate = Σ broken / Σ right_mid over the images `idx`
+  (all of them when None; an (R, n) index: R resamples); NaN where there is nothing to repair / break."""
+
+  def ratio(num, den):
+    a, b = ((values[k] if idx is None else values[k][idx]).sum(-1) for k in (num, den))
+    return np.where(b > 0, a / np.maximum(b, 1), np.nan)
+
+  return {'repair_rate': ratio('repaired', 'wrong_mid'), 'break_rate': ratio('broken', 'right_mid')}
 
 
 def find(name: str, dataset) -> type:
