@@ -27,12 +27,71 @@ def _fmt_metric(metric, column: dict, signed: bool = False, interval: bool = Tru
   return text
 
 
+# The repair and break rates of the transitions hook (evaluators/__init__.py), shown like percent metrics.
+RATES = (
+  {'key': 'repair_rate', 'label': 'repaired', 'scale': 100, 'digits': 1},
+  {'key': 'break_rate', 'label': 'broken', 'scale': 100, 'digits': 1},
+)
+
+
+def _transition_names(results: dict) -> list:
+  """The evaluators that report transitions in some generated row, in row order."""
+  rows = [r for r in results['rows'] if (r.get('diagnostics') or {}).get('transitions')]
+  return list(dict.fromkeys(name for r in rows for name in r['diagnostics']['transitions']))
+
+
+def _rate_label(rate: dict, name: str, names: list) -> str:
+  return rate['label'] if len(names) == 1 else f'{rate["label"]} ({name})'
+
+
+def diagnostics_table(results: dict) -> list:
+  """Lines of the "Sampling diagnostics" section: one line per generated row with diagnostics."""
+  rows = [r for r in results['rows'] if r.get('diagnostics')]
+  if not rows:
+    return []
+  names = _transition_names(results)
+  rates = [(name, rate) for name in names for rate in RATES]
+  head = ['row', 'churn', 'revoked / image', 'entropy masked', 'entropy visible']
+  head += [_rate_label(rate, name, names) for name, rate in rates]
+  lines = ['## Sampling diagnostics', '', '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+
+  def number(value, text):
+    return '—' if value is None else text.format(value)
+
+  for row in rows:
+    d = row['diagnostics']['summary']
+    cells = [
+      row['name'],
+      number(d['churn'], '{:.1%}'),
+      number(d['revoked_per_image'], '{:.1f}'),
+      number(d['entropy_masked'], '{:.2f}'),
+      number(d['entropy_visible'], '{:.2f}'),
+    ]
+    transitions = row['diagnostics']['transitions']
+    cells += [_fmt_metric(transitions.get(name, {}).get(rate['key']), rate) for name, rate in rates]
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  sentences = [
+    "Per generated row, means over images of the sampler's per-step diagnostics: churn = fraction of the "
+    'visible tokens that stay kept but change value, averaged over steps; revoked = visible tokens re-masked, '
+    "summed over steps; entropy (nats) of the step's draw at masked / visible positions, averaged over steps."
+  ]
+  if names:
+    sentences.append(
+      f'repaired = of the judged units ({", ".join(names)}) wrong in the prediction halfway (step (T-1)//2), '
+      'the fraction right in the final image; broken = of those right halfway, the fraction wrong at the end '
+      '(%, 95% bootstrap intervals).'
+    )
+  return lines + ['', ' '.join(sentences), '']
+
+
 def markdown_table(results: dict) -> str:
-  """The rows as a markdown table (95% bootstrap intervals in brackets), paired differences, notes."""
+  """The rows as a markdown table (95% bootstrap intervals in brackets), paired differences, sampling
+  diagnostics, notes."""
   columns = results['columns']
   head = ['row'] + [c['label'] for c in columns] + ['s / image']
+  split = f', {results["split"]} split' if results.get('split') else ''
   lines = [
-    f'# Evaluation on {results["benchmark"]} ({results["num_images"]} images per row)',
+    f'# Evaluation on {results["benchmark"]} ({results["num_images"]} images per row{split})',
     '',
     '| ' + ' | '.join(head) + ' |',
     '|' + '---|' * len(head),
@@ -50,23 +109,34 @@ def markdown_table(results: dict) -> str:
     '',
   ]
   compared = [c for c in columns if c['key'] in results['compared']]
-  if results.get('comparisons') and compared:
+  names = _transition_names(results)
+  rates = [(name, rate) for name in names for rate in RATES]
+  if results.get('comparisons') and (compared or rates):
+    labels = [c['label'] for c in compared] + [_rate_label(rate, name, names) for name, rate in rates]
     lines += [
       '## Paired differences',
       '',
       'A − B on the same captions and seeds, with 95% paired bootstrap intervals (images resampled '
       'together): an interval that excludes 0 is a difference beyond the sampling noise.',
       '',
-      '| A | B | ' + ' | '.join(c['label'] for c in compared) + ' |',
-      '|---|---|' + '---|' * len(compared),
+      '| A | B | ' + ' | '.join(labels) + ' |',
+      '|---|---|' + '---|' * len(labels),
     ]
     for comparison in results['comparisons']:
-      d = comparison['difference']
+      d, transitions = comparison['difference'], comparison.get('transitions', {})
       cells = [_fmt_metric(d.get(c['key']), c, signed=True) for c in compared]
+      cells += [_fmt_metric(transitions.get(name, {}).get(rate['key']), rate, signed=True) for name, rate in rates]
       lines.append(f'| {comparison["a"]} | {comparison["b"]} | ' + ' | '.join(cells) + ' |')
     lines.append('')
+  lines += diagnostics_table(results)
   lines += [f'- {note}' for note in results['notes']]
   return '\n'.join(lines) + '\n'
+
+
+def _series(row: dict) -> str:
+  """A generated row's line in the plot: its strategy and sampler settings (the name without the steps)."""
+  settings = row.get('settings') or {}
+  return row['strategy'] + (f'[{",".join(f"{k}={v}" for k, v in settings.items())}]' if settings else '')
 
 
 def tradeoff_plot(results: dict, path: pathlib.Path, y_key: str, x_key: str) -> bool:
@@ -84,8 +154,8 @@ def tradeoff_plot(results: dict, path: pathlib.Path, y_key: str, x_key: str) -> 
   x_of = (lambda r: r['metrics'][x_key]['value']) if use_x else (lambda r: r['steps'])
   fig = Figure(figsize=(7, 5))
   ax = fig.subplots()
-  for strategy in dict.fromkeys(r['strategy'] for r in generated):
-    rows = sorted((r for r in generated if r['strategy'] == strategy), key=lambda r: r['steps'])
+  for strategy in dict.fromkeys(_series(r) for r in generated):
+    rows = sorted((r for r in generated if _series(r) == strategy), key=lambda r: r['steps'])
     metric = [r['metrics'][y_key] for r in rows]
     y = np.array([m['value'] for m in metric]) * scale
     ci = np.array([m.get('ci95', [m['value']] * 2) for m in metric]) * scale

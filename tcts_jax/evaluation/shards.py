@@ -1,8 +1,10 @@
 """Resumable shards: every row's images are saved `shard_size` at a time, whole or not at all.
 
-DIR/shards/<row>/shard_XXXXX.npz holds indices, tokens, uint8 images, generation seconds and slots (batch
-places used, padding included) and the fingerprint of what made them. A rerun reuses every shard whose
-fingerprint and image indices match and recomputes missing, unreadable or stale ones (with a warning).
+DIR/shards/<row>/shard_XXXXX.npz holds indices, tokens, uint8 images, a row's other per-image arrays (a
+generated row's sampling diagnostics and midpoint tokens), generation seconds and slots (batch places used,
+padding included) and the fingerprint of what made them. A rerun reuses every shard whose fingerprint and
+image indices match and recomputes missing, unreadable or stale ones, and those lacking an array the row
+now needs (with a warning).
 """
 
 import hashlib
@@ -35,8 +37,11 @@ def save_shard(path: pathlib.Path, arrays: dict) -> None:
     np.savez_compressed(f, **arrays)
 
 
-def load_shard(path: pathlib.Path, indices: np.ndarray, fingerprint: str, num_tokens: int, image_size: int):
-  """(shard dict, None) if `path` is a finished shard of these settings, else (None, why not)."""
+def load_shard(
+  path: pathlib.Path, indices: np.ndarray, fingerprint: str, num_tokens: int, image_size: int, arrays=None
+):
+  """(shard dict, None) if `path` is a finished shard of these settings, else (None, why not). `arrays`:
+  {name: per-image shape} the shard must also hold."""
   if not path.exists():
     return None, None
   try:
@@ -50,6 +55,7 @@ def load_shard(path: pathlib.Path, indices: np.ndarray, fingerprint: str, num_to
       'seconds': (),
       'slots': (),
       'fingerprint': (),
+      **{k: (n, *shape) for k, shape in (arrays or {}).items()},
     }
     for key, shape in expected.items():
       if key not in shard or shard[key].shape != shape:
@@ -87,13 +93,15 @@ class ShardStore:
     self.ranges = shard_ranges(num_images, shard_size)
     self.num_tokens, self.image_size, self.bar = num_tokens, image_size, bar
 
-  def collect(self, row: str, fp: str, compute) -> dict:
-    """indices, tokens, images (all of the row's images) and seconds_per_image (generation wall time per
-    batch place). `compute(indices)` -> {'tokens', 'images', 'seconds', 'slots'} makes a missing shard."""
+  def collect(self, row: str, fp: str, compute, arrays=None) -> dict:
+    """indices, tokens, images, the `arrays` ({name: per-image shape}) of all of the row's images and
+    seconds_per_image (generation wall time per batch place). `compute(indices)` -> {'tokens', 'images',
+    'seconds', 'slots', *arrays} makes a missing shard."""
+    arrays = arrays or {}
     shards = []
     for s, indices in enumerate(self.ranges):
       path = self.root / row / f'shard_{s:05d}.npz'
-      shard, why = load_shard(path, indices, fp, self.num_tokens, self.image_size)
+      shard, why = load_shard(path, indices, fp, self.num_tokens, self.image_size, arrays)
       if shard is None:
         if why:
           say(f'warning: {path} {why}; recomputing it')
@@ -102,6 +110,7 @@ class ShardStore:
           'indices': indices,
           'tokens': out['tokens'].astype(np.int32),
           'images': out['images'],
+          **{k: out[k] for k in arrays},
           'seconds': np.float64(out['seconds']),
           'slots': np.int64(out['slots']),
           'fingerprint': np.array(fp),
@@ -112,6 +121,6 @@ class ShardStore:
       if self.bar is not None:
         self.bar.set_postfix_str(row)
         self.bar.update(1)
-    out = {k: np.concatenate([sh[k] for sh in shards]) for k in ARRAYS}
+    out = {k: np.concatenate([sh[k] for sh in shards]) for k in (*ARRAYS, *arrays)}
     out['seconds_per_image'] = float(sum(sh['seconds'] for sh in shards) / sum(sh['slots'] for sh in shards))
     return out
