@@ -62,11 +62,20 @@ def darken_outside(image, mask, grid_size: int) -> np.ndarray:
 
 
 def trajectory_strip(
-  x_hat_images, kept, high_freq, grid_size: int, caption: str = '', scale: int = 3, selector_logits=None
+  x_hat_images,
+  kept,
+  high_freq,
+  grid_size: int,
+  caption: str = '',
+  scale: int = 3,
+  selector_logits=None,
+  diagnostics=None,
 ) -> np.ndarray:
   """One prompt's steps left to right, numbered 1..T: row 1 the decoded x̂ of each step, row 2 the kept tokens
   after the step (masked ones darkened), row 3 the FAS high-frequency map (red = high frequency / revocable),
-  and, given `selector_logits` (T, N), row 4 the selector's doubt sigmoid(logit) over x̂ (yellow = doubted)."""
+  and, given `selector_logits` (T, N), row 4 the selector's doubt sigmoid(logit) over x̂ (yellow = doubted).
+  `diagnostics` ({'decided', 'revoked', 'churn'}: (T,) of the sampler's diagnostics for this image) are
+  written under each step: tokens newly kept, visible tokens revoked, churn of the visible tokens kept."""
   x_hat = to_uint8(x_hat_images)  # (T, H, W, 3)
   t, h = x_hat.shape[:2]
   kept_rows = [darken_outside(x_hat[i], kept[i], grid_size) for i in range(t)]
@@ -83,10 +92,26 @@ def trajectory_strip(
   strip = np.asarray(_upscale(np.concatenate(rows, 0), scale))
   header = Image.new('RGB', (strip.shape[1], 30), 'white')
   draw = ImageDraw.Draw(header)
-  draw.text((2, 1), f'{caption}   (rows: {" | ".join(names)})', fill='black', font=_font())
+  below = '; under each step: +newly kept, -revoked, churn' if diagnostics is not None else ''
+  draw.text((2, 1), f'{caption}   (rows: {" | ".join(names)}{below})', fill='black', font=_font())
   for i in range(t):  # step numbers over the columns
     draw.text((i * h * scale + 2, 16), f'{i + 1}', fill='black', font=_font())
-  return np.concatenate([np.asarray(header), strip], 0)
+  parts = [np.asarray(header), strip]
+  if diagnostics is not None:
+    parts.append(diagnostics_footer(diagnostics, t, h * scale, strip.shape[1]))
+  return np.concatenate(parts, 0)
+
+
+def diagnostics_footer(diagnostics, steps: int, column: int, width: int) -> np.ndarray:
+  """Three small lines per step column: +decided, -revoked, churn %."""
+  footer = Image.new('RGB', (width, 40), 'white')
+  draw, font = ImageDraw.Draw(footer), _font(10)
+  decided, revoked, churn = (np.asarray(diagnostics[k], np.float64) for k in ('decided', 'revoked', 'churn'))
+  for i in range(steps):
+    lines = (f'+{decided[i]:.0f}', f'-{revoked[i]:.0f}', f'{churn[i]:.0%} churn')
+    for j, (text, colour) in enumerate(zip(lines, ('darkgreen', 'firebrick', 'black'))):
+      draw.text((i * column + 2, 1 + 13 * j), text, fill=colour, font=font)
+  return np.asarray(footer)
 
 
 def token_heatmap(image, values, grid_size: int, alpha: float = 0.6) -> np.ndarray:
