@@ -10,7 +10,8 @@ from typing import Optional, Sequence
 import jax
 import jax.numpy as jnp
 
-from tcts_jax.models.generator import Generator, generator_context, generator_logits
+from tcts_jax.models.generator import Generator, generator_context, generator_intermediates, generator_logits
+from tcts_jax.models.layers import attention_maps
 from tcts_jax.models.selector import Selector
 from tcts_jax.sampling.model import MaskedGenerator, TokenSelector
 from tcts_jax.models.text import TextEncoder, WordTokenizer
@@ -58,11 +59,12 @@ class Models:
       return generator_context(self.generator, params['generator'], *self.encode_text(params, text_ids, negative_ids))
 
     def logits(params, tokens, context, attention_layer):
-      logits, self_attention, cross_attention = generator_logits(
-        self.generator, params['generator'], tokens, context, attention_layer
-      )
-      maps = None if attention_layer is None else dict(self_attention=self_attention, cross_attention=cross_attention)
-      return logits, maps
+      if attention_layer is None:
+        return generator_logits(self.generator, params['generator'], tokens, context)[0], None
+      logits, inter = generator_intermediates(self.generator, params['generator'], tokens, context)
+      if isinstance(attention_layer, (tuple, list)):  # several layers of the same pass
+        return logits, tuple(attention_maps(inter, layer) for layer in attention_layer)
+      return logits, attention_maps(inter, attention_layer)
 
     return MaskedGenerator(
       num_tokens=self.num_tokens,

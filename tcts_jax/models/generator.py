@@ -65,15 +65,20 @@ def generator_logits(generator: Generator, params, tokens, context: Context, att
   """
   if attention_layer is None:
     return generator.apply({'params': params}, tokens, context, method='logits'), None, None
-  logits, state = generator.apply(
-    {'params': params}, tokens, context, sow_attention=True, method='logits', mutable=['intermediates']
-  )
-  inter = state['intermediates']
+  logits, inter = generator_intermediates(generator, params, tokens, context)
   return (
     logits,
     sown_attention(inter, attention_layer, 'self_attn'),
     sown_attention(inter, attention_layer, 'cross_attn'),
   )
+
+
+def generator_intermediates(generator: Generator, params, tokens, context: Context):
+  """Logits and the 'intermediates' holding every block's sown attention (`layers.attention_maps` reads them)."""
+  logits, state = generator.apply(
+    {'params': params}, tokens, context, sow_attention=True, method='logits', mutable=['intermediates']
+  )
+  return logits, state['intermediates']
 
 
 def generator_forward(generator: Generator, params, tokens, text, text_mask, drop_text, attention_layer=None):

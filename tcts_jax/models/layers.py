@@ -23,7 +23,8 @@ class Attention(nn.Module):
   """Multi-head dot-product attention over `width` features, keys and values given or projected here.
 
   With `sow_weights=True` the softmax probabilities (B, heads, queries, keys) are sown into the
-  'intermediates' collection as `attention_weights`.
+  'intermediates' collection as `attention_weights`, and the scaled scores before the softmax as
+  `attention_logits` (-inf where the mask forbids; the authors' cross-attention FAS map reads their sigmoid).
   """
 
   num_heads: int
@@ -42,7 +43,11 @@ class Attention(nn.Module):
   def __call__(self, x, keys_values=None, mask=None, sow_weights=False):
     """Self-attention over `x`, or attention to precomputed `keys_values` (from `self.keys_values`)."""
     keys, values = self.keys_values(x) if keys_values is None else keys_values
-    y = nn.dot_product_attention(self.query(x), keys, values, mask=mask, module=self if sow_weights else None)
+    query = self.query(x)
+    if sow_weights:  # the scores flax's dot_product_attention computes inside; unused ones vanish under jit
+      scores = jnp.einsum('...qhd,...khd->...hqk', query / jnp.sqrt(query.shape[-1]).astype(query.dtype), keys)
+      self.sow('intermediates', 'attention_logits', scores if mask is None else jnp.where(mask, scores, -jnp.inf))
+    y = nn.dot_product_attention(query, keys, values, mask=mask, module=self if sow_weights else None)
     return self.out(y)
 
 
@@ -91,9 +96,19 @@ class TransformerBlock(nn.Module):
     return x + self.mlp(self.norms[-1](x))
 
 
-def sown_attention(intermediates, layer: int, kind: str = 'self_attn'):
-  """Attention probabilities (B, heads, Nq, Nk) of block `layer` from an `intermediates` collection."""
-  return intermediates[f'block_{layer}'][kind]['attention_weights'][0]
+def sown_attention(intermediates, layer: int, kind: str = 'self_attn', what: str = 'attention_weights'):
+  """Attention probabilities (or with what='attention_logits' the scores before the softmax) (B, heads, Nq, Nk)
+  of block `layer` from an `intermediates` collection."""
+  return intermediates[f'block_{layer}'][kind][what][0]
+
+
+def attention_maps(intermediates, layer: int) -> dict:
+  """The sampler protocol's attention maps of block `layer` (docs/design.md §8)."""
+  return dict(
+    self_attention=sown_attention(intermediates, layer, 'self_attn'),
+    cross_attention=sown_attention(intermediates, layer, 'cross_attn'),
+    cross_attention_logits=sown_attention(intermediates, layer, 'cross_attn', 'attention_logits'),
+  )
 
 
 def with_null_text(null, text, text_mask, drop_text):

@@ -29,11 +29,14 @@ class MaskedGenerator:
   """A masked generative model over a canvas of `num_tokens` tokens with ids in [0, codebook_size).
 
   encode_text(params, text_ids (B, ...), negative_ids (B, ...) or None) -> TextState of 2B rows.
-  logits(params, tokens (R, N) int32, text_state of R rows, attention_layer: int | None)
+  logits(params, tokens (R, N) int32, text_state of R rows, attention_layer: int | tuple[int, ...] | None)
       -> (logits (R, N, codebook_size), maps): R is 2B (guidance) or B (the conditional half, e.g. for
       editing); token id `mask_id` marks masked positions. `maps` is None when `attention_layer` is None,
       else {'self_attention': (R, heads, N, N), 'cross_attention': (R, heads, N, L)}: the softmax
-      probabilities of that layer, from the same forward pass.
+      probabilities of that layer, from the same forward pass; optionally also 'cross_attention_logits'
+      (R, heads, N, L), the cross-attention scores before the softmax (-inf where the text is masked), which
+      fas_map='cross_attention' needs. A tuple of layers gives a tuple of such dicts (same pass), which
+      fas_map='cross_attention' asks for.
   decode(params, tokens (B, N)) -> images (B, H, W, 3) float in [0, 1]; None: tokens only.
   num_layers: how many attention layers `attention_layer` may name (FAS reads one of them).
   """

@@ -113,12 +113,15 @@ def lift_attention_maps(maps: dict, height: int, width: int) -> dict:
   """Maps of the downsampled grid -> maps of the (height, width) token grid.
 
   Self: ``A_fine[q, k] = A[c(q), c(k)] / |c(k)|`` (c = the 2x2 cell of a position, |c| = 4 on an even grid):
-  rows still sum to one and (even grid) the attention a fine token receives equals its cell's. Cross:
-  ``A_fine[q, l] = A[c(q), l]``.
+  rows still sum to one and (even grid) the attention a fine token receives equals its cell's. Cross (and its
+  scores before the softmax, when present): ``A_fine[q, l] = A[c(q), l]``.
   """
   cell, size = _coarse_cells(height, width)
-  self_map = maps['self_attention'][:, :, cell][:, :, :, cell] / size.astype(maps['self_attention'].dtype)
-  return {'self_attention': self_map, 'cross_attention': maps['cross_attention'][:, :, cell]}
+  lifted = {k: v[:, :, cell] for k, v in maps.items() if k != 'self_attention'}
+  lifted['self_attention'] = maps['self_attention'][:, :, cell][:, :, :, cell] / size.astype(
+    maps['self_attention'].dtype
+  )
+  return lifted
 
 
 # --------------------------------------------------------------------------------------- layers
@@ -185,7 +188,8 @@ class ConvTranspose2x2(nn.Module):
 
 class Attention(nn.Module):
   """diffusers' ``Attention`` with ``AttnProcessor2_0``: self-attention, or cross-attention to precomputed
-  (key, value). Returns (output, softmax probabilities (B, heads, N, L) in float32)."""
+  (key, value). Returns (output, softmax probabilities (B, heads, N, L) in float32, the scores before the softmax
+  in float32)."""
 
   query_dim: int
   heads: int
@@ -216,7 +220,7 @@ class Attention(nn.Module):
     probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1)
     out = jnp.einsum('bhqk,bhkd->bhqd', probs.astype(value.dtype), value)
     out = out.transpose(0, 2, 1, 3).reshape(b, n, self.heads * self.dim_head)
-    return self.to_out[1](self.to_out[0](out)), probs
+    return self.to_out[1](self.to_out[0](out)), probs, scores.astype(jnp.float32)
 
 
 class GEGLU(nn.Module):
@@ -277,7 +281,7 @@ class AdaLayerNormContinuous(nn.Module):
 class BasicTransformerBlock(nn.Module):
   """diffusers' ``BasicTransformerBlock`` as UVit2DModel builds it (``norm_type='ada_norm_continuous'``):
   AdaLN(RMS) -> self-attention, AdaLN(RMS) -> cross-attention, AdaLN(LayerNorm) -> GEGLU feed-forward, each
-  residual. Returns (x, self-attention probs, cross-attention probs)."""
+  residual. Returns (x, self-attention probs, cross-attention probs, cross-attention scores before the softmax)."""
 
   config: UVit2DConfig
 
@@ -297,12 +301,12 @@ class BasicTransformerBlock(nn.Module):
     self.ff = FeedForward(dim, c.intermediate_size, c.use_bias)
 
   def __call__(self, x, cond, cross_key_value):
-    attn, self_probs = self.attn1(self.norm1(x, cond))
+    attn, self_probs, _ = self.attn1(self.norm1(x, cond))
     x = x + attn
-    attn, cross_probs = self.attn2(self.norm2(x, cond), cross_key_value)
+    attn, cross_probs, cross_scores = self.attn2(self.norm2(x, cond), cross_key_value)
     x = x + attn
     x = x + self.ff(self.norm3(x, cond))
-    return x, self_probs, cross_probs
+    return x, self_probs, cross_probs, cross_scores
 
 
 class SkipFFTransformerBlock(nn.Module):
@@ -532,12 +536,15 @@ class UVit2D(nn.Module):
       out[f'transformer_layers_{i}/attn2'] = layer.attn2.key_value(states)
     return out
 
-  def logits(self, tokens, context: dict, attention_layer: int | None = None):
+  def logits(self, tokens, context: dict, attention_layer: int | tuple | None = None):
     """tokens (B, H, W) or (B, H*W) (a square grid) int32 and a `context` -> (logits (B, H*W, codebook_size),
     maps). ``maps`` is None without an `attention_layer`, else the softmax probabilities of that transformer
     layer's attentions, on the input token grid (lifted from the coarse grid when the model downsamples):
-    ``{'self_attention': (B, heads, H*W, H*W), 'cross_attention': (B, heads, H*W, L)}``."""
-    layer_index = self._layer_index(attention_layer)
+    ``{'self_attention': (B, heads, H*W, H*W), 'cross_attention': (B, heads, H*W, L)}``, and the cross-attention
+    scores before the softmax, ``'cross_attention_logits'`` (B, heads, H*W, L); a tuple of layers gives a tuple
+    of such dicts, from the same pass."""
+    several = isinstance(attention_layer, (tuple, list))
+    layers = [self._layer_index(i) for i in attention_layer] if several else [self._layer_index(attention_layer)]
     grid = _token_grid(tokens)
     batch, height, width = grid.shape
     cond = context['cond_embeds']
@@ -545,18 +552,19 @@ class UVit2D(nn.Module):
     x = self.down_block(self.embed(grid), cond, _block_key_values(context, 'down_block'))
     b, h, w, channels = x.shape
     x = self.project_to_hidden(self.project_to_hidden_norm(x.reshape(b, h * w, channels)))
-    maps = None
+    by_layer = {}
     for i, layer in enumerate(self.transformer_layers):
       path = f'transformer_layers_{i}/attn2'
-      x, self_probs, cross_probs = layer(x, cond, (context[f'{path}/key'], context[f'{path}/value']))
-      if i == layer_index:
-        maps = {'self_attention': self_probs, 'cross_attention': cross_probs}
+      x, self_probs, cross_probs, cross_scores = layer(x, cond, (context[f'{path}/key'], context[f'{path}/value']))
+      if i in layers:
+        maps = {'self_attention': self_probs, 'cross_attention': cross_probs, 'cross_attention_logits': cross_scores}
+        by_layer[i] = maps if (h, w) == (height, width) else lift_attention_maps(maps, height, width)
     x = self.project_from_hidden(self.project_from_hidden_norm(x)).reshape(b, h, w, channels)
     x = self.up_block(x, cond, _block_key_values(context, 'up_block'))
-    logits = self.mlm_layer(x)
-    if maps is not None and (h, w) != (height, width):
-      maps = lift_attention_maps(maps, height, width)
-    return logits.reshape(batch, -1, self.config.codebook_size), maps
+    logits = self.mlm_layer(x).reshape(batch, -1, self.config.codebook_size)
+    if several:
+      return logits, tuple(by_layer[i] for i in layers)
+    return logits, by_layer.get(layers[0])
 
   def _layer_index(self, attention_layer: int | None) -> int | None:
     if attention_layer is None:
