@@ -75,7 +75,10 @@ def main():
     sampler = Sampler(model, cfg, selector, decode=False)
     if sampler.needs_selector and not has_selector:
       continue
-    t_sampler = median_seconds(lambda: sampler(params, ids, jax.random.key(1)).tokens, args.repeats)
+    reference = jnp.zeros((b, models.num_tokens), jnp.int32) if sampler.needs_reference else None  # oracle*
+    t_sampler = median_seconds(
+      lambda: sampler(params, ids, jax.random.key(1), reference_tokens=reference).tokens, args.repeats
+    )
     per_step = t_gen + (t_sel if sampler.needs_selector else 0.0)
     denominator = t * per_step + t_text
     ratios[name] = t_sampler / denominator

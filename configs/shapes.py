@@ -198,9 +198,10 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
   )
 
   c.sampler = dict(
-    # A strategy name (tcts_jax.sampling.strategies.STRATEGIES: uniform, purity, confidence, random_revoke,
-    # persistent, fas, tcts, tcts_fas, tcts_persistent), a switching preset (u2r, r2u), a per-step schedule
-    # 'uniform:8,random_revoke:8', or a dotted path to a strategy factory of your own.
+    # A strategy name (tcts_jax.sampling.strategies.STRATEGIES: uniform, purity, ivqd_purity, confidence,
+    # random_revoke, persistent, fas, tcts, tcts_fas, tcts_persistent, oracle, oracle_fas), a switching preset
+    # (u2r, r2u), a per-step schedule 'uniform:8,random_revoke:8', or a dotted path to a strategy factory of
+    # your own. oracle* need reference tokens (Sampler.__call__(..., reference_tokens=...)).
     strategy='purity',
     steps=16,
     mask_schedule='cosine',
@@ -208,9 +209,16 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
     count_rule='reserve',
     persistent_weight=10.0,
     fas_base='random_revoke',
+    # FAS map (docs/design.md §3): 'self_attention' (ours, after SAG: persistent weight where kept and the
+    # attention received by layer fas_layer is <= fas_threshold) or 'cross_attention' (the authors' code:
+    # fas_cross_weight * (1 - t/T) * their normalised cross-attention map added to every keep logit).
+    fas_map='self_attention',
     fas_layer=1,
     fas_threshold=1.0,
+    fas_cross_weight=3.0,
     purity_noise=1.0,
+    # `ivqd_purity` (Improved VQ-Diffusion): token logits scaled by (1 + r * purity), r = this.
+    ivqd_purity_weight=2.0,
     # `confidence` (aMUSEd's rule): Gumbel noise scaled linearly from the first value to the second.
     confidence_noise=(2.0, 0.0),
     guidance_scale=3.0,
@@ -218,8 +226,9 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
     temperature=1.0,
     top_k=0,
     top_p=1.0,
-    # Revocable strategies re-draw visible tokens each step unless this freezes them.
-    freeze_visible=False,
+    # 'keep': x̂ = x at every visible position (a revocable strategy re-masks tokens but never changes a kept
+    # one in place); 'redraw': revocable strategies redraw visible tokens at every step (fixed ones never do).
+    visible_tokens='keep',
     # TCTS (needs selector weights): keep logit = -sharpness * selector logit; Gumbel noise annealed
     # tcts_noise * (1 - t/T); selector CFG s_u + g (s_c - s_u) (g = 1: conditional score only).
     selector_guidance=1.0,

@@ -34,9 +34,13 @@ def test_the_text_state_is_the_pipelines_conditioning(t2i):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), with_empty, explicit)
 
 
-NO_SELECTOR = [
-  n for n in STRATEGIES if not make_strategy(n, load_config('configs/amused.py:tiny').sampler).needs_selector
-]
+def _needs_nothing_more(name: str) -> bool:
+  """Neither a selector nor reference tokens."""
+  strategy = make_strategy(name, load_config('configs/amused.py:tiny').sampler)
+  return not (strategy.needs_selector or strategy.needs_reference)
+
+
+NO_SELECTOR = [n for n in STRATEGIES if _needs_nothing_more(n)]
 
 
 @pytest.mark.parametrize('strategy', [*NO_SELECTOR, 'u2r'])

@@ -1,5 +1,6 @@
-"""Sampler properties (docs/design.md §2-3), on the tiny config with random weights: the properties hold for any
-generator, so no training is needed."""
+"""Sampler properties (docs/design.md §2-3), on the tiny config with random weights (generator and selector): the
+properties hold for any generator, so no training is needed. Every strategy of STRATEGIES is run (the oracle ones
+with random reference tokens)."""
 
 import jax
 import numpy as np
@@ -17,11 +18,13 @@ PROMPTS = [
   'a big green triangle at the bottom',
   'a tiny yellow disk on the right side',
 ]
+REFERENCE = np.random.default_rng(0).integers(0, 64, (len(PROMPTS), 64)).astype(np.int32)  # tiny: 64 codes, 64 tokens
 
 
 @pytest.fixture(scope='module')
 def run(tiny_model):
-  """run(seed=0, negative=None, **sampler overrides) -> SampleOutput with trajectory (samplers cached)."""
+  """run(seed=0, negative=None, **sampler overrides) -> SampleOutput with trajectory and diagnostics (samplers
+  cached); strategies that need reference tokens get REFERENCE."""
   config, models, params = tiny_model
   ids = models.word_tokenizer.encode_batch(PROMPTS)
   cache = {}
@@ -30,8 +33,9 @@ def run(tiny_model):
     cfg = sampler_config(config.sampler, **overrides)
     key = cfg.to_json()
     if key not in cache:
-      cache[key] = make_sampler(models, cfg, trajectory=True)
-    out = cache[key](params, ids, jax.random.key(seed), negative)
+      cache[key] = make_sampler(models, cfg, trajectory=True, diagnostics=True)
+    reference = REFERENCE if cache[key].needs_reference else None
+    out = cache[key](params, ids, jax.random.key(seed), negative, reference_tokens=reference)
     return jax.tree.map(np.asarray, out), cache[key]
 
   return _run
@@ -42,10 +46,11 @@ def token_states(traj, mask_id):
   return np.where(traj['kept'], traj['tokens'], mask_id)
 
 
-# Read from the STRATEGIES table, not kept by hand (the selector's strategies are tested with one in test_select.py).
+# Read from the STRATEGIES table, not kept by hand (the tiny model's random selector serves the tcts* ones).
 _BUILT = {name: make_strategy(name, load_config('configs/shapes.py:sample,tiny').sampler) for name in STRATEGIES}
-ALL = [name for name, s in _BUILT.items() if not s.needs_selector] + list(PRESETS)
+ALL = list(STRATEGIES) + list(PRESETS)
 FIXED = [name for name, s in _BUILT.items() if not s.revocable]
+REVOCABLE = [name for name, s in _BUILT.items() if s.revocable] + list(PRESETS)
 
 
 @pytest.mark.parametrize('strategy', ALL)
@@ -59,6 +64,20 @@ def test_exactly_k_kept_and_no_mask_left(run, tiny_model, strategy):
   assert out.images.shape == (len(PROMPTS), 32, 32, 3)
 
 
+@pytest.mark.parametrize('strategy', ALL)
+def test_diagnostics_follow_the_trajectory(run, tiny_model, strategy):
+  out, sampler = run(strategy=strategy)
+  kept, tokens, diag = out.trajectory['kept'], out.trajectory['tokens'], out.diagnostics
+  before = np.concatenate([np.zeros_like(kept[:1]), kept[:-1]])  # visible entering each step
+  np.testing.assert_array_equal(diag['decided'], (~before & kept).sum(-1))
+  np.testing.assert_array_equal(diag['revoked'], (before & ~kept).sum(-1))
+  # Every position is decided once more than it is revoked: an empty canvas ends full.
+  np.testing.assert_array_equal((diag['decided'] - diag['revoked']).sum(0), tiny_model[1].num_tokens)
+  np.testing.assert_array_equal(diag['midpoint_tokens'], tokens[(sampler.cfg.steps - 1) // 2])
+  assert diag['churn'].shape == diag['entropy_masked'].shape == diag['entropy_visible'].shape == kept.shape[:2]
+  assert (diag['entropy_masked'] > 0).all() and (diag['entropy_visible'][0] == 0).all()  # nothing visible at first
+
+
 @pytest.mark.parametrize('strategy', FIXED)
 def test_fixed_strategies_never_change_a_kept_token(run, tiny_model, strategy):
   out, _ = run(strategy=strategy)
@@ -67,6 +86,50 @@ def test_fixed_strategies_never_change_a_kept_token(run, tiny_model, strategy):
   for t in range(len(kept) - 1):
     assert (kept[t + 1] | ~kept[t]).all()  # never revoked
     np.testing.assert_array_equal(canvas[t + 1][kept[t]], canvas[t][kept[t]])  # never changed
+  assert not out.diagnostics['revoked'].any() and not out.diagnostics['churn'].any()
+
+
+@pytest.mark.parametrize('strategy', ['purity', 'ivqd_purity'])
+def test_redraw_leaves_fixed_strategies_alone(run, strategy):
+  # visible_tokens='redraw' applies to revocable strategies only: a fixed one samples the very same tokens.
+  keep, _ = run(strategy=strategy)
+  redraw, _ = run(strategy=strategy, visible_tokens='redraw')
+  np.testing.assert_array_equal(redraw.tokens, keep.tokens)
+
+
+@pytest.mark.parametrize('strategy', REVOCABLE)
+def test_kept_tokens_keep_their_value_by_default(run, tiny_model, strategy):
+  # visible_tokens='keep': a revocable strategy re-masks tokens but never changes a kept one in place.
+  out, _ = run(strategy=strategy)
+  canvas = token_states(out.trajectory, tiny_model[1].mask_id)
+  kept = out.trajectory['kept']
+  for t in range(len(kept) - 1):
+    stayed = kept[t] & kept[t + 1]
+    np.testing.assert_array_equal(canvas[t + 1][stayed], canvas[t][stayed])
+  assert not out.diagnostics['churn'].any()
+
+
+@pytest.mark.parametrize('strategy', ['random_revoke', 'tcts_fas', 'oracle'])
+def test_redraw_changes_kept_values_and_churn_counts_them(run, tiny_model, strategy):
+  out, _ = run(strategy=strategy, visible_tokens='redraw')
+  canvas = token_states(out.trajectory, tiny_model[1].mask_id)
+  kept = out.trajectory['kept']
+  stayed = kept[:-1] & kept[1:]  # kept after steps t and t + 1
+  changed = stayed & (canvas[1:] != canvas[:-1])
+  assert changed.any()  # the tiny random generator redraws visible tokens to other values
+  churn = np.where(stayed.sum(-1) > 0, changed.sum(-1) / np.maximum(stayed.sum(-1), 1), 0.0)
+  np.testing.assert_allclose(out.diagnostics['churn'][1:], churn, rtol=1e-6)
+  assert not out.diagnostics['churn'][0].any()
+
+
+def test_diagnostics_do_not_change_the_samples(run, tiny_model):
+  config, models, params = tiny_model
+  for strategy in ('tcts_fas', 'ivqd_purity'):
+    with_diagnostics, _ = run(seed=11, strategy=strategy)
+    plain = make_sampler(models, sampler_config(config.sampler, strategy=strategy))
+    tokens = plain(params, models.word_tokenizer.encode_batch(PROMPTS), jax.random.key(11)).tokens
+    np.testing.assert_array_equal(np.asarray(tokens), with_diagnostics.tokens)
+    assert plain(params, models.word_tokenizer.encode_batch(PROMPTS), jax.random.key(11)).diagnostics is None
 
 
 def test_random_revoke_revokes(run):
@@ -86,9 +149,9 @@ def test_same_seed_same_output_other_seed_differs(run):
 
 
 def test_persistent_with_huge_weight_equals_uniform(run):
-  # Uniform freezes visible tokens, so compare with persistent sampling that freezes them too.
+  # Both keep visible tokens' values (visible_tokens='keep', the default).
   uni, _ = run(seed=3, strategy='uniform')
-  per, _ = run(seed=3, strategy='persistent', persistent_weight=1e30, freeze_visible=True)
+  per, _ = run(seed=3, strategy='persistent', persistent_weight=1e30)
   np.testing.assert_array_equal(uni.tokens, per.tokens)
   np.testing.assert_array_equal(uni.trajectory['kept'], per.trajectory['kept'])
 
@@ -179,6 +242,10 @@ def test_no_recompilation_across_prompts_and_seeds(tiny_model):
     (dict(guidance_schedule='wobbly'), 'unknown guidance schedule'),
     (dict(mask_schedule='wobbly'), 'unknown mask schedule'),
     (dict(temperature=0.0), 'temperature must be > 0'),
+    (dict(visible_tokens='freeze'), 'visible_tokens must be one of'),
+    (dict(fas_map='value'), 'fas_map must be one of'),
+    (dict(strategy='ivqd_purity', ivqd_purity_weight=-1.0), 'ivqd_purity_weight must be >= 0'),
+    (dict(strategy='fas', fas_map='cross_attention', fas_cross_weight=-1.0), 'fas_cross_weight must be >= 0'),
   ],
 )
 def test_bad_settings_fail_before_compiling(tiny_model, overrides, message):

@@ -19,7 +19,7 @@ from tcts_jax.api import TextToImage, load_config
 from tests.conftest import make_sampler
 from tcts_jax.data import get_dataset, pipeline, shapes
 from tcts_jax.models.selector import selector_forward
-from tcts_jax.sampling.sampler import Sampler, sampler_config
+from tcts_jax.sampling.sampler import Sampler, _truncate, sampler_config
 from tcts_jax.sampling.strategies import make_strategy
 from tcts_jax.evaluation.selector import evaluate_selector
 from tcts_jax.training.stages import SelectorStage, auroc
@@ -102,10 +102,9 @@ def test_auroc_matches_pairwise_definition():
 # --- training ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope='module')
-def trained(tiny_data_dir, weights_dir):
-  """Selector trained 30 steps on the frozen random-init generator: (config, models, params, bce before/after)."""
-  config = load_config('configs/shapes.py:selector,tiny')
+def train_selector(tiny_data_dir, weights_dir, variant='', steps=30):
+  """Selector trained `steps` steps on the frozen random-init generator: (config, models, params, bce before/after)."""
+  config = load_config(f'configs/shapes.py:selector,tiny{variant}')
   config.generator_checkpoint = str(weights_dir)
   config.data.data_dir = str(tiny_data_dir)
   from tcts_jax.models import build_models
@@ -124,14 +123,25 @@ def trained(tiny_data_dir, weights_dir):
   )
   before = float(eval_loss(state.params))
   step = jax.jit(functools.partial(train_step, stage))
-  for _ in range(30):
+  for _ in range(steps):
     state, metrics = step(state, frozen, arrays(next(loader)), jax.random.key(1))
   assert np.isfinite(float(metrics['loss']))
   return config, models, {**frozen, **state.params}, before, float(eval_loss(state.params))
 
 
+@pytest.fixture(scope='module')
+def trained(tiny_data_dir, weights_dir):
+  return train_selector(tiny_data_dir, weights_dir)
+
+
 def test_selector_training_lowers_bce(trained):
   *_, before, after = trained
+  assert after < before - 0.05, (before, after)
+
+
+def test_copy_selector_training_lowers_bce(tiny_data_dir, weights_dir):
+  # The `copy` variant's examples (uniform ratios, visible tokens kept) train as well, in fewer steps here.
+  *_, before, after = train_selector(tiny_data_dir, weights_dir, ',copy', steps=15)
   assert after < before - 0.05, (before, after)
 
 
@@ -142,11 +152,122 @@ def test_evaluate_selector_on_held_out_split(trained):
   assert 0.0 <= metrics['auroc'] <= 1.0 and 0.0 <= metrics['accuracy'] <= 1.0 and metrics['bce'] > 0
 
 
+# --- training examples (docs/design.md §4.2) ---------------------------------------------------------------
+
+
+EXAMPLE_ROWS = 1024
+
+
+@pytest.fixture(scope='module')
+def examples(tiny_model):
+  """examples(variant, **selector overrides) -> the selector stage's training examples (numpy) of the same
+  EXAMPLE_ROWS random code grids and rng (so the same corruption), drawn by the tiny random generator; cached."""
+  _, models, params = tiny_model
+  ids = np.asarray(models.word_tokenizer.encode_batch(PROMPTS))
+  codes = jax.random.randint(jax.random.key(1), (EXAMPLE_ROWS, models.num_tokens), 0, models.generator.codebook_size)
+  batch = {'codes': codes, 'text_ids': jnp.asarray(np.resize(ids, (EXAMPLE_ROWS, ids.shape[1])))}
+  cache = {}
+
+  def _examples(variant='', **overrides):
+    key = (variant, tuple(sorted(overrides.items())))
+    if key not in cache:
+      config = load_config(f'configs/shapes.py:selector,tiny{variant}')
+      config.selector.update(overrides)
+      stage = SelectorStage(config, models)
+      cache[key] = jax.tree.map(np.asarray, jax.jit(stage.examples)(params, batch, jax.random.key(0)))
+    return cache[key]
+
+  return _examples
+
+
+def ks_distance_to_uniform(samples):
+  """Kolmogorov-Smirnov distance between the samples' empirical CDF and U[0, 1]'s."""
+  x, n = np.sort(samples), len(samples)
+  return max(np.max(np.arange(1, n + 1) / n - x), np.max(x - np.arange(n) / n))
+
+
+def test_uniform_ratio_covers_the_unit_interval_uniformly(examples, tiny_model):
+  # The masked fraction takes the N values k/N, k = 1..N, so its CDF is within 1/N of U[0, 1]'s; 1.63/sqrt(n)
+  # is the KS test's 1% critical value for n draws.
+  _, models, _ = tiny_model
+  n = models.num_tokens
+  bound = 1 / n + 1.63 / np.sqrt(EXAMPLE_ROWS)
+  uniform = examples(',copy')['ratio']
+  assert ks_distance_to_uniform(uniform) < bound
+  assert uniform.min() == 1 / n and uniform.max() == 1.0
+  cosine = examples('')['ratio']  # the generator's cosine ratios (mostly high): far from uniform
+  assert ks_distance_to_uniform(cosine) > 2 * bound
+
+
+def test_keep_examples_equal_the_input_at_visible_positions(examples, tiny_model):
+  _, models, _ = tiny_model
+  for variant in ('', ',copy'):
+    ex = examples(variant)
+    masked = ex['inputs'] == models.mask_id
+    assert (ex['x_hat'] != models.mask_id).all()  # masked positions drawn
+    np.testing.assert_allclose(ex['ratio'], masked.mean(-1))
+    visible_same = ex['x_hat'][~masked] == ex['inputs'][~masked]
+    if variant:  # copy: visible_tokens='keep'
+      assert visible_same.all()
+    else:  # default: 'redraw' (the random generator redraws most visible tokens differently)
+      assert visible_same.mean() < 0.5
+
+
+def test_example_draws_follow_the_sampler_truncation(examples, tiny_model):
+  # x̂ drawn with guidance 2, temperature 0.5 and top-p 0.6 lies in the sampler's nucleus of cond + 2 (cond -
+  # uncond) over 0.5; the untruncated draw (the default settings) does not.
+  _, models, params = tiny_model
+  ex = examples('', generator_guidance=2.0, generator_temperature=0.5, generator_top_p=0.6)
+
+  @jax.jit
+  def nucleus(inputs, text, text_mask):
+    b = len(inputs)
+    twice = lambda a: jnp.concatenate([a, a])
+    drop = jnp.arange(2 * b) >= b
+    logits = models.generator.apply({'params': params['generator']}, twice(inputs), twice(text), twice(text_mask), drop)
+    cond, uncond = logits[:b], logits[b:]
+    return jnp.isfinite(_truncate((cond + 2.0 * (cond - uncond)) / 0.5, 0, 0.6))
+
+  allowed = np.asarray(nucleus(ex['inputs'], ex['text'], ex['text_mask']))
+  assert 1 < allowed.sum(-1).mean() < allowed.shape[-1]  # a real truncation, not the argmax alone
+  in_nucleus = lambda x_hat: np.take_along_axis(allowed, x_hat[..., None], -1)[..., 0]
+  assert in_nucleus(ex['x_hat']).all()
+  untruncated = examples('')
+  np.testing.assert_array_equal(untruncated['inputs'], ex['inputs'])  # the same corruption
+  assert not in_nucleus(untruncated['x_hat']).all()
+
+
+def test_selector_draw_settings_follow_the_sampler():
+  config = load_config('configs/shapes.py:selector')
+  pairs = [
+    ('generator_guidance', 'guidance_scale'),
+    ('generator_temperature', 'temperature'),
+    ('generator_top_p', 'top_p'),
+  ]
+  for selector_key, sampler_key in pairs:
+    assert config.selector[selector_key] == config.sampler[sampler_key]
+    config.sampler[sampler_key] = 0.5  # a sampler setting carries over ...
+    assert config.selector[selector_key] == 0.5
+    config.selector[selector_key] = 0.25  # ... until the selector's own is set, which leaves the sampler's alone
+    config.sampler[sampler_key] = 0.75
+    assert (config.selector[selector_key], config.sampler[sampler_key]) == (0.25, 0.75)
+
+
 def test_selector_stage_bad_config(tiny_model, weights_dir):
   _, models, _ = tiny_model
   config = load_config('configs/shapes.py:selector,tiny')
   with pytest.raises(ValueError, match='needs --config.generator_checkpoint'):
     SelectorStage(config, models).frozen()
+  for key, value, message in [
+    ('ratio', 'linear', "unknown selector.ratio 'linear'"),
+    ('visible_tokens', 'freeze', "unknown selector.visible_tokens 'freeze'"),
+    ('generator_top_p', 0.0, 'generator_top_p in'),
+    ('generator_temperature', 0.0, 'generator_temperature must be > 0'),
+  ]:
+    bad = load_config('configs/shapes.py:selector,tiny')
+    bad.selector[key] = value
+    with pytest.raises(ValueError, match=message):
+      SelectorStage(bad, models)
   config.selector.label = 'nope'
   with pytest.raises(ValueError, match="unknown selector.label 'nope'"):
     SelectorStage(config, models)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tcts_jax.data import get_dataset, pipeline
 from tcts_jax.models import abstract_params, build_models, image_tokens
@@ -15,8 +16,8 @@ from tcts_jax.utils.config import load_config
 from tests.conftest import REPO
 
 
-def tiny(stage, data_dir, **train):
-  config = load_config(f'configs/shapes.py:{stage},tiny')
+def tiny(stage, data_dir, variant='', **train):
+  config = load_config(f'configs/shapes.py:{stage},tiny{variant}')
   with config.unlocked():
     config.data.data_dir = str(data_dir)
     config.train.update(train)
@@ -38,13 +39,82 @@ def test_tokenizer_loss_goes_down_and_resumes(tiny_data_dir, tmp_path):
   assert int(state.step) == 15 and [s for s, _ in history] == [15]
 
 
-def test_generator_loss_goes_down(tiny_data_dir, tiny_weights, tmp_path):
-  config = tiny('generator', tiny_data_dir, num_steps=30, log_every=10, image_every=0, learning_rate=3e-3)
+@pytest.mark.parametrize('variant, steps', [('', 30), (',copy', 20)])
+def test_generator_loss_goes_down(tiny_data_dir, tiny_weights, tmp_path, variant, steps):
+  config = tiny('generator', tiny_data_dir, variant, num_steps=steps, log_every=10, image_every=0, learning_rate=3e-3)
   with config.unlocked():
     config.tokenizer_checkpoint = str(tiny_weights)  # an exported weights dir serves as well as a workdir
   state, history = train_and_evaluate(config, tmp_path / 'gen')
   assert history[-1][1]['loss'] < history[0][1]['loss']
   assert np.isfinite(history[-1][1]['masked_accuracy'])
+
+
+@pytest.mark.parametrize('variant', ['', ',copy'])
+def test_generator_loss_is_the_weighted_smoothed_cross_entropy(tiny_model, variant):
+  # The shipped recipe (default): label smoothing 0.1 at every position, weights 1 (masked) and 0.2 (visible),
+  # so its loss is unchanged by the separate visible smoothing. `copy`: the visible positions' loss is the
+  # plain cross-entropy (visible_label_smoothing 0), their weight kept.
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from tcts_jax.training.corruption import corrupt
+  from tcts_jax.training.stages import GeneratorStage
+
+  _, models, params = tiny_model
+  config = load_config(f'configs/shapes.py:generator,tiny{variant}')
+  k = models.generator.codebook_size
+  ids = jnp.asarray(models.word_tokenizer.encode_batch(['a large red circle', 'a small blue square at the top'] * 4))
+  codes = jax.random.randint(jax.random.key(0), (8, models.num_tokens), 0, k)
+  rng = jax.random.key(1)
+  loss, _ = jax.jit(GeneratorStage(config, models).loss)(params, {}, {'codes': codes, 'text_ids': ids}, rng)
+
+  @jax.jit
+  def formula():
+    """The same corruption, caption dropout and forward, then the loss by its formula."""
+    r_corrupt, r_drop = jax.random.split(rng)
+    inputs, masked, _ = corrupt(
+      r_corrupt, codes, mask_id=models.mask_id, codebook_size=k, corrupt_prob=config.generator.corrupt_prob
+    )
+    text, text_mask = models.text_encoder.apply({'params': params['text']}, ids)
+    drop = jax.random.uniform(r_drop, (8,)) < config.generator.caption_dropout
+    logits = models.generator.apply({'params': params['generator']}, inputs, text, text_mask, drop)
+    smoothed = optax.softmax_cross_entropy(logits, optax.smooth_labels(jax.nn.one_hot(codes, k), 0.1))
+    plain = optax.softmax_cross_entropy_with_integer_labels(logits, codes)
+    weights = jnp.where(masked, 1.0, 0.2)
+    mean = lambda visible_ce: jnp.sum(jnp.where(masked, smoothed, visible_ce) * weights) / jnp.sum(weights)
+    return mean(plain if variant else smoothed), mean(smoothed if variant else plain), jnp.mean(masked)
+
+  expected, other, masked_fraction = formula()
+  assert 0 < float(masked_fraction) < 1
+  np.testing.assert_allclose(float(loss), float(expected), rtol=1e-6)
+  assert abs(float(other - expected)) > 1e-3  # the other visible smoothing would give another loss
+
+
+def _flatten(tree, prefix=''):
+  """A config's values by dotted key (references resolved)."""
+  if hasattr(tree, 'copy_and_resolve_references'):
+    tree = tree.copy_and_resolve_references().to_dict()
+  out = {}
+  for key, value in tree.items():
+    out.update(_flatten(value, f'{prefix}{key}.') if isinstance(value, dict) else {f'{prefix}{key}': value})
+  return out
+
+
+def test_copy_variant_builds_for_every_stage():
+  # `copy` changes the generator's visible-token recipe, the selector's examples and the weights dir, nothing else.
+  expected = {
+    'generator.corrupt_prob': 1e-3,
+    'generator.visible_label_smoothing': 0.0,
+    'selector.ratio': 'uniform',
+    'selector.visible_tokens': 'keep',
+    'weights': 'weights/shapes_copy',
+  }
+  for stage in ('tokenizer', 'generator', 'selector', 'sample', 'features', 'eval', 'eval,smoke'):
+    for tiny_variant in ('', ',tiny'):
+      base = _flatten(load_config(f'configs/shapes.py:{stage}{tiny_variant}'))
+      copy = _flatten(load_config(f'configs/shapes.py:{stage}{tiny_variant},copy'))
+      assert set(copy) == set(base)
+      assert {key: v for key, v in copy.items() if v != base[key]} == expected, (stage, tiny_variant)
 
 
 def test_training_set_codes_equal_encoding_each_batch(tiny_data_dir, tiny_weights):

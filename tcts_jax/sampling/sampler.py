@@ -2,7 +2,9 @@
 
 All per-step quantities (k_t, guidance scale, temperature, noise scale, strategy index) are NumPy
 arrays built from the config before tracing, so the step count is static, nothing in the loop depends
-on Python control flow over traced values, and a new prompt or seed reuses the compiled program.
+on Python control flow over traced values, and a new prompt or seed reuses the compiled program. What a
+step computes beyond the draw (attention maps, selector scores, purity, diagnostics) is computed only when
+a strategy of the run (or the caller) asks for it.
 
 The model comes in as functions (`sampling.model`): the text side is encoded once, before the scan;
 each step calls the generator's `logits` (and the selector's, for TCTS). Nothing here imports a model.
@@ -22,14 +24,21 @@ from tcts_jax.sampling.model import MaskedGenerator, TokenSelector, guided_selec
 from tcts_jax.sampling.select import gumbel_top_k, sample_categorical
 
 
+VISIBLE_TOKENS = ('keep', 'redraw')
+
+
 @flax.struct.dataclass
 class SampleOutput:
   tokens: jnp.ndarray  # (B, N) final token ids
   images: Optional[jnp.ndarray]  # (B, H, W, 3) float in [0, 1]; None if not decoded
   # Per step (T, B, ...): x̂ `tokens` and their decoded `images`, the `kept` mask after the step, the
-  # FAS `high_freq` map, and `selector_logits` (guided TCTS scores of x̂) when a strategy uses the
-  # selector. None unless the sampler was built with trajectory=True.
+  # FAS `high_freq` map, `cross_attention` (the authors' FAS map, with fas_map='cross_attention') and
+  # `selector_logits` (guided TCTS scores of x̂) when a strategy uses the selector. None unless the sampler
+  # was built with trajectory=True.
   trajectory: Optional[dict] = None
+  # With diagnostics=True (docs/design.md §2.3), per step (T, B) float32: 'decided', 'revoked', 'churn',
+  # 'entropy_masked', 'entropy_visible'; and 'midpoint_tokens' (B, N) int32. None otherwise.
+  diagnostics: Optional[dict] = None
 
 
 def sampler_config(base, **overrides):
@@ -83,6 +92,38 @@ def high_frequency_map(self_attention, threshold: float):
   return received > threshold
 
 
+def cross_attention_layers(num_layers: int) -> tuple:
+  """The generator layers the authors' cross-attention FAS map averages: the first 13/19 of them (at least one)."""
+  return tuple(range(max(1, round(strat.CROSS_ATTENTION_LAYER_FRACTION * num_layers))))
+
+
+def cross_attention_map(cross_attention_logits):
+  """The authors' FAS map (docs/design.md §3.1) from per-layer cross-attention logits, each (B, heads, N, L)
+  with -inf where a query may not attend: sigmoid, mean over layers, heads and text positions, then per image
+  `a / max(a) - min(a / max(a))`, in [0, 1)."""
+  a = jnp.mean(jnp.stack([jnp.mean(jax.nn.sigmoid(x), axis=(1, 3)) for x in cross_attention_logits]), axis=0)
+  a = a / (jnp.max(a, axis=-1, keepdims=True) + 1e-10)
+  return jnp.maximum(a - jnp.min(a, axis=-1, keepdims=True), 0.0)  # >= 0 also when XLA rounds the two a's apart
+
+
+def purity_of(logits):
+  """Improved VQ-Diffusion's purity (B, N): the max probability of `logits` (B, N, K), over its max in the image."""
+  purity = jnp.exp(jnp.max(logits, axis=-1) - jax.nn.logsumexp(logits, axis=-1))
+  return purity / (jnp.max(purity, axis=-1, keepdims=True) + 1e-10)
+
+
+def entropy(logits):
+  """Entropy in nats (...) of softmax(logits) (..., K); -inf logits (truncated tokens) contribute 0."""
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  return -jnp.sum(jnp.where(jnp.isfinite(logp), jnp.exp(logp) * logp, 0.0), axis=-1)
+
+
+def _masked_mean(values, where):
+  """Mean of `values` (B, N) over `where` per row; 0 for a row where nothing is selected."""
+  count = jnp.sum(where, axis=-1)
+  return jnp.where(count > 0, jnp.sum(jnp.where(where, values, 0.0), axis=-1) / jnp.maximum(count, 1), 0.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Schedules:
   keep_counts: np.ndarray  # (T,) int32
@@ -91,6 +132,9 @@ class Schedules:
   noise_scale: np.ndarray  # (T,) float32
   strategy_index: np.ndarray  # (T,) int32 into Sampler.strategies
   freeze: np.ndarray  # (T,) bool: visible tokens keep their value this step
+  # (T,) int32: 0 = x̂ drawn from the guided logits, i > 0 = through the token_logits of Sampler.token_transforms[i-1].
+  token_transform: np.ndarray
+  time: np.ndarray  # (T,) float32: t/T, t = 0..T-1
   # (T,) float32: mask schedule value after step t, for canvases that start partly visible.
   mask_ratio_after: np.ndarray
   # (T,) float32: masked fraction of the canvas entering step t, 1 - k_{t-1}/N (the selector's ratio input,
@@ -104,7 +148,8 @@ class Sampler:
   model: the generator as functions (`sampling.model.MaskedGenerator`); selector: the TCTS selector
   (`TokenSelector`), needed by the tcts* strategies only. trajectory: also return per-step x̂, kept masks
   and FAS maps. decode: False skips image decoding (`images` is then None), for callers that only need
-  tokens.
+  tokens. diagnostics: also return per-step decided / revoked / churn counts, entropies and the midpoint x̂
+  (`SampleOutput.diagnostics`), computed in the same scan.
   """
 
   def __init__(
@@ -114,9 +159,11 @@ class Sampler:
     selector: Optional[TokenSelector] = None,
     trajectory: bool = False,
     decode: bool = True,
+    diagnostics: bool = False,
   ):
     validate(cfg, model, selector)
-    self.model, self.selector, self.cfg, self.trajectory = model, selector, cfg, trajectory
+    self.model, self.selector, self.cfg = model, selector, cfg
+    self.trajectory, self.diagnostics = trajectory, diagnostics
     self.decode_images = decode and model.decode is not None
     names = strategy_per_step(cfg)
     unique = list(dict.fromkeys(names))
@@ -126,35 +173,57 @@ class Sampler:
     noise_per_strategy = [np.broadcast_to(s.noise_scale(progress), progress.shape) for s in self.strategies]
     noise = np.array([noise_per_strategy[i][t] for t, i in enumerate(index)], np.float32)
     revocable = np.array([self.strategies[i].revocable for i in index])
+    # Strategies that change the token distribution, and at which steps (0 = unchanged).
+    transforming = [i for i, s in enumerate(self.strategies) if s.token_logits is not None]
+    self.token_transforms = tuple(self.strategies[i] for i in transforming)
+    token_transform = np.zeros(cfg.steps, np.int32)
+    for j, i in enumerate(transforming):
+      at = np.broadcast_to(self.strategies[i].token_logits_at(progress), progress.shape)
+      token_transform[(index == i) & at] = j + 1
     keep_counts = schedules.keep_counts(
       cfg.steps, model.num_tokens, cfg.mask_schedule, cfg.get('count_rule', 'reserve')
     )
+    # 'keep': x̂ = x at every visible position, every strategy; 'redraw': revocable strategies redraw them.
+    redraw = cfg.get('visible_tokens', 'keep') == 'redraw'
     self.schedules = Schedules(
       keep_counts=keep_counts,
       guidance=schedules.guidance_scales(cfg.steps, cfg.guidance_scale, cfg.guidance_schedule),
       temperature=np.full(cfg.steps, cfg.temperature, np.float32),
       noise_scale=noise,
       strategy_index=index,
-      freeze=~revocable | cfg.freeze_visible,
+      freeze=~revocable if redraw else np.ones(cfg.steps, bool),
       mask_ratio_after=np.asarray(schedules.mask_ratio(progress, cfg.mask_schedule), np.float32),
       input_mask_ratio=(1.0 - np.concatenate([[0], keep_counts[:-1]]) / model.num_tokens).astype(np.float32),
+      token_transform=token_transform,
+      time=(np.arange(cfg.steps) / cfg.steps).astype(np.float32),
     )
     self.needs_attention = any(s.needs_high_freq for s in self.strategies)
+    self.needs_cross_attention = any(s.needs_cross_attention for s in self.strategies)
     self.needs_selector = any(s.needs_selector for s in self.strategies)
+    self.needs_purity = any(s.needs_purity for s in self.strategies)
+    self.needs_reference = any(s.needs_reference for s in self.strategies)
     self.selector_guidance = float(cfg.get('selector_guidance', 1.0))
     self._sample = jax.jit(self._sample_impl)
 
-  def __call__(self, params, text_ids, rng, negative_ids=None, init_tokens=None, locked=None) -> SampleOutput:
+  def __call__(
+    self, params, text_ids, rng, negative_ids=None, init_tokens=None, locked=None, reference_tokens=None
+  ) -> SampleOutput:
     """Sample from an all-[MASK] canvas, or complete `init_tokens` (B, N) whose [MASK] positions are
-    generated; `locked` (B, N) bool marks visible tokens that never change (inpainting, editing)."""
+    generated; `locked` (B, N) bool marks visible tokens that never change (inpainting, editing).
+    `reference_tokens` (B, N) int32: the tokens of a real image per prompt, for the oracle strategies."""
     if locked is not None:
       if init_tokens is None:
         raise ValueError('locked needs init_tokens')
       if np.any(np.asarray(locked) & (np.asarray(init_tokens) == self.model.mask_id)):
         raise ValueError('locked positions must hold tokens, not [MASK]')
-    return self._sample(params, jnp.asarray(text_ids), rng, negative_ids, init_tokens, locked)
+    if reference_tokens is None and self.needs_reference:
+      raise ValueError(f'strategy {self.cfg.strategy!r} needs reference_tokens (the tokens of a real image per prompt)')
+    expected = (np.shape(text_ids)[0], self.model.num_tokens)
+    if reference_tokens is not None and np.shape(reference_tokens) != expected:
+      raise ValueError(f'reference_tokens must have shape {expected}, got {np.shape(reference_tokens)}')
+    return self._sample(params, jnp.asarray(text_ids), rng, negative_ids, init_tokens, locked, reference_tokens)
 
-  def _sample_impl(self, params, text_ids, rng, negative_ids, init_tokens=None, locked=None):
+  def _sample_impl(self, params, text_ids, rng, negative_ids, init_tokens=None, locked=None, reference_tokens=None):
     m, cfg, sch = self.model, self.cfg, self.schedules
     b, n = text_ids.shape[0], m.num_tokens
     if init_tokens is None:
@@ -165,44 +234,76 @@ class Sampler:
       n0 = jnp.sum(x0 == m.mask_id, axis=-1)
       keep_counts = n - jnp.clip(jnp.floor(n0[None] * sch.mask_ratio_after[:, None]), 0, n).astype(jnp.int32)
     locked = jnp.zeros((b, n), bool) if locked is None else jnp.asarray(locked, bool)
+    reference = None if reference_tokens is None else jnp.asarray(reference_tokens, jnp.int32)
     # The text side, once: conditional and unconditional (null text or negative prompt) rows.
     text = m.encode_text(params, text_ids, negative_ids)
     selector_text = self.selector.encode_text(params, text_ids, negative_ids) if self.needs_selector else None
-    attention_layer = cfg.fas_layer if self.needs_attention else None
+    if self.needs_cross_attention:
+      attention_layer = cross_attention_layers(m.num_layers)
+    else:
+      attention_layer = cfg.fas_layer if self.needs_attention else None
     keep_logit_fns = [s.keep_logits for s in self.strategies]
+    token_logit_fns = [lambda logits, purity: logits] + [s.token_logits for s in self.token_transforms]
 
     def step(carry, per_step):
-      x, rng = carry
+      x, rng, midpoint = carry
       rng, r_draw, r_select = jax.random.split(rng, 3)
       kept = x != m.mask_id
       logits, maps = m.logits(params, jnp.concatenate([x, x]), text, attention_layer)
       cond, uncond = logits[:b], logits[b:]
-      guided = cond + per_step['guidance'] * (cond - uncond)
-      guided = _truncate(guided / per_step['temperature'], cfg.top_k, cfg.top_p)
+      guided = (cond + per_step['guidance'] * (cond - uncond)) / per_step['temperature']
+      # Purity reads the distribution before truncation (truncation keeps its max token but renormalises).
+      purity = purity_of(guided) if self.needs_purity else jnp.ones((b, n))
+      guided = _truncate(guided, cfg.top_k, cfg.top_p)
+      if self.token_transforms:
+        guided = jax.lax.switch(per_step['token_transform'], token_logit_fns, guided, purity)
       x_hat = sample_categorical(r_draw, guided)
-      logp = jnp.take_along_axis(jax.nn.log_softmax(guided), x_hat[..., None], axis=-1)[..., 0]
       x_hat = jnp.where((kept & per_step['freeze']) | locked, x, x_hat)
+      logp = jnp.take_along_axis(jax.nn.log_softmax(guided), x_hat[..., None], axis=-1)[..., 0]
       high_freq = (
         high_frequency_map(maps['self_attention'][:b], cfg.fas_threshold)
-        if maps is not None
+        if self.needs_attention
         else jnp.ones((b, n), bool)
       )
-      # The selector scores the x̂ the strategy chooses from (after the freeze rule), in this same step.
+      if self.needs_cross_attention:
+        # As in the authors' code, the map of the pass that ran last: the unconditional one under guidance.
+        cross = cross_attention_map([_cross_logits(layer_maps) for layer_maps in maps])
+        cross = jnp.where(per_step['guidance'] == 0, cross[:b], cross[b:])
+      else:
+        cross = jnp.zeros((b, n))
+      # The selector scores the x̂ the strategy chooses from (after the visible-token rule), in this same step.
       scores = (
         guided_selector_logits(self.selector, params, x_hat, per_step['ratio'], selector_text, self.selector_guidance)
         if self.needs_selector
         else jnp.zeros((b, n))
       )
-      inputs = strat.StepInputs(kept=kept, logp=logp, high_freq=high_freq, selector_logits=scores)
+      inputs = strat.StepInputs(
+        kept=kept,
+        logp=logp,
+        high_freq=high_freq,
+        selector_logits=scores,
+        purity=purity,
+        cross_attention=cross,
+        reference_match=(x_hat == reference) if self.needs_reference else jnp.zeros((b, n), bool),
+        time=per_step['time'],
+      )
       keep_logits = jnp.where(locked, jnp.inf, jax.lax.switch(per_step['strategy'], keep_logit_fns, inputs))
       keep = gumbel_top_k(r_select, keep_logits, per_step['k'], per_step['noise'])
       x_next = jnp.where(keep, x_hat, m.mask_id)
-      out = dict(tokens=x_hat, kept=keep, high_freq=high_freq) if self.trajectory else None
-      if self.trajectory and self.needs_selector:
-        out['selector_logits'] = scores
-      return (x_next, rng), out
+      out = {}
+      if self.trajectory:
+        out['trajectory'] = dict(tokens=x_hat, kept=keep, high_freq=high_freq)
+        if self.needs_selector:
+          out['trajectory']['selector_logits'] = scores
+        if self.needs_cross_attention:
+          out['trajectory']['cross_attention'] = cross
+      if self.diagnostics:
+        out['diagnostics'] = _step_diagnostics(x, x_hat, kept, keep, guided)
+        midpoint = jnp.where(per_step['step'] == (cfg.steps - 1) // 2, x_hat, midpoint)
+      return (x_next, rng, midpoint), out
 
     per_step = dict(
+      step=np.arange(cfg.steps, dtype=np.int32),
       k=keep_counts,
       guidance=sch.guidance,
       temperature=sch.temperature,
@@ -210,13 +311,38 @@ class Sampler:
       strategy=sch.strategy_index,
       freeze=sch.freeze,
       ratio=sch.input_mask_ratio,
+      token_transform=sch.token_transform,
+      time=sch.time,
     )
-    (tokens, _), traj = jax.lax.scan(step, (x0, rng), per_step)
+    midpoint = jnp.zeros((b, n), jnp.int32) if self.diagnostics else None
+    (tokens, _, midpoint), out = jax.lax.scan(step, (x0, rng, midpoint), per_step)
     images = m.decode(params, tokens) if self.decode_images else None
+    traj = out.get('trajectory')
     if self.trajectory and self.decode_images:
       t = cfg.steps
       traj['images'] = m.decode(params, traj['tokens'].reshape(t * b, n)).reshape((t, b) + images.shape[1:])
-    return SampleOutput(tokens=tokens, images=images, trajectory=traj)
+    diagnostics = dict(out['diagnostics'], midpoint_tokens=midpoint) if self.diagnostics else None
+    return SampleOutput(tokens=tokens, images=images, trajectory=traj, diagnostics=diagnostics)
+
+
+def _cross_logits(layer_maps: dict):
+  if 'cross_attention_logits' not in layer_maps:
+    raise ValueError("fas_map='cross_attention' needs a model whose attention maps include cross_attention_logits")
+  return layer_maps['cross_attention_logits']
+
+
+def _step_diagnostics(x, x_hat, kept, keep, draw_logits) -> dict:
+  """One step's diagnostics (docs/design.md §2.3), each (B,) float32."""
+  stayed = kept & keep
+  changed = jnp.sum(stayed & (x_hat != x), axis=-1)
+  h = entropy(draw_logits)
+  return dict(
+    decided=jnp.sum(~kept & keep, axis=-1).astype(jnp.float32),
+    revoked=jnp.sum(kept & ~keep, axis=-1).astype(jnp.float32),
+    churn=(changed / jnp.maximum(jnp.sum(stayed, axis=-1), 1)).astype(jnp.float32),
+    entropy_masked=_masked_mean(h, ~kept).astype(jnp.float32),
+    entropy_visible=_masked_mean(h, kept).astype(jnp.float32),
+  )
 
 
 def validate(cfg, model: MaskedGenerator, selector: Optional[TokenSelector] = None) -> None:
@@ -224,6 +350,10 @@ def validate(cfg, model: MaskedGenerator, selector: Optional[TokenSelector] = No
   n = model.num_tokens
   if not 1 <= cfg.steps <= n:
     raise ValueError(f'steps must be in [1, {n}] (the number of image tokens), got {cfg.steps}')
+  if cfg.get('visible_tokens', 'keep') not in VISIBLE_TOKENS:
+    raise ValueError(f'visible_tokens must be one of {VISIBLE_TOKENS}, got {cfg.visible_tokens!r}')
+  if cfg.get('fas_map', 'self_attention') not in strat.FAS_MAPS:
+    raise ValueError(f'fas_map must be one of {strat.FAS_MAPS}, got {cfg.fas_map!r}')
   used = [strat.make_strategy(name, cfg) for name in set(strategy_per_step(cfg))]
   if any(s.needs_selector for s in used) and selector is None:
     raise ValueError(f'strategy {cfg.strategy!r} needs a TCTS selector, but the sampler was given none')
@@ -233,6 +363,10 @@ def validate(cfg, model: MaskedGenerator, selector: Optional[TokenSelector] = No
     raise ValueError(f'tcts_sharpness must be > 0, got {cfg.tcts_sharpness}')
   if cfg.get('tcts_noise', 1.0) < 0:
     raise ValueError(f'tcts_noise must be >= 0, got {cfg.tcts_noise}')
+  if cfg.get('ivqd_purity_weight', 2.0) < 0:
+    raise ValueError(f'ivqd_purity_weight must be >= 0, got {cfg.ivqd_purity_weight}')
+  if cfg.get('fas_cross_weight', 3.0) < 0:
+    raise ValueError(f'fas_cross_weight must be >= 0, got {cfg.fas_cross_weight}')
   if cfg.persistent_weight <= 0:
     raise ValueError(f'persistent_weight must be > 0, got {cfg.persistent_weight}')
   if any(s.needs_high_freq for s in used) and not 0 <= cfg.fas_layer < model.num_layers:

@@ -3,7 +3,8 @@
 A strategy sees what the step produced (`StepInputs`) and returns per-position keep logits: the log of
 the weight with which each position is kept (+inf: always kept). `select.gumbel_top_k` turns them into
 exactly k_t kept positions. Fixed strategies give +inf to every visible token, so they never change one;
-revocable strategies may re-mask any token.
+revocable strategies may re-mask any token. A strategy may also change the distribution x̂ is drawn from
+(`Strategy.token_logits`, Improved VQ-Diffusion's purity sharpening).
 
 `STRATEGIES` maps each name to a factory of the sampler config; the sampler, tests, benchmarks and docs
 read it. A strategy of your own needs no edit here: name its factory by dotted path,
@@ -19,14 +20,29 @@ import numpy as np
 
 from tcts_jax.utils.registry import import_object
 
+# The oracle's stand-in for a selector logit: -10 where x̂ is the reference token, +10 where it is not.
+ORACLE_LOGIT = 10.0
+# The authors' cross-attention FAS averages the first 13 of their generator's 19 blocks.
+CROSS_ATTENTION_LAYER_FRACTION = 13 / 19
+FAS_MAPS = ('self_attention', 'cross_attention')
+
 
 @flax.struct.dataclass
 class StepInputs:
-  kept: jnp.ndarray  # (B, N) bool: visible before this step
-  logp: jnp.ndarray  # (B, N) log-probability of the freshly sampled token x̂
-  high_freq: jnp.ndarray  # (B, N) bool: FAS high-frequency map of this step (all True when unused)
-  # (B, N) selector logit of x̂ (high = NOT real/text-aligned), after selector CFG; zeros when unused.
+  """What one step gives a strategy; every field is (B, N) unless said otherwise."""
+
+  kept: jnp.ndarray  # bool: visible before this step
+  logp: jnp.ndarray  # log-probability of x̂ (after the visible-token rule) under the distribution it was drawn from
+  high_freq: jnp.ndarray  # bool: FAS self-attention split of this step (all True when unused)
+  # Selector logit of x̂ (high = NOT real/text-aligned), after selector CFG; zeros when unused.
   selector_logits: Optional[jnp.ndarray] = None
+  # Improved VQ-Diffusion's purity: max_j p(j) of the step's guided distribution, divided by its max over the
+  # image (ones when unused).
+  purity: Optional[jnp.ndarray] = None
+  # The authors' cross-attention FAS map, normalised to [0, 1) per image (zeros when unused).
+  cross_attention: Optional[jnp.ndarray] = None
+  reference_match: Optional[jnp.ndarray] = None  # bool: x̂ equals the reference token (all False when unused)
+  time: Optional[jnp.ndarray] = None  # scalar t/T, t = 0..T-1: the fraction of the steps done before this one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,9 +53,17 @@ class Strategy:
   # Gumbel noise scale of every step, from the (T,) progress p_t = (t + 1) / T of all steps; 1 everywhere
   # means exact weighted sampling.
   noise_scale: Callable[[np.ndarray], np.ndarray] = lambda p: np.ones_like(p)
-  # What the sampler must compute for it (static): the selector score, the FAS frequency map.
+  # What the sampler must compute for it (static): the selector score, the FAS self-attention split, the
+  # authors' FAS cross-attention map, the purity, the reference tokens' match.
   needs_selector: bool = False
   needs_high_freq: bool = False
+  needs_cross_attention: bool = False
+  needs_purity: bool = False
+  needs_reference: bool = False
+  # Optional change of the distribution x̂ is drawn from: (logits (B, N, K), purity (B, N)) -> logits, at the
+  # steps where `token_logits_at` (of the (T,) progress) is True. None: x̂ is drawn from the guided logits.
+  token_logits: Optional[Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]] = None
+  token_logits_at: Callable[[np.ndarray], np.ndarray] = lambda p: np.ones(np.shape(p), bool)
 
 
 def _always_keep_visible(inputs: StepInputs, logits):
@@ -53,6 +77,23 @@ def uniform() -> Strategy:
 def purity(noise: float = 1.0) -> Strategy:
   """MaskGIT confidence: keep the most probable sampled tokens, Gumbel noise annealed tau * (1 - t/T)."""
   return Strategy('purity', False, lambda s: _always_keep_visible(s, s.logp), lambda p: noise * (1.0 - p))
+
+
+def ivqd_purity(weight: float = 2.0) -> Strategy:
+  """Improved VQ-Diffusion's purity sampling (the paper's "purity" baseline; docs/design.md §2.2).
+
+  New positions are drawn among the masked ones only, without replacement, with weights equal to the purity
+  (exact weighted sampling: noise 1); x̂ is drawn from the guided logits scaled by (1 + weight * purity) per
+  position, except at the last step (their last step draws without it).
+  """
+  return Strategy(
+    'ivqd_purity',
+    False,
+    lambda s: _always_keep_visible(s, jnp.log(s.purity)),
+    needs_purity=True,
+    token_logits=lambda logits, purity: (1.0 + weight * purity)[..., None] * logits,
+    token_logits_at=lambda p: np.asarray(p) < 1.0,
+  )
 
 
 def confidence(noise_start: float = 2.0, noise_end: float = 0.0) -> Strategy:
@@ -75,14 +116,10 @@ def persistent(weight: float, base: Optional[Strategy] = None) -> Strategy:
   (default random revoke, the paper's persistent sampling; TCTS + persistent with the selector)."""
   base = base or random_revoke()
   log_w = float(np.log(weight))
-  name = 'persistent' if base.name == 'random_revoke' else f'persistent[{base.name}]'
-  return Strategy(
-    name,
-    base.revocable,
-    lambda s: base.keep_logits(s) + jnp.where(s.kept, log_w, 0.0),
-    base.noise_scale,
-    needs_selector=base.needs_selector,
-    needs_high_freq=base.needs_high_freq,
+  return dataclasses.replace(
+    base,
+    name='persistent' if base.name == 'random_revoke' else f'persistent[{base.name}]',
+    keep_logits=lambda s: base.keep_logits(s) + jnp.where(s.kept, log_w, 0.0),
   )
 
 
@@ -97,17 +134,46 @@ def tcts(sharpness: float = 1.0, noise: float = 1.0) -> Strategy:
   )
 
 
-def fas(base: Strategy, weight: float) -> Strategy:
-  """Frequency adaptive sampling: persistent weight only where kept AND low-frequency."""
-  log_w = float(np.log(weight))
+def oracle(sharpness: float = 1.0, noise: float = 1.0) -> Strategy:
+  """`tcts` with a perfect selector: its logit is -10 where x̂ is the reference token and +10 where it is not.
+
+  An upper bound on what any selector can gain (it needs the reference tokens of a real image per prompt).
+  """
   return Strategy(
-    f'fas[{base.name}]',
-    base.revocable,
-    lambda s: base.keep_logits(s) + jnp.where(s.kept & ~s.high_freq, log_w, 0.0),
-    base.noise_scale,
-    needs_selector=base.needs_selector,
-    needs_high_freq=True,
+    'oracle',
+    True,
+    lambda s: -sharpness * jnp.where(s.reference_match, -ORACLE_LOGIT, ORACLE_LOGIT),
+    lambda p: noise * (1.0 - p),
+    needs_reference=True,
   )
+
+
+def fas(base: Strategy, weight: float, fas_map: str = 'self_attention', cross_weight: float = 3.0) -> Strategy:
+  """Frequency adaptive sampling over `base` (docs/design.md §3).
+
+  'self_attention' (ours, after SAG): persistent weight only where kept AND low-frequency. 'cross_attention'
+  (the authors' code): `cross_weight * (1 - t/T) * map` added to the keep logit of every position.
+  """
+  if fas_map == 'self_attention':
+    log_w = float(np.log(weight))
+    return dataclasses.replace(
+      base,
+      name=f'fas[{base.name}]',
+      keep_logits=lambda s: base.keep_logits(s) + jnp.where(s.kept & ~s.high_freq, log_w, 0.0),
+      needs_high_freq=True,
+    )
+  if fas_map == 'cross_attention':
+    return dataclasses.replace(
+      base,
+      name=f'fas[{base.name}]',
+      keep_logits=lambda s: base.keep_logits(s) + cross_weight * (1.0 - s.time) * s.cross_attention,
+      needs_cross_attention=True,
+    )
+  raise ValueError(f'unknown fas_map {fas_map!r}; expected one of {FAS_MAPS}')
+
+
+def _fas(cfg, base: Strategy) -> Strategy:
+  return fas(base, cfg.persistent_weight, cfg.get('fas_map', 'self_attention'), cfg.get('fas_cross_weight', 3.0))
 
 
 def _fas_base(cfg) -> Strategy:
@@ -115,7 +181,7 @@ def _fas_base(cfg) -> Strategy:
     base = make_strategy(cfg.fas_base, cfg)
   except ValueError as e:
     raise ValueError(f'unknown FAS base strategy {cfg.fas_base!r}: {e}') from None
-  if base.needs_high_freq:
+  if base.needs_high_freq or base.needs_cross_attention:
     raise ValueError(f'unknown FAS base strategy {cfg.fas_base!r}: FAS cannot be applied over itself')
   return base
 
@@ -124,19 +190,27 @@ def _tcts(cfg) -> Strategy:
   return tcts(cfg.get('tcts_sharpness', 1.0), cfg.get('tcts_noise', 1.0))
 
 
+def _oracle(cfg) -> Strategy:
+  return oracle(cfg.get('tcts_sharpness', 1.0), cfg.get('tcts_noise', 1.0))
+
+
 # name -> factory(sampler config) -> Strategy.
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
   'uniform': lambda cfg: uniform(),
   'purity': lambda cfg: purity(cfg.purity_noise),
+  'ivqd_purity': lambda cfg: ivqd_purity(cfg.get('ivqd_purity_weight', 2.0)),
   'confidence': lambda cfg: confidence(*cfg.get('confidence_noise', (2.0, 0.0))),
   'random_revoke': lambda cfg: random_revoke(),
   'persistent': lambda cfg: persistent(cfg.persistent_weight),
-  'fas': lambda cfg: fas(_fas_base(cfg), cfg.persistent_weight),
+  'fas': lambda cfg: _fas(cfg, _fas_base(cfg)),
   'tcts': _tcts,
   # The paper's TCTS + FAS: FAS over TCTS, whatever fas_base says.
-  'tcts_fas': lambda cfg: fas(_tcts(cfg), cfg.persistent_weight),
+  'tcts_fas': lambda cfg: _fas(cfg, _tcts(cfg)),
   # Table 5's TCTS + persistent: the persistent weight on every kept position, over the selector.
   'tcts_persistent': lambda cfg: persistent(cfg.persistent_weight, _tcts(cfg)),
+  # The oracle selector (reference tokens needed): exactly `tcts` / `tcts_fas` with a perfect selector.
+  'oracle': _oracle,
+  'oracle_fas': lambda cfg: _fas(cfg, _oracle(cfg)),
 }
 # Per-step switching (paper §4.5): the strategy of the first half of the steps, then of the second half.
 PRESETS = {
