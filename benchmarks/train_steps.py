@@ -1,11 +1,12 @@
 r"""How long does `launch/train_shapes.sh` take on this machine? Times one jitted train step per stage.
 
-  python benchmarks/train_steps.py [--repeats=5] [--stages=tokenizer,generator,selector,features]
+  python benchmarks/train_steps.py [--repeats=5] [--stages=tokenizer,generator,selector,features] \
+      [--config=configs/scenes.py]
 
-For each stage of `configs/shapes.py`: the trainer's own `train_step` (real loss, optimiser, frozen parts,
-and for the generator and selector the image codes the trainer encodes once before its first step), jitted
-on one device with the stage's batch size, on a batch of rendered captioned-shapes examples
-and random weights (speed does not depend on them). Reports the median step time after warm-up, the step's
+For each stage of the config (default configs/shapes.py): the trainer's own `train_step` (real loss,
+optimiser, frozen parts, and for the generator and selector the image codes the trainer encodes once before
+its first step), jitted on one device with the stage's batch size, on a batch of the dataset's first test
+records (the dataset is built if needed) and random weights (speed does not depend on them). Reports the median step time after warm-up, the step's
 FLOPs from XLA's cost analysis (so achieved GFLOP/s), and steps x step time = the projected stage time.
 The LAST line printed is one JSON object.
 """
@@ -19,7 +20,7 @@ import numpy as np
 from flax.training import train_state
 
 from tcts_jax.api import load_config
-from tcts_jax.data import pipeline, shapes
+from tcts_jax.data import get_dataset, pipeline
 from tcts_jax.models import build_models, init_params
 from tcts_jax.training.stages import image_tokens, make_stage
 from tcts_jax.training.trainer import make_optimizer, train_step
@@ -34,14 +35,12 @@ FROZEN_PARTS = {
 }
 
 
-def synthetic_batch(config, models, stage, frozen):
-  """The trainer's batch layout, rendered directly (no TFDS dataset needed); with the image codes the
-  trainer encodes once up front for `needs_codes` stages."""
+def synthetic_batch(config, dataset, models, stage, frozen):
+  """The trainer's batch layout from the dataset's first test records; with the image codes the trainer
+  encodes once up front for `needs_codes` stages."""
+  source = dataset.source('test')
   examples = [
-    pipeline.example_to_numpy(
-      shapes.make_example(config.seed, i, config.data.image_size),
-      models.word_tokenizer.encode if stage.needs_text else None,
-    )
+    pipeline.example_to_numpy(source[i], dataset.fields, models.word_tokenizer.encode if stage.needs_text else None)
     for i in range(config.train.batch_size)
   ]
   batch = pipeline.collate(examples)
@@ -51,14 +50,15 @@ def synthetic_batch(config, models, stage, frozen):
   return batch
 
 
-def time_stage(name, repeats):
-  config = load_config(f'configs/shapes.py:{name}')
-  models = build_models(config, shapes.vocabulary())
+def time_stage(config_path, name, repeats):
+  config = load_config(f'{config_path}:{name}')
+  dataset = get_dataset(config.data)
+  models = build_models(config, dataset.vocabulary())
   stage = make_stage(config, models)
   rng = jax.random.key(0)
   all_params = init_params(models, config.data.image_size, rng)
   frozen = {part: all_params[part] for part in FROZEN_PARTS[name]}
-  batch = synthetic_batch(config, models, stage, frozen)
+  batch = synthetic_batch(config, dataset, models, stage, frozen)
   state = train_state.TrainState.create(
     apply_fn=None, params=jax.jit(stage.init)(rng, batch), tx=make_optimizer(config.train)
   )
@@ -80,6 +80,7 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--stages', default='tokenizer,generator,selector,features')
+  parser.add_argument('--config', default='configs/shapes.py')
   args = parser.parse_args()
   stages = [s for s in args.stages.split(',') if s]
   unknown = sorted(set(stages) - set(FROZEN_PARTS))
@@ -90,7 +91,7 @@ def main():
   print(f'device: {jax.devices()[0].device_kind}')
   print(f'{"stage":<11}{"step s":>8}{"steps":>7}{"GFLOP":>8}{"GFLOP/s":>9}{"min":>7}')
   for name in stages:
-    r = results[name] = time_stage(name, args.repeats)
+    r = results[name] = time_stage(args.config, name, args.repeats)
     print(
       f'{name:<11}{r["step_s"]:>8.3f}{r["steps"]:>7}{r["gflop_per_step"]:>8.1f}{r["gflop_per_s"]:>9.1f}'
       f'{r["projected_min"]:>7.1f}',

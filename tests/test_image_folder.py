@@ -145,6 +145,6 @@ def test_stages_that_need_ground_truth_refuse_a_folder(folder, tmp_path):
   with config.unlocked():
     config.data = folder_config(root, tmp_path / 'tfds')
   with pytest.raises(
-    ValueError, match=r"the features stage needs the ground-truth fields \['objects', 'num_objects'\]"
+    ValueError, match="dataset 'image_folder' has no ground truth to train the FID-shapes feature network on"
   ):
     train_and_evaluate(config, tmp_path / 'work')

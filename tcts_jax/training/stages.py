@@ -21,6 +21,7 @@ from tcts_jax.models import (
   init_selector,
   model_to_images,
 )
+from tcts_jax.data import get_dataset
 from tcts_jax.models import features as feature_net
 from tcts_jax.sampling.sampler import _truncate as truncate_logits  # the sampler's own rule (private there)
 from tcts_jax.sampling.select import sample_categorical
@@ -384,16 +385,20 @@ class SelectorStage(OurModelStage):
 
 
 class FeaturesStage(OurModelStage):
-  """The FID-shapes feature network (models/features.py): per-cell attribute classes + pooled-image regression."""
+  """The FID-shapes feature network (models/features.py): the dataset's per-cell (and per-image) classes +
+  pooled-image regression."""
 
   parts = ('features',)
   needs_text = False
   needs_codes = False
-  needs_fields = ('objects', 'num_objects')
 
   def __init__(self, config, models: Models):
     super().__init__(config, models)  # the feature network itself is independent of the text-to-image model
-    self.net = feature_net.build_feature_net(config)
+    self.dataset = get_dataset(config.data)
+    if not self.dataset.feature_heads:
+      raise ValueError(f'dataset {self.dataset.name!r} has no ground truth to train the FID-shapes feature network on')
+    self.needs_fields = self.dataset.fields
+    self.net = feature_net.build_feature_net(config, self.dataset.feature_heads)
 
   def frozen(self):
     return {}
@@ -404,17 +409,17 @@ class FeaturesStage(OurModelStage):
   def loss(self, params, frozen, batch, rng):
     del frozen, rng
     out = self.net.apply({'params': params['features']}, batch['image'])
-    cells = feature_net.cell_targets(batch['objects'], batch['num_objects'])
-    ce = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out['cell_logits'], cells))
     mse = jnp.mean((out['pooled'] - feature_net.pooled_targets(batch['image'])) ** 2)
-    correct = jnp.argmax(out['cell_logits'], -1) == cells
-    loss = ce + self.config.features.pooled_weight * mse
-    return loss, {
-      'cell_ce': ce,
-      'pooled_mse': mse,
-      'cell_accuracy': jnp.mean(correct),
-      'image_accuracy': jnp.mean(jnp.all(correct, axis=-1)),
-    }
+    loss, metrics = self.config.features.pooled_weight * mse, {'pooled_mse': mse}
+    for name, targets in self.dataset.feature_targets(batch).items():
+      logits = out[f'{name}_logits']
+      ce = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, targets))
+      correct = jnp.argmax(logits, -1) == targets
+      loss += ce
+      metrics.update({f'{name}_ce': ce, f'{name}_accuracy': jnp.mean(correct)})
+      if name == 'cell':
+        metrics['image_accuracy'] = jnp.mean(jnp.all(correct, axis=-1))
+    return loss, metrics
 
   def images(self, params, frozen, batch):
     """The training images (the stage has no pictures of its own)."""
