@@ -257,7 +257,17 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
 
 
 def _eval_config(tiny: bool, smoke: bool) -> dict:
-  """The eval job (`python -m tcts_jax.evaluate`): what to generate and which metrics to compute."""
+  """The eval job (`python -m tcts_jax.evaluate`): what to generate and which metrics to compute.
+
+  A sweep over sampler settings is a grid of entries with settings of their own, 'strategy@steps[key=value,...]'
+  (any `sampler` field but strategy and steps), given on the command line of the eval command, settings
+  chosen on the validation split (the tuples quoted for the shell; every row also reports its sampling
+  diagnostics), e.g.
+
+    --config.eval.split=validation --config.eval.refinement.base= \
+    --config.eval.grid="('random_revoke@16','random_revoke@16[visible_tokens=redraw]','tcts_fas@16[top_p=0.9]')" \
+    --config.eval.compare="(('random_revoke@16[visible_tokens=redraw]','random_revoke@16'),)"
+  """
   if smoke:
     grid, num_images, batch_size, shard_size = ('purity@8', 'uniform@8', 'random_revoke@8'), 80, 40, 40
     if tiny:  # tests: few images, several shards; 8 per batch divides the 8 devices of the sharding test
@@ -305,10 +315,14 @@ def _eval_config(tiny: bool, smoke: bool) -> dict:
     )
   )
   return dict(
-    # 'strategy@steps' (or [strategy, steps]); strategy: any sampler strategy, preset or schedule.
+    # 'strategy@steps' (or [strategy, steps]); strategy: any sampler strategy, preset or schedule. A row of
+    # other sampler settings: 'strategy@steps[key=value,...]', e.g. 'random_revoke@16[visible_tokens=redraw]'
+    # (values read as int, float, bool or str; the row's name, in compare pairs too, is the entry as written).
     grid=grid,
-    # Held-out captions: test example i % test-split size for image i; image i's rng is
-    # fold_in(key(seed), i), the same for every grid entry (paired comparisons) and any device count.
+    # The held-out split the rows are generated for: 'test' for results, 'validation' to choose settings.
+    split='test',
+    # Held-out captions: example i % split size for image i; image i's rng is fold_in(key(seed), i), the
+    # same for every grid entry (paired comparisons) and any device count.
     num_images=num_images,
     compare=compare,
     batch_size=batch_size,  # per generation call, over all devices (padded to a multiple of them)

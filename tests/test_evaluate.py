@@ -334,6 +334,8 @@ def test_load_shard_rejects_corrupt_stale_and_misshaped(tmp_path):
   assert 'other settings' in load_shard(path, idx, 'xyz', 4, 8)[1]
   assert 'image indices' in load_shard(path, idx + 1, 'abc', 4, 8)[1]
   assert 'tokens' in load_shard(path, idx, 'abc', 5, 8)[1]
+  # A row's other per-image arrays (a generated row's diagnostics): a shard made without them is recomputed.
+  assert "'diagnostics/churn'" in load_shard(path, idx, 'abc', 4, 8, {'diagnostics/churn': (6,)})[1]
   path.write_bytes(b'PK\x03\x04garbage')
   assert 'unreadable' in load_shard(path, idx, 'abc', 4, 8)[1]
 

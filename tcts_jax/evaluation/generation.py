@@ -3,6 +3,8 @@
 Image i's rng is fold_in(key(seed), i) and every image is sampled on its own (vmap of the batch-of-one
 sampler over per-image keys), so an image does not depend on the batch size, the device count or which
 other images share its batch, and every row sees the same captions and seeds (paired comparisons).
+A sampler that needs reference tokens (the oracle strategies) gets each image's own, sharded like its
+caption; one built with diagnostics=True also returns each image's per-step diagnostics and midpoint x̂.
 """
 
 import time
@@ -20,19 +22,37 @@ def example_keys(seed: int, indices) -> np.ndarray:
   return np.asarray(jax.vmap(lambda i: jax.random.key_data(jax.random.fold_in(base, i)))(jnp.asarray(indices)))
 
 
+# The sampler's per-step diagnostics a row keeps (SampleOutput.diagnostics, each (T, B); docs/design.md §2.3).
+DIAGNOSTICS = ('decided', 'revoked', 'churn', 'entropy_masked', 'entropy_visible')
+
+
+def per_image_arrays(sampler) -> dict:
+  """{name: per-image shape} of what generation returns besides tokens and images, for this sampler."""
+  if not sampler.diagnostics:
+    return {}
+  steps = {f'diagnostics/{k}': (sampler.cfg.steps,) for k in DIAGNOSTICS}
+  return {'midpoint_tokens': (sampler.model.num_tokens,), **steps}
+
+
 def make_generate(sampler, mesh: Mesh):
-  """jit(params, text_ids (B, L), key_data (B, 2)) -> tokens (B, N), uint8 images; batch split over 'data'."""
+  """jit(params, text_ids (B, L), key_data (B, 2), reference (B, N) or None) -> tokens (B, N), uint8 images
+  and {name: (B, ...)} of `per_image_arrays`; the batch split over 'data'."""
   data, replicated = NamedSharding(mesh, P('data')), NamedSharding(mesh, P())
 
-  def one(params, ids, key_data):
-    out = sampler(params, ids[None], jax.random.wrap_key_data(key_data))
-    return out.tokens[0], out.images[0]
+  def one(params, ids, key_data, reference):
+    kwargs = {'reference_tokens': reference[None]} if reference is not None else {}
+    out = sampler(params, ids[None], jax.random.wrap_key_data(key_data), **kwargs)
+    arrays = {}
+    if sampler.diagnostics:
+      arrays = {f'diagnostics/{k}': out.diagnostics[k][:, 0] for k in DIAGNOSTICS}
+      arrays['midpoint_tokens'] = out.diagnostics['midpoint_tokens'][0]
+    return out.tokens[0], out.images[0], arrays
 
-  def generate(params, text_ids, key_data):
-    tokens, images = jax.vmap(one, in_axes=(None, 0, 0))(params, text_ids, key_data)
-    return tokens, jnp.round(jnp.clip(images, 0.0, 1.0) * 255).astype(jnp.uint8)  # as visualize.to_uint8
+  def generate(params, text_ids, key_data, reference):
+    tokens, images, arrays = jax.vmap(one, in_axes=(None, 0, 0, 0))(params, text_ids, key_data, reference)
+    return tokens, jnp.round(jnp.clip(images, 0.0, 1.0) * 255).astype(jnp.uint8), arrays  # as visualize.to_uint8
 
-  return jax.jit(generate, in_shardings=(replicated, data, data), out_shardings=(data, data))
+  return jax.jit(generate, in_shardings=(replicated, data, data, data), out_shardings=data)
 
 
 def to_global(x: np.ndarray, sharding) -> jax.Array:
@@ -58,27 +78,40 @@ class ShardGenerator:
 
   def __init__(self, sampler, mesh: Mesh, params, text_length: int, batch_size: int, seed: int):
     self.params, self.seed = params, seed
+    self.needs_reference = sampler.needs_reference
     self.batch = padded_batch_size(batch_size, mesh.size)
     self.data = NamedSharding(mesh, P('data'))
     start = time.perf_counter()
     ids = jax.ShapeDtypeStruct((self.batch, text_length), jnp.int32, sharding=self.data)
     keys = jax.ShapeDtypeStruct((self.batch,) + example_keys(seed, [0]).shape[1:], jnp.uint32, sharding=self.data)
-    self.compiled = make_generate(sampler, mesh).lower(params, ids, keys).compile()
+    n = sampler.model.num_tokens
+    reference = jax.ShapeDtypeStruct((self.batch, n), jnp.int32, sharding=self.data) if self.needs_reference else None
+    self.compiled = make_generate(sampler, mesh).lower(params, ids, keys, reference).compile()
     self.compile_seconds = time.perf_counter() - start
 
-  def __call__(self, indices, text_ids) -> dict:
-    """tokens, images and generation seconds for images `indices` with caption ids `text_ids` (n, L)."""
-    tokens, images, seconds, slots = [], [], 0.0, 0
+  def __call__(self, indices, text_ids, reference_tokens=None) -> dict:
+    """tokens, images, the sampler's per-image arrays (`per_image_arrays`) and generation seconds for images
+    `indices` with caption ids `text_ids` (n, L) and, for a sampler that needs them, `reference_tokens` (n, N)."""
+    if self.needs_reference and reference_tokens is None:
+      raise ValueError('this sampler needs reference_tokens (the tokens of a real image per caption)')
+    parts, seconds, slots = [], 0.0, 0
     for start in range(0, len(indices), self.batch):
       idx, ids = indices[start : start + self.batch], text_ids[start : start + self.batch]
       rows = padded(np.arange(len(idx)), self.batch)
+      reference = None
+      if self.needs_reference:
+        reference = to_global(np.asarray(reference_tokens[start : start + self.batch], np.int32)[rows], self.data)
       t0 = time.perf_counter()
-      tok, img = self.compiled(
-        self.params, to_global(ids[rows], self.data), to_global(example_keys(self.seed, idx[rows]), self.data)
+      tok, img, arrays = self.compiled(
+        self.params,
+        to_global(ids[rows], self.data),
+        to_global(example_keys(self.seed, idx[rows]), self.data),
+        reference,
       )
-      tok, img = to_host(tok), to_host(img)  # waits for the device
+      out = {'tokens': tok, 'images': img, **arrays}
+      out = {k: to_host(v)[: len(idx)] for k, v in out.items()}  # waits for the device
       seconds += time.perf_counter() - t0
       slots += self.batch
-      tokens.append(tok[: len(idx)])
-      images.append(img[: len(idx)])
-    return {'tokens': np.concatenate(tokens), 'images': np.concatenate(images), 'seconds': seconds, 'slots': slots}
+      parts.append(out)
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return {**out, 'seconds': seconds, 'slots': slots}

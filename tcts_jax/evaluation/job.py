@@ -1,10 +1,13 @@
-"""The eval job: generate for held-out captions per (strategy, steps), score, tabulate, plot.
+"""The eval job: generate for held-out captions per (strategy, steps, sampler settings), score, tabulate, plot.
 
-For each entry of `config.eval.grid` ('strategy@steps'), `eval.num_images` images are generated for the
-records of the dataset's 'test' split (image i: record i % split size) in batches sharded over all devices
-(generation.py: results depend neither on the batch size nor on the device count, and every entry sees the
-same captions and seeds). Images are saved shard by shard and a rerun skips finished shards (shards.py).
-The images of `eval.refinement.base` are then refined by each refinement method (paper Table 4).
+For each entry of `config.eval.grid` ('strategy@steps', or 'strategy@steps[key=value,...]' with sampler
+settings of its own: grid.py), `eval.num_images` images are generated for the records of the dataset's
+`eval.split` ('test'; hyper-parameters are chosen on 'validation'), image i for record i % split size, in
+batches sharded over all devices (generation.py: results depend neither on the batch size nor on the device
+count, and every entry sees the same captions and seeds). A strategy that needs reference tokens (the
+oracles) gets those of the held-out real image of each caption. Images are saved shard by shard with the
+sampler's per-step diagnostics, and a rerun skips finished shards (shards.py). The images of
+`eval.refinement.base` are then refined by each refinement method (paper Table 4).
 
 Every row is scored by the evaluators of `eval.metrics`, found by name (evaluators/): per-image metrics get
 bootstrap 95% intervals over images, set metrics (FID, MID) a number; an evaluator that cannot run here
@@ -13,9 +16,15 @@ the paired difference A - B resamples the images of both rows together. Two refe
 re-rendered scenes (an ideal generator, when the dataset can draw them) and their VQ reconstructions (the
 ceiling any generator of tokens can reach).
 
+Every generated row also reports its sampling diagnostics (diagnostics.py): per-step means of tokens
+decided and revoked, churn and entropies, and, for the evaluators with a `transitions` hook, how often what
+was wrong in the midpoint prediction is repaired by the end (and what was right is broken), with intervals
+and paired differences.
+
 Writes DIR/results.json (with a manifest of how it was made), DIR/results.md, DIR/tradeoff.png and, per
-row, DIR/per_image/<row>.npz: the held-out record of each image and every evaluator's per-image values
-(`<evaluator>/<key>`), for analyses of your own.
+row, DIR/per_image/<row>.npz: the held-out record of each image, every evaluator's per-image values
+(`<evaluator>/<key>`) and, for generated rows, the per-step diagnostics (`diagnostics/<key>`, (n, T)) and
+transition counts (`transitions/<evaluator>/<key>`), for analyses of your own.
 """
 
 import dataclasses
@@ -34,10 +43,11 @@ from tqdm import tqdm
 from tcts_jax import editing
 from tcts_jax.api import TextToImage
 from tcts_jax.data import get_dataset
-from tcts_jax.evaluation import evaluators, grid, report, stats
-from tcts_jax.evaluation.generation import ShardGenerator, padded
+from tcts_jax.evaluation import diagnostics, evaluators, grid, report, stats
+from tcts_jax.evaluation.generation import DIAGNOSTICS, ShardGenerator, padded, per_image_arrays
 from tcts_jax.evaluation.manifest import manifest
 from tcts_jax.evaluation.shards import ShardStore, fingerprint, params_digest, say, shard_ranges
+from tcts_jax.sampling.sampler import Sampler, sampler_config
 from tcts_jax.utils.config import resolve_path
 from tcts_jax.utils.files import atomic_write
 
@@ -56,8 +66,13 @@ class Row:
   steps: Optional[int] = None
   seconds_per_image: Optional[float] = None
   compile_seconds: Optional[float] = None
+  settings: dict = dataclasses.field(default_factory=dict)  # the entry's sampler settings ([key=value,...])
+  steps_diagnostics: dict = dataclasses.field(default_factory=dict)  # name -> (n, T) per image and step
+  midpoint_tokens: Optional[np.ndarray] = None  # (n, N) the step-(T-1)//2 prediction; dropped once scored
   metrics: dict = dataclasses.field(default_factory=dict)
   values: dict = dataclasses.field(default_factory=dict)  # evaluator name -> per-image values
+  transitions: dict = dataclasses.field(default_factory=dict)  # evaluator name -> per-image transition counts
+  diagnostics: Optional[dict] = None  # diagnostics.summarise and the transition rates, for results.json
 
   def to_json(self) -> dict:
     out = {
@@ -70,7 +85,7 @@ class Row:
       'seconds_per_image': self.seconds_per_image,
     }
     if self.kind == 'generated':
-      out['compile_seconds'] = self.compile_seconds
+      out.update(settings=self.settings, compile_seconds=self.compile_seconds, diagnostics=self.diagnostics)
     return out
 
 
@@ -81,14 +96,39 @@ def _unavailable(message: str, skip_unavailable: bool, notes: list) -> None:
   notes.append(f'skipped {message}.')
 
 
+def checked_settings(base, settings: dict) -> dict:
+  """An entry's [key=value,...] sampler settings, each a setting of `base` (the sampler config) with a value
+  of its type; one-line errors naming the bad key or value."""
+  for key, value in settings.items():
+    if key not in base:
+      raise ValueError(f'unknown sampler setting {key!r}; the settings are {", ".join(sorted(base))}')
+    default = base[key]
+    kind = type(default)
+    fits = isinstance(value, bool) == isinstance(default, bool) and (
+      isinstance(value, kind) or (kind is float and isinstance(value, int))
+    )
+    if default is not None and not fits:
+      raise ValueError(
+        f'bad value for sampler setting {key}: {value!r} is not of type {kind.__name__} (default {default!r})'
+      )
+  return settings
+
+
+def entry_sampler(t2i: TextToImage, entry: grid.Entry) -> Sampler:
+  """The sampler of a grid entry (with its per-step diagnostics); one-line errors for bad settings."""
+  try:
+    base = t2i.config.sampler
+    overrides = dict(checked_settings(base, entry.settings), strategy=entry.strategy, steps=entry.steps)
+    return Sampler(t2i.model, sampler_config(base, **overrides), t2i.selector, diagnostics=True)
+  except (ValueError, TypeError) as e:
+    raise ValueError(f'eval.grid entry {entry.name!r}: {str(e).splitlines()[0]}') from None
+
+
 def prepare_entries(t2i: TextToImage, entries, skip_unavailable: bool, notes: list) -> list:
   """[(entry, sampler)] after validating every entry, before anything is generated."""
   out = []
   for entry in entries:
-    try:
-      sampler = t2i.sampler(strategy=entry.strategy, steps=entry.steps)
-    except ValueError as e:
-      raise ValueError(f'eval.grid entry {entry.name!r}: {e}') from None
+    sampler = entry_sampler(t2i, entry)
     if sampler.needs_selector and not editing.has_selector(t2i):
       _unavailable(
         f'{entry.name}: needs TCTS selector weights (selector.safetensors or eval.selector_weights)',
@@ -106,7 +146,7 @@ def prepare_refinement(t2i, ev, entries, skip_unavailable: bool, notes: list):
   if rf is None or not rf.base:
     return None, []
   methods = grid.parse_refine_methods(rf.methods)
-  base = next((e for e in entries if e.name == rf.base), None)
+  base = next((e for e in entries if e.name == grid.normalise_name(rf.base)), None)
   if base is None:
     raise ValueError(f'eval.refinement.base {rf.base!r} is not an eval.grid entry ({[e.name for e in entries]})')
   kept = []
@@ -118,8 +158,9 @@ def prepare_refinement(t2i, ev, entries, skip_unavailable: bool, notes: list):
   return base, kept
 
 
-def score(row: Row, scorers: dict, missing_keys, ev) -> Row:
-  """Fills `row.metrics` (every evaluator's numbers, None for the unavailable ones) and `row.values`."""
+def score(row: Row, scorers: dict, missing_keys, ev, mid_images=None) -> Row:
+  """Fills `row.metrics` (every evaluator's numbers, None for the unavailable ones) and `row.values`; for a
+  generated row (`mid_images`: its decoded midpoint tokens) also `row.transitions` and `row.diagnostics`."""
   for name, scorer in scorers.items():
     values = scorer.per_image(row.images, row.example)
     if values:
@@ -128,7 +169,15 @@ def score(row: Row, scorers: dict, missing_keys, ev) -> Row:
         stats.bootstrap(lambda idx, s=scorer, v=values: s.pool(v, idx), len(row.images), ev.bootstrap, ev.seed)
       )
     row.metrics.update({k: {'value': float(v)} for k, v in scorer.per_row(row.images, row.example).items()})
+    counts = scorer.transitions(mid_images, row.images, row.example) if mid_images is not None else None
+    if counts:
+      row.transitions[name] = {k: np.asarray(counts[k], np.float64) for k in evaluators.TRANSITIONS}
   row.metrics.update({k: None for k in missing_keys})
+  if row.steps_diagnostics:
+    row.diagnostics = diagnostics.summarise(row.steps_diagnostics)
+    row.diagnostics['transitions'] = {
+      name: diagnostics.transition_summary(counts, ev.bootstrap, ev.seed) for name, counts in row.transitions.items()
+    }
   return row
 
 
@@ -148,7 +197,17 @@ def comparison_rows(pairs, rows: dict, scorers: dict, ev, notes: list) -> list:
         difference.update(
           stats.paired_difference(scorer.pool, rows[a].values[name], rows[b].values[name], ev.bootstrap, ev.seed)
         )
-    out.append({'a': a, 'b': b, 'difference': difference})
+    comparison = {'a': a, 'b': b, 'difference': difference}
+    transitions = {
+      name: stats.paired_difference(
+        evaluators.transition_rates, rows[a].transitions[name], rows[b].transitions[name], ev.bootstrap, ev.seed
+      )
+      for name in rows[a].transitions
+      if name in rows[b].transitions
+    }
+    if transitions:  # repair and break rates, A - B
+      comparison['transitions'] = transitions
+    out.append(comparison)
   return out
 
 
@@ -221,13 +280,15 @@ def reference_images(t2i, dataset, held_out, example, ev, notes: list) -> list:
     real = held_out.images[example]
   else:
     out.append(('real (re-rendered)', 'real', real))
-  vq = np.concatenate([t2i.decode_tokens(t2i.tokenize_images(real[i : i + 256])) for i in range(0, len(real), 256)])
+  vq = decode(t2i, tokenize(t2i, real))
   return out + [('VQ reconstruction', 'vq', vq)]
 
 
 def save_per_image(path: pathlib.Path, row: Row) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   arrays = {f'{name}/{key}': v for name, values in row.values.items() for key, v in values.items()}
+  arrays.update({f'diagnostics/{key}': v for key, v in row.steps_diagnostics.items()})
+  arrays.update({f'transitions/{name}/{k}': v for name, counts in row.transitions.items() for k, v in counts.items()})
   with atomic_write(path) as f:
     np.savez(f, example=row.example, **arrays)
 
@@ -236,6 +297,22 @@ def _check(ev) -> None:
   for key in ('num_images', 'batch_size', 'shard_size'):
     if ev[key] < 1:
       raise ValueError(f'eval.{key} must be >= 1, got {ev[key]}')
+
+
+def check_split(dataset, split: str) -> None:
+  splits = list(dataset.builder().info.splits)
+  if split not in splits:
+    raise ValueError(f'eval.split {split!r}: dataset {dataset.benchmark} has the splits {", ".join(splits)}')
+
+
+def tokenize(t2i, images: np.ndarray) -> np.ndarray:
+  """(n, N) VQ tokens of uint8 images, 256 at a time."""
+  return np.concatenate([t2i.tokenize_images(images[i : i + 256]) for i in range(0, len(images), 256)])
+
+
+def decode(t2i, tokens: np.ndarray) -> np.ndarray:
+  """uint8 images of (n, N) tokens, 256 at a time."""
+  return np.concatenate([t2i.decode_tokens(tokens[i : i + 256]) for i in range(0, len(tokens), 256)])
 
 
 def write_outputs(results: dict, workdir: pathlib.Path, tradeoff) -> None:
@@ -255,10 +332,12 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
   ev = config.eval
   _check(ev)
   entries = grid.parse_grid(ev.grid)
+  split = ev.get('split', 'test')
   workdir = pathlib.Path(workdir)
   if workdir.exists() and not workdir.is_dir():
     raise ValueError(f'workdir {workdir} exists and is not a directory')
   dataset = get_dataset(config.data)
+  check_split(dataset, split)
   classes = evaluators.find_all(ev.metrics, dataset)
   notes, unavailable = [], {}
   # Held-out captions are data, not prompts: a word the model never saw is read as [UNK] (and counted below).
@@ -269,7 +348,7 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
   prepared = prepare_entries(t2i, entries, ev.skip_unavailable, notes)
   refine_base, refine_methods = prepare_refinement(t2i, ev, [e for e, _ in prepared], ev.skip_unavailable, notes)
   pairs = grid.parse_comparisons(ev.get('compare', ()))
-  held_out = dataset.held_out('test', ev.num_images)
+  held_out = dataset.held_out(split, ev.num_images)
   scorers = evaluators.build(classes, evaluators.EvalContext(config, dataset, held_out), unavailable)
   notes += [f'{name} skipped: {why}.' for name, why in unavailable.items()]
   missing_keys = [c.key for name in unavailable for c in classes[name].columns]
@@ -280,7 +359,7 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
       f'[UNK]: {", ".join(unknown[:10])}{" ..." if len(unknown) > 10 else ""}.'
     )
   if ev.num_images > len(held_out):
-    notes.append(f'{ev.num_images} images for {len(held_out)} test captions: captions repeat (other seeds).')
+    notes.append(f'{ev.num_images} images for {len(held_out)} {split} captions: captions repeat (other seeds).')
   workdir.mkdir(parents=True, exist_ok=True)
 
   mesh = Mesh(np.asarray(jax.devices()), ('data',))
@@ -288,12 +367,16 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
   digests = {part: params_digest(p) for part, p in t2i.params.items()}
   data_digest = hashlib.sha256(json.dumps(held_out.captions).encode()).hexdigest()
   text_ids = t2i.encode_prompts(held_out.captions)
+  # The oracles' reference: the tokens of each caption's held-out real image.
+  needs_reference = any(sampler.needs_reference for _, sampler in prepared)
+  reference_tokens = tokenize(t2i, held_out.images) if needs_reference else None
   num_shards = len(shard_ranges(ev.num_images, ev.shard_size))
   rows = {}
 
   def add(row: Row) -> None:  # scored at once, so the job never holds more than one row's images
-    rows[row.name] = score(row, scorers, missing_keys, ev)
-    row.images = None
+    mid_images = decode(t2i, row.midpoint_tokens) if row.midpoint_tokens is not None else None
+    rows[row.name] = score(row, scorers, missing_keys, ev, mid_images)
+    row.images = row.midpoint_tokens = None
     if jax.process_index() == 0:
       save_per_image(workdir / 'per_image' / f'{grid.dirname(row.name)}.npz', row)
 
@@ -307,22 +390,25 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
     store = ShardStore(workdir, ev.num_images, ev.shard_size, t2i.models.num_tokens, config.data.image_size, bar)
     for entry, sampler in prepared:
       parts = [p for p in digests if p != 'selector'] + (['selector'] if sampler.needs_selector else [])
-      fp = fingerprint(
-        {
-          'sampler': json.loads(sampler.cfg.to_json()),
-          'seed': ev.seed,
-          'data': data_digest,
-          'weights': [digests[p] for p in parts],
-        }
-      )
+      made_of = {
+        'sampler': json.loads(sampler.cfg.to_json()),
+        'seed': ev.seed,
+        'data': data_digest,
+        'weights': [digests[p] for p in parts],
+      }
+      if sampler.needs_reference:
+        made_of['reference'] = hashlib.sha256(reference_tokens.tobytes()).hexdigest()
       generator = []  # compiled on the first shard that needs it
 
       def generate(indices, sampler=sampler, generator=generator):
         if not generator:
           generator.append(ShardGenerator(sampler, mesh, params, text_ids.shape[1], ev.batch_size, ev.seed))
-        return generator[0](indices, text_ids[indices % len(held_out)])
+        records = indices % len(held_out)
+        reference = reference_tokens[records] if sampler.needs_reference else None
+        return generator[0](indices, text_ids[records], reference)
 
-      out = store.collect(entry.dirname, fp, generate)
+      fp = fingerprint(made_of)
+      out = store.collect(entry.dirname, fp, generate, per_image_arrays(sampler))
       add(
         Row(
           entry.name,
@@ -333,6 +419,9 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
           entry.steps,
           out['seconds_per_image'],
           generator[0].compile_seconds if generator else None,
+          settings=entry.settings,
+          steps_diagnostics={k: out[f'diagnostics/{k}'] for k in DIAGNOSTICS},
+          midpoint_tokens=out['midpoint_tokens'],
         )
       )
       if entry == refine_base:
@@ -370,6 +459,7 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
   columns = [dataclasses.asdict(c) for cls in classes.values() for c in cls.columns]
   results = {
     'benchmark': dataset.benchmark,
+    'split': split,
     'num_images': ev.num_images,
     'seed': ev.seed,
     'devices': f'{len(devices)} x {devices[0].device_kind}',
@@ -383,7 +473,7 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
     'rows': [row.to_json() for row in rows.values()],
     'comparisons': comparison_rows(pairs, rows, scorers, ev, notes),
     'notes': notes,
-    'manifest': manifest(config, resolve_path(weights or config.weights), digests, ev.selector_weights),
+    'manifest': manifest(config, resolve_path(weights or config.weights), digests, ev.selector_weights, split),
   }
   if jax.process_index() == 0:
     write_outputs(results, workdir, ev.tradeoff)

@@ -42,10 +42,11 @@ def code_version() -> dict:
   return {'commit': commit, 'dirty': None if status is None else bool(status)}
 
 
-def manifest(config, weights_dir, part_digests: dict, selector_source=None) -> dict:
+def manifest(config, weights_dir, part_digests: dict, selector_source=None, split: Optional[str] = None) -> dict:
   devices = jax.devices()
   return {
     'config': json.loads(config.to_json()),
+    'split': split,  # the held-out split the rows were generated for
     'seeds': {'eval': config.eval.seed, 'bootstrap': config.eval.seed},
     'weights_dir': str(weights_dir),
     'weights_files': weights_files(weights_dir),
