@@ -58,6 +58,7 @@ class Generation:
   images: np.ndarray  # (B, H, W, 3) uint8
   tokens: np.ndarray  # (B, N) int32
   trajectory: Optional[dict]  # per step (T, B, ...) numpy arrays, when asked for
+  diagnostics: Optional[dict] = None  # the sampler's per-step diagnostics (SampleOutput.diagnostics), when asked for
 
 
 def warn_if_truncated(prompts, dropped, max_length: int, unit: str) -> None:
@@ -144,12 +145,12 @@ class TextToImage:
     """(B, N) token ids -> (B, S, S, 3) uint8 images."""
     return to_uint8(images_from_tokens(self.models, self.params['tokenizer'], jnp.asarray(tokens, jnp.int32)))
 
-  def sampler(self, trajectory: bool = False, **overrides) -> Sampler:
+  def sampler(self, trajectory: bool = False, diagnostics: bool = False, **overrides) -> Sampler:
     """The compiled sampler for these settings (built once and cached)."""
     cfg = sampler_config(self.config.sampler, **overrides)
-    key = (cfg.to_json(), trajectory)
+    key = (cfg.to_json(), trajectory, diagnostics)
     if key not in self._samplers:
-      self._samplers[key] = Sampler(self.model, cfg, self.selector, trajectory=trajectory)
+      self._samplers[key] = Sampler(self.model, cfg, self.selector, trajectory=trajectory, diagnostics=diagnostics)
     return self._samplers[key]
 
   def generate(
@@ -159,6 +160,7 @@ class TextToImage:
     seed: int = 0,
     trajectory: bool = False,
     negative_prompt: Optional[str] = None,
+    diagnostics: bool = False,
     **sampler_overrides,
   ) -> Generation:
     """`num_samples` images per prompt (images of one prompt are adjacent)."""
@@ -169,9 +171,10 @@ class TextToImage:
     expanded = [p for p in prompts for _ in range(num_samples)]
     ids = self.encode_prompts(expanded)
     negative = None if negative_prompt is None else np.repeat(self.encode_prompts([negative_prompt]), len(ids), 0)
-    out = self.sampler(trajectory, **sampler_overrides)(self.params, ids, jax.random.key(seed), negative)
+    out = self.sampler(trajectory, diagnostics, **sampler_overrides)(self.params, ids, jax.random.key(seed), negative)
     traj = jax.tree.map(np.asarray, out.trajectory) if trajectory else None
-    return Generation(expanded, to_uint8(out.images), np.asarray(out.tokens), traj)
+    diag = jax.tree.map(np.asarray, out.diagnostics) if diagnostics else None
+    return Generation(expanded, to_uint8(out.images), np.asarray(out.tokens), traj, diag)
 
 
 class AmusedTextToImage(TextToImage):

@@ -5,7 +5,8 @@ r"""Generates images from prompts and writes a captioned PNG grid (the main job)
 Loads the shipped weights (config.weights) unless --weights is given. Sampler settings come from the
 config: --config.sampler.strategy=random_revoke --config.sampler.steps=16 ...
 With --trajectory, also writes one strip per prompt (<out>_trajectory_<i>.png), one numbered column per step:
-x̂, the kept tokens, the FAS high-frequency map and, for tcts* strategies, the selector's doubt.
+x̂, the kept tokens, the FAS high-frequency map and, for tcts* strategies, the selector's doubt; under each
+step the sampler's diagnostics: tokens newly kept (+), visible tokens revoked (-) and churn.
 """
 
 import pathlib
@@ -30,7 +31,12 @@ def main(argv):
   t2i = TextToImage.load(FLAGS.config, FLAGS.weights)
   start = time.perf_counter()
   gen = t2i.generate(
-    FLAGS.prompt, FLAGS.num_samples, FLAGS.seed, trajectory=FLAGS.trajectory, negative_prompt=FLAGS.negative_prompt
+    FLAGS.prompt,
+    FLAGS.num_samples,
+    FLAGS.seed,
+    trajectory=FLAGS.trajectory,
+    negative_prompt=FLAGS.negative_prompt,
+    diagnostics=FLAGS.trajectory,
   )
   seconds = time.perf_counter() - start
   visualize.save_png(out, visualize.caption_grid(gen.images, gen.prompts, cols=FLAGS.num_samples))
@@ -44,8 +50,15 @@ def main(argv):
       j = i * FLAGS.num_samples  # the first sample of each prompt
       traj = gen.trajectory
       selector = traj['selector_logits'][:, j] if 'selector_logits' in traj else None
+      steps = {k: gen.diagnostics[k][:, j] for k in ('decided', 'revoked', 'churn')}
       strip = visualize.trajectory_strip(
-        traj['images'][:, j], traj['kept'][:, j], traj['high_freq'][:, j], g, prompt, selector_logits=selector
+        traj['images'][:, j],
+        traj['kept'][:, j],
+        traj['high_freq'][:, j],
+        g,
+        prompt,
+        selector_logits=selector,
+        diagnostics=steps,
       )
       path = out.with_name(f'{out.stem}_trajectory_{i}.png')
       visualize.save_png(path, strip)
