@@ -33,6 +33,59 @@ import ml_collections
 
 from tcts_jax.utils.config import load_config
 
+# Training schedule, on top of configs/shapes.py's, sized to train from scratch in under 2 hours on the 2-core
+# CPU we develop on (launch/train_scenes.sh; the measured time is in results/scenes/README.md). A step costs
+# ~2.3x as much as on captioned shapes (144 tokens instead of 64, 80 text tokens instead of 40), so batches
+# are halved and the generator sees ~64k captions (1.3 epochs) instead of 192k.
+# The eval job's rows on shape scenes (results/scenes/): the paper's Table 1 at 8, 16 and 25 steps, Table 5 at 16,
+# Table 6's many-step rows, the oracle selector, the old redraw of visible tokens, refinement (Table 4).
+EVAL_GRID = (
+  *(f'{strategy}@{steps}' for steps in (8, 16, 25) for strategy in ('uniform', 'purity', 'random_revoke', 'tcts_fas')),
+  'fas@16',
+  'persistent@16',
+  'tcts@16',
+  'tcts_persistent@16',
+  'oracle@16',
+  'oracle_fas@16',
+  'random_revoke@16[visible_tokens=redraw]',
+  'tcts_fas@16[visible_tokens=redraw]',
+  'uniform@50',
+  'random_revoke@50',
+)
+EVAL_COMPARE = (
+  ('uniform@8', 'uniform@50'),
+  ('uniform@16', 'uniform@50'),
+  ('purity@16', 'uniform@16'),
+  ('tcts_fas@8', 'uniform@8'),
+  ('tcts_fas@16', 'uniform@16'),
+  ('tcts_fas@25', 'uniform@25'),
+  ('tcts_fas@16', 'purity@16'),
+  ('tcts_fas@8', 'random_revoke@8'),
+  ('tcts_fas@16', 'random_revoke@16'),
+  ('tcts_fas@25', 'random_revoke@25'),
+  ('tcts@16', 'random_revoke@16'),
+  ('fas@16', 'random_revoke@16'),
+  ('persistent@16', 'random_revoke@16'),
+  ('tcts_fas@16', 'tcts@16'),
+  ('tcts_fas@16', 'tcts_persistent@16'),
+  ('oracle@16', 'tcts@16'),
+  ('oracle_fas@16', 'tcts_fas@16'),
+  ('random_revoke@16', 'random_revoke@16[visible_tokens=redraw]'),
+  ('tcts_fas@16', 'tcts_fas@16[visible_tokens=redraw]'),
+  ('tcts_fas@16', 'uniform@50'),
+  ('tcts_fas@16', 'random_revoke@50'),
+  ('uniform@16 + revision (selector)', 'uniform@16 + revision (random)'),
+  ('uniform@16 + masked (selector)', 'uniform@16 + masked (random)'),
+  ('uniform@16 + revision (selector)', 'uniform@16'),
+)
+
+SCHEDULE = {
+  'tokenizer': dict(batch_size=32, num_steps=1000),
+  'generator': dict(batch_size=32, num_steps=2000),
+  'selector': dict(batch_size=32, num_steps=250),
+  'features': dict(num_steps=600),
+}
+
 
 def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
   parts = [p for p in arg.split(',') if p]
@@ -45,4 +98,15 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
     # Captions of 6 objects with relations run to ~75 words.
     c.text.max_length = 80
     c.weights = 'weights/scenes'
+    # The paper's sampling settings, chosen a priori (not tuned): guidance 5 in its form u + 5 (c - u), which is
+    # 4 in ours (c + s (c - u)), and top-p 0.86; the selector's training draw follows them (configs/shapes.py
+    # SELECTOR_DRAW).
+    c.sampler.guidance_scale = 4.0
+    c.sampler.top_p = 0.86
+    if 'tiny' not in parts:
+      c.train.update(SCHEDULE.get(c.stage, {}))
+    if 'eval' in c:
+      c.eval.features_weights = None if 'tiny' in parts else 'weights/scenes'
+      if not {'tiny', 'smoke'} & set(parts):
+        c.eval.grid, c.eval.compare = EVAL_GRID, EVAL_COMPARE
   return c

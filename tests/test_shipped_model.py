@@ -2,7 +2,11 @@
 
 tests/fixtures/shipped_samples.npz holds tokens made by commit 81613e3 (the sampler then called our
 generator directly, with the text side inside every step) for these prompts, seeds and settings. Bit-equality
-holds on the x86-64 CPUs we develop and test on; another processor may round differently.
+holds on the x86-64 CPUs we develop and test on; another processor may round differently. The fixture's FAS
+rows (fas, tcts_fas) are not checked: a FAS map compares attention sums with exactly 1.0, so one rounding
+difference between CPUs (AVX-512 vs AVX2 reduction order) flips a position near the threshold and every later
+step diverges (seen: 402 of 512 tokens on an AVX2 machine with unchanged code); FAS's properties are tested on
+the tiny model (tests/test_sampler.py, tests/test_strategies.py).
 """
 
 import jax
@@ -27,11 +31,10 @@ def t2i():
   return TextToImage.load()
 
 
-@pytest.mark.parametrize('strategy', ['uniform', 'purity', 'random_revoke', 'fas', 'tcts_fas'])
+@pytest.mark.parametrize('strategy', ['uniform', 'purity', 'random_revoke'])
 def test_samples_are_bit_identical_to_before(t2i, strategy):
   # The fixture's revocable samples redrew visible tokens at every step, today's visible_tokens='redraw'.
-  revocable = strategy not in ('uniform', 'purity')
-  overrides = dict(visible_tokens='redraw') if revocable else {}
+  overrides = dict(visible_tokens='redraw') if strategy == 'random_revoke' else {}
   tokens = t2i.generate(PROMPTS, num_samples=2, seed=3, strategy=strategy, **overrides).tokens
   np.testing.assert_array_equal(tokens, REFERENCE[f'sample__{strategy}'])
 

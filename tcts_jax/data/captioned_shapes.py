@@ -11,7 +11,7 @@ import functools
 import numpy as np
 
 from tcts_jax.data import Dataset, HeldOut, shapes, shapes_alignment, shapes_tfds
-from tcts_jax.evaluation.evaluators import Column, Evaluator
+from tcts_jax.evaluation.evaluators import Column, Evaluator, transition_counts
 from tcts_jax.models import features
 
 # Per-image alignment values; object-level ones are pooled over objects (SOA-I), the others averaged over
@@ -133,9 +133,4 @@ class AlignmentEvaluator(Evaluator):
     mid = matched([shapes_alignment.detect_objects(im) for im in mid_images])
     end = matched(self._detect(images))
     self._last = (None, None)
-    return {
-      'wrong_mid': np.array([np.sum(~m) for m in mid], np.float64),
-      'repaired': np.array([np.sum(~m & e) for m, e in zip(mid, end)], np.float64),
-      'right_mid': np.array([np.sum(m) for m in mid], np.float64),
-      'broken': np.array([np.sum(m & ~e) for m, e in zip(mid, end)], np.float64),
-    }
+    return transition_counts(mid, end)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tcts_jax.data import Dataset, HeldOut, scenes, scenes_alignment, scenes_tfds, shapes
-from tcts_jax.evaluation.evaluators import Column, Evaluator
+from tcts_jax.evaluation.evaluators import Column, Evaluator, transition_counts
 
 NUM_CELLS = len(shapes.POSITIONS)
 # Per cell: 0 = empty, else 1 + ((shape * colours + colour) * sizes + size) * fills + fill.
@@ -107,11 +107,30 @@ class AlignmentEvaluator(Evaluator):
     'copies of described objects per image.'
   )
 
-  def per_image(self, images, example) -> dict:
+  def __init__(self, ctx):
+    super().__init__(ctx)
+    self._last = (None, None)  # (images, their analyses): `transitions` reads the images `per_image` just read
+
+  def _analyse(self, images) -> list:
+    if self._last[0] is not images:
+      self._last = (images, [scenes_alignment.analyse(im) for im in images])
+    return self._last[1]
+
+  def _truth(self, example):
     f = self.ctx.held_out.fields
-    return scenes_alignment.score_batch(
-      images, f['objects'][example], f['num_objects'][example], f['texture'][example]
-    )['per_image']
+    return f['objects'][example], f['num_objects'][example], f['texture'][example]
+
+  def per_image(self, images, example) -> dict:
+    return scenes_alignment.score_batch(images, *self._truth(example), self._analyse(images))['per_image']
 
   def pool(self, values: dict, idx) -> dict:
     return scenes_alignment.pool(values, idx)
+
+  def transitions(self, mid_images, images, example) -> dict:
+    """Per image, the caption's objects wrong in the midpoint prediction and of those the ones right in the
+    final image, and the same for the objects right at midpoint (right = `score_detections`' 'matched')."""
+    truth = self._truth(example)
+    mid = scenes_alignment.score_batch(mid_images, *truth)['matched']
+    end = scenes_alignment.score_batch(images, *truth, self._analyse(images))['matched']
+    self._last = (None, None)
+    return transition_counts(mid, end)

@@ -83,6 +83,17 @@ class Evaluator:
 TRANSITIONS = ('wrong_mid', 'repaired', 'right_mid', 'broken')
 
 
+def transition_counts(mid_matched, end_matched) -> dict:
+  """TRANSITIONS per image from per-image boolean arrays of the objects right at midpoint and at the end."""
+  pairs = list(zip(mid_matched, end_matched))
+  return {
+    'wrong_mid': np.array([np.sum(~m) for m, _ in pairs], np.float64),
+    'repaired': np.array([np.sum(~m & e) for m, e in pairs], np.float64),
+    'right_mid': np.array([np.sum(m) for m, _ in pairs], np.float64),
+    'broken': np.array([np.sum(m & ~e) for m, e in pairs], np.float64),
+  }
+
+
 def transition_rates(values: dict, idx: Optional[np.ndarray] = None) -> dict:
   """repair_rate = Σ repaired / Σ wrong_mid and break_rate = Σ broken / Σ right_mid over the images `idx`
   (all of them when None; an (R, n) index: R resamples); NaN where there is nothing to repair / break."""
