@@ -1,29 +1,18 @@
-r"""Shape scenes: the benchmark in the paper's regime (docs/design.md §11) and its shipped model.
+r"""Shape scenes: the benchmark in the paper's regime (docs/design.md §11) and its shipped model (weights/scenes).
 
 3-6 solid or hollow shapes at 48 px (12 x 12 = 144 tokens), placed by cell, by relation to another object or
-freely, on plain, striped or checkered backgrounds. The recipe and model sizes are those of configs/shapes.py
-(whose stages and `tiny` variant this config takes), with the generator trained to COPY visible tokens (the
-paper's generator does; configs/shapes.py's `copy` variant) and the selector trained on inputs that match
-sampling. launch/train_scenes.sh runs the whole recipe:
+freely, on plain, striped or checkered backgrounds. The stages, recipe and model sizes are configs/shapes.py's
+(`:tokenizer`, `:generator,tiny`, ...) with its `copy` recipe (the generator copies visible tokens, as the
+paper's does; the selector is trained on inputs that match sampling), the paper's sampling settings and a
+schedule sized for 2 hours on 2 CPU cores (SCHEDULE). The data, then every stage from scratch:
 
   python -m tcts_jax.data.scenes_tfds --config=default
-  python -m tcts_jax.train --config=configs/scenes.py:tokenizer --workdir=workdirs/scenes/tokenizer
-  python -m tcts_jax.tokenizer_eval --config=configs/scenes.py:tokenizer --tokenizer=workdirs/scenes/tokenizer
-  python -m tcts_jax.train --config=configs/scenes.py:generator --workdir=workdirs/scenes/generator \
-      --config.tokenizer_checkpoint=workdirs/scenes/tokenizer
-  python -m tcts_jax.export --config=configs/scenes.py --tokenizer=workdirs/scenes/tokenizer \
-      --generator=workdirs/scenes/generator --out=workdirs/scenes/export
-  python -m tcts_jax.train --config=configs/scenes.py:selector --workdir=workdirs/scenes/selector \
-      --config.generator_checkpoint=workdirs/scenes/export
-  python -m tcts_jax.train --config=configs/scenes.py:features --workdir=workdirs/scenes/features
-  python -m tcts_jax.export --config=configs/scenes.py --tokenizer=workdirs/scenes/tokenizer \
-      --generator=workdirs/scenes/generator --selector=workdirs/scenes/selector \
-      --features=workdirs/scenes/features --out=weights/scenes
+  bash launch/train_scenes.sh
 
-Sampling and the eval job:
+Sampling and the eval job (results/scenes/):
 
-  python -m tcts_jax.sample --config=configs/scenes.py --prompt="a large solid red circle in the middle and \
-a small hollow blue square left of the red circle on a striped background"
+  python -m tcts_jax.sample --config=configs/scenes.py \
+      --prompt="a big solid red circle in the middle and a small hollow blue square left of the red circle on a striped background"
   python -m tcts_jax.evaluate --config=configs/scenes.py:eval --workdir=workdirs/scenes/eval
 """
 
@@ -36,7 +25,7 @@ from tcts_jax.utils.config import load_config
 # Training schedule, on top of configs/shapes.py's, sized to train from scratch in under 2 hours on the 2-core
 # CPU we develop on (launch/train_scenes.sh; the measured time is in results/scenes/README.md). A step costs
 # ~2.3x as much as on captioned shapes (144 tokens instead of 64, 80 text tokens instead of 40), so batches
-# are halved and the generator sees ~64k captions (1.3 epochs) instead of 192k.
+# are halved and the generator sees ~102k captions (2 epochs) instead of 192k.
 # The eval job's rows on shape scenes (results/scenes/): the paper's Table 1 at 8, 16 and 25 steps, Table 5 at 16,
 # Table 6's many-step rows, the oracle selector, the old redraw of visible tokens, refinement (Table 4).
 EVAL_GRID = (
@@ -81,7 +70,7 @@ EVAL_COMPARE = (
 
 SCHEDULE = {
   'tokenizer': dict(batch_size=32, num_steps=1000),
-  'generator': dict(batch_size=32, num_steps=2000),
+  'generator': dict(batch_size=32, num_steps=3200),
   'selector': dict(batch_size=32, num_steps=250),
   'features': dict(num_steps=600),
 }

@@ -29,12 +29,17 @@ from tests.conftest import REPO, run_cli
 DOCS = [
   'README.md',
   'configs/shapes.py',
+  'configs/scenes.py',
   'configs/image_folder.py',
   'configs/amused.py',
   *sorted(str(p.relative_to(REPO)) for p in [*REPO.glob('tcts_jax/*.py'), *REPO.glob('tcts_jax/data/*.py')]),
 ]
 COMMAND = re.compile(r'^(?:pip install \S+ \S+ \S+ \S+ && )?(python -m tcts_jax\.\S+|bash launch/\S+)(.*)$')
-NOT_RUN = {'bash launch/train_shapes.sh': 'the commands it runs are the README lines below it, each run here'}
+NOT_RUN = {
+  'bash launch/train_shapes.sh': 'the commands it runs are the README lines below it, each run here',
+  'bash launch/train_scenes.sh': 'the same commands on configs/scenes.py (its stages: tests/test_scenes.py)',
+  'bash launch/train.sh': 'what train_shapes.sh and train_scenes.sh run',
+}
 PROMPT = 'a large red circle in the middle'
 AMUSED = 'configs/amused.py'
 # The config stage a command reads when it names no --config (its flag's default).
@@ -123,7 +128,7 @@ def runnable(command: str, inputs: dict) -> list:
     elif flag == '--config.weights' and value.startswith('~/amused'):
       continue
     args.append(flag + eq + value)
-  if module == 'tcts_jax.data.shapes_tfds':
+  if module in ('tcts_jax.data.shapes_tfds', 'tcts_jax.data.scenes_tfds'):
     return [module, '--config=tiny', f'--data_dir={inputs["tfds"]}']
   if module == 'tcts_jax.data.image_folder':
     return [module, *args, f'--data_dir={out}/folder_tfds']

@@ -161,3 +161,19 @@ def test_shapes_checker_is_unchanged_by_the_fill_templates():
   # captioned shapes' detections carry fill 0 and the same attributes as before the templates argument.
   e = shapes.make_example(0, 0)
   assert all(d.fill == 0 for d in shapes_alignment.detect_objects(e['image']))
+
+
+def test_features_stage_trains_on_scenes(tmp_path):
+  """The FID-shapes network of shape scenes (cell classes with fills + the texture head) trains with the real
+  trainer on the tiny split."""
+  from tcts_jax.training.trainer import train_and_evaluate
+  from tcts_jax.utils.config import load_config
+
+  config = load_config('configs/scenes.py:features,tiny')
+  with config.unlocked():
+    config.data.data_dir = str(tmp_path / 'tfds')
+    config.train.image_every = 0
+  _, history = train_and_evaluate(config, tmp_path / 'features')
+  first, last = history[0][1], history[-1][1]
+  assert last['loss'] < first['loss']
+  assert {'cell_accuracy', 'texture_accuracy', 'image_accuracy', 'pooled_mse'} <= set(last)
