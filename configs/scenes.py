@@ -26,48 +26,6 @@ from tcts_jax.utils.config import load_config
 # CPU we develop on (launch/train_scenes.sh; the measured time is in results/scenes/README.md). A step costs
 # ~2.3x as much as on captioned shapes (144 tokens instead of 64, 80 text tokens instead of 40), so batches
 # are halved and the generator sees ~102k captions (2 epochs) instead of 192k.
-# The eval job's rows on shape scenes (results/scenes/): the paper's Table 1 at 8, 16 and 25 steps, Table 5 at 16,
-# Table 6's many-step rows, the oracle selector, the old redraw of visible tokens, refinement (Table 4).
-EVAL_GRID = (
-  *(f'{strategy}@{steps}' for steps in (8, 16, 25) for strategy in ('uniform', 'purity', 'random_revoke', 'tcts_fas')),
-  'fas@16',
-  'persistent@16',
-  'tcts@16',
-  'tcts_persistent@16',
-  'oracle@16',
-  'oracle_fas@16',
-  'random_revoke@16[visible_tokens=redraw]',
-  'tcts_fas@16[visible_tokens=redraw]',
-  'uniform@50',
-  'random_revoke@50',
-)
-EVAL_COMPARE = (
-  ('uniform@8', 'uniform@50'),
-  ('uniform@16', 'uniform@50'),
-  ('purity@16', 'uniform@16'),
-  ('tcts_fas@8', 'uniform@8'),
-  ('tcts_fas@16', 'uniform@16'),
-  ('tcts_fas@25', 'uniform@25'),
-  ('tcts_fas@16', 'purity@16'),
-  ('tcts_fas@8', 'random_revoke@8'),
-  ('tcts_fas@16', 'random_revoke@16'),
-  ('tcts_fas@25', 'random_revoke@25'),
-  ('tcts@16', 'random_revoke@16'),
-  ('fas@16', 'random_revoke@16'),
-  ('persistent@16', 'random_revoke@16'),
-  ('tcts_fas@16', 'tcts@16'),
-  ('tcts_fas@16', 'tcts_persistent@16'),
-  ('oracle@16', 'tcts@16'),
-  ('oracle_fas@16', 'tcts_fas@16'),
-  ('random_revoke@16', 'random_revoke@16[visible_tokens=redraw]'),
-  ('tcts_fas@16', 'tcts_fas@16[visible_tokens=redraw]'),
-  ('tcts_fas@16', 'uniform@50'),
-  ('tcts_fas@16', 'random_revoke@50'),
-  ('uniform@16 + revision (selector)', 'uniform@16 + revision (random)'),
-  ('uniform@16 + masked (selector)', 'uniform@16 + masked (random)'),
-  ('uniform@16 + revision (selector)', 'uniform@16'),
-)
-
 SCHEDULE = {
   'tokenizer': dict(batch_size=32, num_steps=1000),
   'generator': dict(batch_size=32, num_steps=3200),
@@ -96,6 +54,4 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
       c.train.update(SCHEDULE.get(c.stage, {}))
     if 'eval' in c:
       c.eval.features_weights = None if 'tiny' in parts else 'weights/scenes'
-      if not {'tiny', 'smoke'} & set(parts):
-        c.eval.grid, c.eval.compare = EVAL_GRID, EVAL_COMPARE
   return c

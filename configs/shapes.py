@@ -256,6 +256,53 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
   return c
 
 
+# The eval job's rows (results/): the paper's Table 1 at 8, 16 and 25 steps, Table 5 at 16, Table 6's many-step
+# rows, the oracle selector (TCTS with a perfect selector), the redraw of visible tokens (the old default), and
+# refinement of uniform@16 (Table 4, eval.refinement). The regime rows (uniform@T up to T = N) and the
+# trade-off sweep run as grids on the command line (results/README.md).
+PAPER_GRID = (
+  *(f'{strategy}@{steps}' for steps in (8, 16, 25) for strategy in ('uniform', 'purity', 'random_revoke', 'tcts_fas')),
+  'fas@16',
+  'persistent@16',
+  'tcts@16',
+  'tcts_persistent@16',
+  'oracle@16',
+  'oracle_fas@16',
+  'random_revoke@16[visible_tokens=redraw]',
+  'tcts_fas@16[visible_tokens=redraw]',
+  'uniform@50',
+  'random_revoke@50',
+)
+# Paired differences A - B to report (same captions and seeds; the interval to read for "does A beat B").
+# Pairs naming rows a run does not have are skipped with a note.
+PAPER_COMPARE = (
+  ('uniform@8', 'uniform@50'),
+  ('uniform@16', 'uniform@50'),
+  ('purity@16', 'uniform@16'),
+  ('tcts_fas@8', 'uniform@8'),
+  ('tcts_fas@16', 'uniform@16'),
+  ('tcts_fas@25', 'uniform@25'),
+  ('tcts_fas@16', 'purity@16'),
+  ('tcts_fas@8', 'random_revoke@8'),
+  ('tcts_fas@16', 'random_revoke@16'),
+  ('tcts_fas@25', 'random_revoke@25'),
+  ('tcts@16', 'random_revoke@16'),
+  ('fas@16', 'random_revoke@16'),
+  ('persistent@16', 'random_revoke@16'),
+  ('tcts_fas@16', 'tcts@16'),
+  ('tcts_fas@16', 'tcts_persistent@16'),
+  ('oracle@16', 'tcts@16'),
+  ('oracle_fas@16', 'tcts_fas@16'),
+  ('random_revoke@16', 'random_revoke@16[visible_tokens=redraw]'),
+  ('tcts_fas@16', 'tcts_fas@16[visible_tokens=redraw]'),
+  ('tcts_fas@16', 'uniform@50'),
+  ('tcts_fas@16', 'random_revoke@50'),
+  ('uniform@16 + revision (selector)', 'uniform@16 + revision (random)'),
+  ('uniform@16 + masked (selector)', 'uniform@16 + masked (random)'),
+  ('uniform@16 + revision (selector)', 'uniform@16'),
+)
+
+
 def _eval_config(tiny: bool, smoke: bool) -> dict:
   """The eval job (`python -m tcts_jax.evaluate`): what to generate and which metrics to compute.
 
@@ -273,47 +320,11 @@ def _eval_config(tiny: bool, smoke: bool) -> dict:
     if tiny:  # tests: few images, several shards; 8 per batch divides the 8 devices of the sharding test
       num_images, batch_size, shard_size = 24, 8, 8
   else:
-    # The paper's tables (Table 1: purity / uniform / RR / TCTS+FAS at 16 and 25 steps; Table 5: RR, RR+FAS,
-    # RR+persistent, TCTS, TCTS+FAS, TCTS+persistent; Table 6: uniform and RR at 50 steps).
-    grid = (
-      'purity@16',
-      'uniform@16',
-      'random_revoke@16',
-      'tcts_fas@16',
-      'purity@25',
-      'uniform@25',
-      'random_revoke@25',
-      'tcts_fas@25',
-      'fas@16',
-      'persistent@16',
-      'tcts@16',
-      'tcts_persistent@16',
-      'uniform@50',
-      'random_revoke@50',
-    )
+    grid = PAPER_GRID
     num_images, batch_size, shard_size = (32, 16, 16) if tiny else (1000, 100, 200)
   # Paired differences A - B to report (same captions and seeds; the interval to read for "does A beat B").
   # Pairs naming rows a run does not have are skipped with a note.
-  compare = (
-    (('purity@8', 'random_revoke@8'),)
-    if smoke
-    else (
-      ('purity@16', 'uniform@16'),
-      ('purity@16', 'tcts_fas@16'),
-      ('tcts_fas@16', 'random_revoke@16'),
-      ('tcts_fas@25', 'random_revoke@25'),
-      ('tcts@16', 'random_revoke@16'),
-      ('fas@16', 'random_revoke@16'),
-      ('persistent@16', 'random_revoke@16'),
-      ('tcts_fas@16', 'tcts@16'),
-      ('tcts_fas@16', 'tcts_persistent@16'),
-      ('tcts_fas@16', 'uniform@50'),
-      ('tcts_fas@16', 'random_revoke@50'),
-      ('uniform@16 + revision (selector)', 'uniform@16 + revision (random)'),
-      ('uniform@16 + masked (selector)', 'uniform@16 + masked (random)'),
-      ('uniform@16 + revision (selector)', 'uniform@16'),
-    )
-  )
+  compare = (('purity@8', 'random_revoke@8'),) if smoke else PAPER_COMPARE
   return dict(
     # 'strategy@steps' (or [strategy, steps]); strategy: any sampler strategy, preset or schedule. A row of
     # other sampler settings: 'strategy@steps[key=value,...]', e.g. 'random_revoke@16[visible_tokens=redraw]'
