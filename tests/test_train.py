@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -40,13 +41,21 @@ def test_tokenizer_loss_goes_down_and_resumes(tiny_data_dir, tmp_path):
 
 
 @pytest.mark.parametrize('variant, steps', [('', 30), (',copy', 20)])
-def test_generator_loss_goes_down(tiny_data_dir, tiny_weights, tmp_path, variant, steps):
+def test_generator_loss_goes_down(tiny_data_dir, tiny_weights, tmp_path, capsys, variant, steps):
   config = tiny('generator', tiny_data_dir, variant, num_steps=steps, log_every=10, image_every=0, learning_rate=3e-3)
   with config.unlocked():
     config.tokenizer_checkpoint = str(tiny_weights)  # an exported weights dir serves as well as a workdir
   state, history = train_and_evaluate(config, tmp_path / 'gen')
   assert history[-1][1]['loss'] < history[0][1]['loss']
   assert np.isfinite(history[-1][1]['masked_accuracy'])
+  assert 'encoded' in capsys.readouterr().out
+
+  # Rerun when finished: restores the last step without encoding the training set again.
+  again, history = train_and_evaluate(config, tmp_path / 'gen')
+  assert int(again.step) == steps and history == []
+  assert 'encoded' not in capsys.readouterr().out
+  for restored, trained in zip(jax.tree.leaves(again.params), jax.tree.leaves(state.params), strict=True):
+    np.testing.assert_array_equal(np.asarray(restored), np.asarray(trained))
 
 
 @pytest.mark.parametrize('variant', ['', ',copy'])
@@ -54,7 +63,6 @@ def test_generator_loss_is_the_weighted_smoothed_cross_entropy(tiny_model, varia
   # The shipped recipe (default): label smoothing 0.1 at every position, weights 1 (masked) and 0.2 (visible),
   # so its loss is unchanged by the separate visible smoothing. `copy`: the visible positions' loss is the
   # plain cross-entropy (visible_label_smoothing 0), their weight kept.
-  import jax
   import jax.numpy as jnp
   import optax
   from tcts_jax.training.corruption import corrupt
@@ -168,7 +176,6 @@ def test_edge_weights_pick_out_object_outlines():
 
 
 def test_smoothed_cross_entropy_equals_optax_on_smoothed_one_hot():
-  import jax
   import optax
   from tcts_jax.training.stages import smoothed_cross_entropy
 

@@ -82,8 +82,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
     tokenize=stage.tokenize if stage.needs_text else None,
   )
 
+  mngr = checkpoint.checkpoint_manager(workdir, cfg.keep_checkpoints, cfg.checkpoint_every)
   codes = None
-  if stage.needs_codes:
+  if stage.needs_codes and (mngr.latest_step() or 0) >= cfg.num_steps:
+    # A finished stage only restores: the codes shape its first batch and are never trained on.
+    codes = np.zeros((dataset.num_records('train'), stage.num_tokens), np.int32)
+  elif stage.needs_codes:
     start_time = time.perf_counter()
     codes = encode_training_set(dataset, functools.partial(stage.encode_images, frozen), stage.num_tokens)
     print(f'encoded {len(codes)} training images in {time.perf_counter() - start_time:.0f} s', flush=True)
@@ -106,7 +110,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   )(rng, batch)
   frozen = jax.device_put(frozen, replicated)
 
-  mngr = checkpoint.checkpoint_manager(workdir, cfg.keep_checkpoints, cfg.checkpoint_every)
   if mngr.latest_step() is not None:
     state = mngr.restore(mngr.latest_step(), args=checkpoint.ocp.args.StandardRestore(state))
     print(f'resumed from step {int(state.step)}', flush=True)
