@@ -43,13 +43,18 @@ def _needs_nothing_more(name: str) -> bool:
 NO_SELECTOR = [n for n in STRATEGIES if _needs_nothing_more(n)]
 
 
-@pytest.mark.parametrize('strategy', [*NO_SELECTOR, 'u2r'])
-def test_every_strategy_samples_aMUSEd(t2i, strategy):
-  out = t2i.generate(['a red circle left of a blue square'], num_samples=2, strategy=strategy, steps=6, trajectory=True)
+# Every strategy, one step each, in ONE compiled sampler (the sampler switches strategies per step, so each
+# reads aMUSEd's outputs inside one program; the strategies' own properties are tests/test_sampler.py's).
+EVERY_STRATEGY = ','.join(f'{name}:1' for name in NO_SELECTOR)
+
+
+@pytest.mark.parametrize('strategy, steps', [(EVERY_STRATEGY, len(NO_SELECTOR)), ('u2r', 6)])
+def test_every_strategy_samples_aMUSEd(t2i, strategy, steps):
+  out = t2i.generate(['a red circle left of a blue square'], num_samples=2, strategy=strategy, steps=steps, trajectory=True)
   assert out.images.shape == (2, 32, 32, 3) and out.images.dtype == np.uint8
   assert out.tokens.min() >= 0 and out.tokens.max() < 64  # codebook ids only, no [MASK] left
   kept = out.trajectory['kept'].sum(-1)
-  np.testing.assert_array_equal(kept[:, 0], t2i.sampler(strategy=strategy, steps=6).schedules.keep_counts)
+  np.testing.assert_array_equal(kept[:, 0], t2i.sampler(strategy=strategy, steps=steps).schedules.keep_counts)
 
 
 def test_strategies_that_need_a_selector_say_so(t2i):
