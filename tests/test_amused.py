@@ -50,7 +50,9 @@ EVERY_STRATEGY = ','.join(f'{name}:1' for name in NO_SELECTOR)
 
 @pytest.mark.parametrize('strategy, steps', [(EVERY_STRATEGY, len(NO_SELECTOR)), ('u2r', 6)])
 def test_every_strategy_samples_aMUSEd(t2i, strategy, steps):
-  out = t2i.generate(['a red circle left of a blue square'], num_samples=2, strategy=strategy, steps=steps, trajectory=True)
+  out = t2i.generate(
+    ['a red circle left of a blue square'], num_samples=2, strategy=strategy, steps=steps, trajectory=True
+  )
   assert out.images.shape == (2, 32, 32, 3) and out.images.dtype == np.uint8
   assert out.tokens.min() >= 0 and out.tokens.max() < 64  # codebook ids only, no [MASK] left
   kept = out.trajectory['kept'].sum(-1)
