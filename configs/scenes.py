@@ -23,9 +23,9 @@ import ml_collections
 from tcts_jax.utils.config import load_config
 
 # Training schedule, on top of configs/shapes.py's, sized to train from scratch in under 2 hours on the 2-core
-# CPU we develop on (launch/train_scenes.sh; the measured time is in results/scenes/README.md). A step costs
-# ~2.3x as much as on captioned shapes (144 tokens instead of 64, 80 text tokens instead of 40), so batches
-# are halved and the generator sees ~102k captions (2 epochs) instead of 192k.
+# CPU we develop on (launch/train_scenes.sh; it took 2 h 10 min, README.md "The shape-scenes model"). A step
+# costs ~2.3x as much as on captioned shapes (144 tokens instead of 64, 80 text tokens instead of 40), so
+# batches are halved and the generator sees ~102k captions (2 epochs) instead of 192k.
 SCHEDULE = {
   'tokenizer': dict(batch_size=32, num_steps=1000),
   'generator': dict(batch_size=32, num_steps=3200),
