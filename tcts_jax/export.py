@@ -26,6 +26,8 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   config, out = FLAGS.config, pathlib.Path(FLAGS.out)
+  if out.exists() and not out.is_dir():
+    raise ValueError(f'--out {out} exists and is not a directory')
   vocabulary = get_dataset(config.data).vocabulary()
   models = build_models(config, vocabulary)
   expected = abstract_params(models, config.data.image_size)

@@ -9,7 +9,6 @@ x̂, the kept tokens, the FAS high-frequency map and, for tcts* strategies, the 
 step the sampler's diagnostics: tokens newly kept (+), visible tokens revoked (-) and churn.
 """
 
-import pathlib
 import time
 
 from absl import flags
@@ -17,6 +16,7 @@ from absl import flags
 from tcts_jax.api import TextToImage
 from tcts_jax.utils import visualize
 from tcts_jax.utils.cli import define_config_flag, run_main
+from tcts_jax.utils.files import png_output
 
 FLAGS = flags.FLAGS
 
@@ -25,9 +25,7 @@ def main(argv):
   del argv
   if not FLAGS.prompt:
     raise ValueError('give at least one --prompt')
-  out = pathlib.Path(FLAGS.out)
-  if out.suffix.lower() != '.png':
-    raise ValueError(f'--out must end in .png, got {FLAGS.out}')
+  out = png_output(FLAGS.out)
   t2i = TextToImage.load(FLAGS.config, FLAGS.weights)
   start = time.perf_counter()
   gen = t2i.generate(

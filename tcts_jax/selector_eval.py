@@ -29,5 +29,5 @@ def main(argv):
 if __name__ == '__main__':
   define_config_flag('config', 'configs/shapes.py:selector', 'Config file.')
   flags.DEFINE_string('selector', None, 'Selector workdir or weights dir.', required=True)
-  flags.DEFINE_integer('num_batches', 16, 'Test batches to pool (train.batch_size each).')
+  flags.DEFINE_integer('num_batches', 16, 'Test batches to pool (train.batch_size each).', lower_bound=1)
   run_main(main)

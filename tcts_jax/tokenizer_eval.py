@@ -28,5 +28,5 @@ def main(argv):
 if __name__ == '__main__':
   define_config_flag('config', 'configs/shapes.py:tokenizer', 'Config file.')
   flags.DEFINE_string('tokenizer', None, 'Tokenizer workdir or weights dir.', required=True)
-  flags.DEFINE_integer('num_images', 1000, 'Test images to reconstruct and score.')
+  flags.DEFINE_integer('num_images', 1000, 'Test images to reconstruct and score.', lower_bound=1)
   run_main(main)

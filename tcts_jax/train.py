@@ -4,20 +4,25 @@ r"""Trains one stage (tokenizer, generator, selector, features) of a text-to-ima
 
 The train step is jitted over a `jax.sharding.Mesh` with a 'data' axis (params replicated, batch split
 across all devices of all processes). Checkpoints are written periodically with orbax and training
-resumes from the latest one in `workdir` automatically (tcts_jax/training/trainer.py).
+resumes exactly from the latest readable one in `workdir` when rerun (tcts_jax/training/trainer.py). SIGTERM
+saves the current step and exits 0; a NaN/inf metric stops training with one line, exit 2, and no
+checkpoint of the diverged state.
 """
 
 from absl import flags
 
-from tcts_jax.training.trainer import train_and_evaluate
-from tcts_jax.utils.cli import define_config_flag, run_main
+from tcts_jax.training.trainer import TrainingDiverged, train_and_evaluate
+from tcts_jax.utils.cli import define_config_flag, fail, run_main
 
 
 def main(argv):
   del argv
   if flags.FLAGS.workdir is None:
     raise ValueError('--workdir is required')
-  train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+  try:
+    train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+  except TrainingDiverged as e:
+    fail(str(e))
 
 
 if __name__ == '__main__':

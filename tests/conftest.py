@@ -1,6 +1,7 @@
 """Shared fixtures. Compilation dominates small tests, so models and jitted functions are built once, and
 the costliest fixtures once per run even when pytest-xdist spreads the files over several workers."""
 
+import json
 import os
 import pathlib
 import shutil
@@ -62,6 +63,33 @@ def run_cli(module, *args, timeout=600, env=None, cwd=REPO):
     timeout=timeout,
     env={**os.environ, **(env or {})},
   )
+
+
+def run_cli_batch(runs: list, jobs: int = 1, timeout=1800) -> list:
+  """Runs of `python -m module args` given as (module, args, cwd[, chain]), in one process that imports the
+  commands once and forks per run (tests/cli_batch.py): runs of one chain in order, the rest up to `jobs` at a
+  time. Their CompletedProcesses, each with the run's `seconds`."""
+  with tempfile.TemporaryDirectory() as tmp:
+    spec = [
+      {'module': m, 'args': [str(a) for a in args], 'cwd': str(cwd), **({'chain': rest[0]} if rest else {})}
+      for m, args, cwd, *rest in runs
+    ]
+    pathlib.Path(tmp, 'runs.json').write_text(json.dumps(spec))
+    r = subprocess.run(
+      [sys.executable, '-m', 'tests.cli_batch', f'{tmp}/runs.json', f'{tmp}/results.json', str(jobs)],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = json.loads(pathlib.Path(tmp, 'results.json').read_text())
+  done = []
+  for (module, args, *_), result in zip(runs, results, strict=True):
+    seconds = result.pop('seconds')
+    done.append(subprocess.CompletedProcess([module, *args], **result))
+    done[-1].seconds = seconds
+  return done
 
 
 @pytest.fixture(scope='session')

@@ -1,7 +1,6 @@
-"""Command-line smoke runs on the tiny model, and bad input: one line on stderr, exit status 2, no output."""
+"""Command-line smoke runs on the tiny model (bad input, every command: tests/test_bad_input.py)."""
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from tests.conftest import run_cli
@@ -39,56 +38,6 @@ def test_sample_writes_grid_and_trajectories(tiny_weights, tmp_path):
     strip = np.asarray(Image.open(tmp_path / f'grid_trajectory_{i}.png'))
     assert strip.shape[1] >= 8 * 32  # one column per step
   assert sorted(p.name for p in tmp_path.iterdir()) == ['grid.png', 'grid_trajectory_0.png', 'grid_trajectory_1.png']
-
-
-@pytest.mark.parametrize(
-  'args, fragments',
-  [
-    (['--prompt=   '], ['empty prompt']),
-    (['--prompt=a red zebra'], ['not in the vocabulary', 'zebra']),
-    (['--prompt=a red circle', '--config.sampler.strategy=nope'], ['unknown strategy', 'nope']),
-    (['--prompt=a red circle', '--config.sampler.no_such_key=1'], ['no_such_key']),
-    (['--prompt=a red circle', '--config.sampler.persistent_weight=-1'], ['persistent_weight']),
-    (['--prompt=a red circle', '--config.generator.width=64'], ['does not match the config']),
-  ],
-)
-def test_sample_bad_input(tiny_weights, tmp_path, args, fragments):
-  out = tmp_path / 'x.png'
-  r = run_cli('tcts_jax.sample', TINY, f'--weights={tiny_weights}', f'--out={out}', *args)
-  assert_one_line_error(r, *fragments)
-  assert not list(tmp_path.iterdir())
-
-
-def test_sample_missing_and_corrupt_weights(tiny_weights, tmp_path):
-  r = run_cli(
-    'tcts_jax.sample', TINY, f'--weights={tmp_path / "nowhere"}', '--prompt=a red circle', f'--out={tmp_path / "x.png"}'
-  )
-  assert_one_line_error(r, 'weights directory not found')
-  broken = tmp_path / 'broken'
-  broken.mkdir()
-  for f in tiny_weights.iterdir():
-    (broken / f.name).write_bytes(f.read_bytes())
-  (broken / 'generator.safetensors').write_bytes(b'\x00' * 100)
-  r = run_cli('tcts_jax.sample', TINY, f'--weights={broken}', '--prompt=a red circle', f'--out={tmp_path / "x.png"}')
-  assert_one_line_error(r, 'corrupt checkpoint')
-  assert not (tmp_path / 'x.png').exists()
-
-
-def test_train_rejects_a_workdir_that_is_a_file(tmp_path):
-  path = tmp_path / 'file'
-  path.write_text('')
-  r = run_cli('tcts_jax.train', '--config=configs/shapes.py:tokenizer,tiny', f'--workdir={path}')
-  assert_one_line_error(r, 'is not a directory')
-
-
-def test_train_generator_without_tokenizer_checkpoint(tmp_path):
-  r = run_cli(
-    'tcts_jax.train',
-    '--config=configs/shapes.py:generator,tiny',
-    f'--workdir={tmp_path / "w"}',
-    f'--config.tokenizer_checkpoint={tmp_path / "none"}',
-  )
-  assert_one_line_error(r, 'no tokenizer weights')
 
 
 def test_commands_run_from_any_directory(tmp_path):

@@ -10,12 +10,8 @@ import pytest
 from PIL import Image
 
 from tcts_jax import editing
-from tcts_jax.utils import checkpoint
 from tcts_jax.api import TextToImage
-from tcts_jax.models import build_models, init_selector
-from tcts_jax.data import shapes
 from tests.conftest import run_cli
-from tests.test_cli import assert_one_line_error
 
 TINY = '--config=configs/shapes.py:sample,tiny'
 PROMPT = 'a large red circle in the middle'
@@ -242,32 +238,3 @@ def test_edit_cli(tiny_weights, input_png, tmp_path, args):
   if '--word=blue' in args:
     assert 'cross-attention map alone' in r.stdout  # tiny_weights has no selector
   assert_comparison_png(out)
-
-
-@pytest.fixture(scope='module')
-def wrong_selector(tmp_path_factory, tiny_config):
-  """Selector weights for a 32-entry codebook (the tiny generator's has 64)."""
-  config = tiny_config.copy_and_resolve_references()
-  with config.unlocked():
-    config.tokenizer.codebook_size = 32
-  models = build_models(config, shapes.vocabulary())
-  path = tmp_path_factory.mktemp('wrong_selector')
-  checkpoint.save_weights(path / 'selector.safetensors', init_selector(models, jax.random.key(0), config.text.width))
-  return path
-
-
-@pytest.mark.parametrize(
-  'module, args, fragments',
-  [
-    ('tcts_jax.refine', [f'--prompt={PROMPT}'], ['needs TCTS selector weights', '--chooser=random']),
-    ('tcts_jax.refine', [f'--prompt={PROMPT}', '--selector=WRONG'], ['selector', 'does not match the config']),
-    ('tcts_jax.edit', [f'--prompt={PROMPT}', '--word=blue'], ["word 'blue' is not in the prompt"]),
-    ('tcts_jax.edit', [f'--prompt={PROMPT}', '--outpaint=0,0,64,64'], ['empty mask']),
-  ],
-)
-def test_cli_bad_input(tiny_weights, input_png, wrong_selector, tmp_path, module, args, fragments):
-  out = tmp_path / 'x.png'
-  args = [a.replace('WRONG', str(wrong_selector)) for a in args]
-  r = run_cli(module, TINY, f'--weights={tiny_weights}', f'--image={input_png}', f'--out={out}', *args)
-  assert_one_line_error(r, *fragments)
-  assert not out.exists()

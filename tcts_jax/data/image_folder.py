@@ -33,7 +33,7 @@ import PIL.Image
 import tensorflow_datasets as tfds
 
 from tcts_jax.data import Dataset
-from tcts_jax.data.tfds_builder import ArrayRecordBuilder
+from tcts_jax.data.tfds_builder import ArrayRecordBuilder, run_build_command
 from tcts_jax.models.text import WordTokenizer
 
 CAPTION_FILES = ('captions.jsonl', 'metadata.jsonl', 'captions.csv')
@@ -201,15 +201,13 @@ def get_dataset(data_config) -> ImageFolder:
 
 
 if __name__ == '__main__':
-  import argparse
-  import time
+  from absl import flags
 
-  parser = argparse.ArgumentParser()
-  parser.add_argument('--folder', required=True)
-  parser.add_argument('--image_size', type=int, default=32)
-  parser.add_argument('--test_fraction', type=float, default=0.1)
-  parser.add_argument('--data_dir', default=None)
-  args = parser.parse_args()
-  start = time.time()
-  b = build(args.folder, args.image_size, args.test_fraction, args.data_dir)
-  print(f'{b.info.full_name} at {b.data_dir}: {dict(b.info.splits)} in {time.time() - start:.1f} s')
+  flags.DEFINE_string('folder', None, 'The image folder (images and captions.jsonl).', required=True)
+  flags.DEFINE_integer('image_size', 32, 'Side of the square images stored.', lower_bound=1)
+  flags.DEFINE_float(
+    'test_fraction', 0.1, 'Fraction of unsplit records sent to the test split.', lower_bound=0, upper_bound=1
+  )
+  flags.DEFINE_string('data_dir', None, 'TFDS data directory (default: ~/tensorflow_datasets).')
+  F = flags.FLAGS
+  run_build_command(lambda: build(F.folder, F.image_size, F.test_fraction, F.data_dir))

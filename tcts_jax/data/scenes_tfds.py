@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tcts_jax.data import scenes, shapes_tfds
+from tcts_jax.data.tfds_builder import prepare, run_build_command
 
 
 @dataclasses.dataclass
@@ -58,19 +59,12 @@ class ShapeScenes(shapes_tfds.CaptionedShapes):
 
 def build(config_name: str = 'default', data_dir: str | None = None) -> ShapeScenes:
   """Returns the prepared builder (generating the data only the first time)."""
-  builder = ShapeScenes(config=config_name, data_dir=data_dir)
-  builder.download_and_prepare()
-  return builder
+  return prepare(ShapeScenes, config_name, data_dir)
 
 
 if __name__ == '__main__':
-  import argparse
-  import time
+  from absl import flags
 
-  parser = argparse.ArgumentParser()
-  parser.add_argument('--config', default='default')
-  parser.add_argument('--data_dir', default=None)
-  args = parser.parse_args()
-  start = time.time()
-  b = build(args.config, args.data_dir)
-  print(f'{b.info.full_name} at {b.data_dir}: {dict(b.info.splits)} in {time.time() - start:.1f} s')
+  flags.DEFINE_string('config', 'default', 'TFDS config: default or tiny (for tests).')
+  flags.DEFINE_string('data_dir', None, 'TFDS data directory (default: ~/tensorflow_datasets).')
+  run_build_command(lambda: build(flags.FLAGS.config, flags.FLAGS.data_dir))

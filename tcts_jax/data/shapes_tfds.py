@@ -16,7 +16,7 @@ import PIL.Image
 import tensorflow_datasets as tfds
 
 from tcts_jax.data import shapes
-from tcts_jax.data.tfds_builder import ArrayRecordBuilder
+from tcts_jax.data.tfds_builder import ArrayRecordBuilder, prepare, run_build_command
 
 # Separate seed streams per split, so 'test' and 'validation' are held out from 'train' and from each other.
 _SPLIT_SEED_OFFSET = {'train': 0, 'test': 1_000_003, 'validation': 2_000_003}
@@ -91,19 +91,12 @@ class CaptionedShapes(ArrayRecordBuilder):
 
 def build(config_name: str = 'default', data_dir: str | None = None) -> CaptionedShapes:
   """Returns the prepared builder (generating the data only the first time)."""
-  builder = CaptionedShapes(config=config_name, data_dir=data_dir)
-  builder.download_and_prepare()
-  return builder
+  return prepare(CaptionedShapes, config_name, data_dir)
 
 
 if __name__ == '__main__':
-  import argparse
-  import time
+  from absl import flags
 
-  parser = argparse.ArgumentParser()
-  parser.add_argument('--config', default='default')
-  parser.add_argument('--data_dir', default=None)
-  args = parser.parse_args()
-  start = time.time()
-  b = build(args.config, args.data_dir)
-  print(f'{b.info.full_name} at {b.data_dir}: {dict(b.info.splits)} in {time.time() - start:.1f} s')
+  flags.DEFINE_string('config', 'default', 'TFDS config: default or tiny (for tests).')
+  flags.DEFINE_string('data_dir', None, 'TFDS data directory (default: ~/tensorflow_datasets).')
+  run_build_command(lambda: build(flags.FLAGS.config, flags.FLAGS.data_dir))

@@ -2,6 +2,7 @@
 `builder.as_data_source(split)` gives random access without importing TensorFlow."""
 
 import inspect
+import time
 
 import tensorflow_datasets as tfds
 from etils import epath
@@ -22,3 +23,28 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder):
   def __init__(self, **kwargs):
     kwargs.setdefault('file_format', tfds.core.FileFormat.ARRAY_RECORD)
     super().__init__(**kwargs)
+
+
+def prepare(builder_class, config_name: str, data_dir=None):
+  """The prepared builder of a generated dataset (generating it only the first time); an unknown config name
+  is a one-line error."""
+  names = tuple(c.name for c in builder_class.BUILDER_CONFIGS)
+  if config_name not in names:
+    raise ValueError(f'unknown {builder_class.name} config {config_name!r}; expected one of {names}')
+  builder = builder_class(config=config_name, data_dir=data_dir)
+  builder.download_and_prepare()
+  return builder
+
+
+def run_build_command(build) -> None:
+  """The `python -m tcts_jax.data.<module>` command: `build()` the dataset (flags already defined) and say
+  where it is; bad input is one error line (tcts_jax/utils/cli.py)."""
+  from tcts_jax.utils.cli import run_main  # pylint: disable=import-outside-toplevel (absl only for the command)
+
+  def main(argv):
+    del argv
+    start = time.time()
+    b = build()
+    print(f'{b.info.full_name} at {b.data_dir}: {dict(b.info.splits)} in {time.time() - start:.1f} s')
+
+  run_main(main)

@@ -1,6 +1,5 @@
 """What the refine and edit commands share: checked inputs before anything compiles, and the picture."""
 
-import pathlib
 from typing import Sequence
 
 import numpy as np
@@ -8,6 +7,7 @@ import numpy as np
 from tcts_jax.api import TextToImage
 from tcts_jax.editing.images import load_image
 from tcts_jax.editing.operations import EditResult
+from tcts_jax.utils.files import png_output
 from tcts_jax.utils.visualize import caption_grid, darken_outside, save_png, to_uint8
 
 
@@ -16,9 +16,7 @@ def open_job(config, image_path, prompt, out, weights=None, selector=None):
   the model and check the prompt's words, all before anything compiles. -> (LoadedImage, TextToImage, Path)"""
   if not image_path or not prompt:
     raise ValueError('give --image and --prompt')
-  out = pathlib.Path(out)
-  if out.suffix.lower() != '.png':
-    raise ValueError(f'--out must end in .png, got {out}')
+  out = png_output(out)
   image = load_image(image_path, config.data.image_size)
   t2i = TextToImage.load(config, weights, selector)
   t2i.encode_prompts([prompt])  # unknown words fail here, naming the word

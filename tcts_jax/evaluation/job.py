@@ -30,6 +30,7 @@ transition counts (`transitions/<evaluator>/<key>`), for analyses of your own.
 import dataclasses
 import hashlib
 import json
+import math
 import pathlib
 import sys
 import time
@@ -294,9 +295,12 @@ def save_per_image(path: pathlib.Path, row: Row) -> None:
 
 
 def _check(ev) -> None:
-  for key in ('num_images', 'batch_size', 'shard_size'):
+  for key in ('num_images', 'batch_size', 'shard_size', 'bootstrap'):
     if ev[key] < 1:
       raise ValueError(f'eval.{key} must be >= 1, got {ev[key]}')
+  for key, value in ev.items():
+    if isinstance(value, float) and not math.isfinite(value):
+      raise ValueError(f'eval.{key} must be finite, got {value}')
 
 
 def check_split(dataset, split: str) -> None:

@@ -11,6 +11,7 @@ each step calls the generator's `logits` (and the selector's, for TCTS). Nothing
 """
 
 import dataclasses
+import math
 from typing import Optional
 
 import flax.struct
@@ -348,6 +349,9 @@ def _step_diagnostics(x, x_hat, kept, keep, draw_logits) -> dict:
 def validate(cfg, model: MaskedGenerator, selector: Optional[TokenSelector] = None) -> None:
   """One-line errors for bad sampler settings, raised before anything is traced."""
   n = model.num_tokens
+  for key, value in cfg.items():
+    if isinstance(value, float) and not math.isfinite(value):
+      raise ValueError(f'{key} must be finite, got {value}')
   if not 1 <= cfg.steps <= n:
     raise ValueError(f'steps must be in [1, {n}] (the number of image tokens), got {cfg.steps}')
   if cfg.get('visible_tokens', 'keep') not in VISIBLE_TOKENS:

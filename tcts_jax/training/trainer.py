@@ -1,13 +1,18 @@
 """The trainer: one stage (tokenizer, generator, selector, features) of a text-to-image MGM.
 
 The train step is jitted over a `jax.sharding.Mesh` with a 'data' axis (params replicated, batch split
-across all devices of all processes). Checkpoints are written periodically with orbax and training
-resumes from the latest one in `workdir` automatically.
+across all devices of all processes). Checkpoints (train state + the data iterator's position) are written
+periodically with orbax, and a rerun resumes exactly where the latest readable one left off: its parameters
+are bitwise those of an uninterrupted run. SIGTERM (a preemption notice) checkpoints the current step and
+stops; a non-finite metric stops training before any checkpoint of that step is written (docs/design.md §12).
 """
 
+import contextlib
 import functools
 import pathlib
+import signal
 import sys
+import threading
 import time
 
 import jax
@@ -22,6 +27,33 @@ from tqdm import tqdm
 from tcts_jax.data import Dataset, get_dataset, pipeline, require_fields
 from tcts_jax.training.stages import stage_for
 from tcts_jax.utils import checkpoint
+
+
+class TrainingDiverged(RuntimeError):
+  """A training metric became NaN or infinite; the latest checkpoint is the last good step."""
+
+
+def check_finite(step: int, metrics: dict) -> None:
+  """Raise TrainingDiverged naming `step` and its non-finite metrics (host values or device arrays)."""
+  bad = sorted(k for k, v in jax.device_get(metrics).items() if not np.all(np.isfinite(v)))
+  if bad:
+    raise TrainingDiverged(f'training diverged: {", ".join(bad)} not finite at step {step}')
+
+
+@contextlib.contextmanager
+def sigterm_requests_stop():
+  """A flag that SIGTERM sets (yielded as a threading.Event) while the block runs, instead of killing the
+  process. Single-process only: on several hosts JAX's preemption service handles the signal and orbax's
+  `reached_preemption` tells every host the same step."""
+  requested = threading.Event()
+  if jax.process_count() > 1 or threading.current_thread() is not threading.main_thread():
+    yield requested
+    return
+  previous = signal.signal(signal.SIGTERM, lambda *_: requested.set())
+  try:
+    yield requested
+  finally:
+    signal.signal(signal.SIGTERM, previous)
 
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
@@ -53,16 +85,42 @@ def encode_training_set(dataset: Dataset, encode, num_tokens: int, batch_size: i
   return codes
 
 
+# config.train fields: (the smallest allowed value, whether it may equal it). Every number must be finite.
+TRAIN_LIMITS = {
+  'batch_size': (1, True),
+  'num_steps': (1, True),
+  'learning_rate': (0, False),
+  'warmup_steps': (0, True),
+  'weight_decay': (0, True),
+  'grad_clip': (0, False),
+  'log_every': (1, True),
+  'image_every': (0, True),
+  'checkpoint_every': (1, True),
+  'keep_checkpoints': (1, True),
+}
+
+
+def check_train_config(cfg) -> None:
+  """One-line errors for out-of-range or non-finite `config.train` values, before anything is built."""
+  for key, (low, inclusive) in TRAIN_LIMITS.items():
+    value = cfg[key]
+    if not np.isfinite(value) or value < low or (value == low and not inclusive):
+      raise ValueError(f'train.{key} must be {">=" if inclusive else ">"} {low} and finite, got {value}')
+  if cfg.batch_size % jax.device_count():
+    raise ValueError(f'train.batch_size {cfg.batch_size} is not divisible by the {jax.device_count()} devices')
+
+
 def _check_workdir(workdir) -> pathlib.Path:
   path = pathlib.Path(workdir)
   if path.exists() and not path.is_dir():
     raise ValueError(f'workdir {workdir} exists and is not a directory')
-  path.mkdir(parents=True, exist_ok=True)
   return path
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
-  """Trains `config.stage` in `workdir`; returns the final state and the logged [(step, metric means)]."""
+  """Trains `config.stage` in `workdir`; returns the final state and the logged [(step, metric means)].
+  Nothing is written to `workdir` (nor is it created) until the config, data and frozen parts have loaded."""
+  check_train_config(config.train)
   workdir = _check_workdir(workdir)
   dataset = get_dataset(config.data)
   stage = stage_for(config, dataset)
@@ -72,8 +130,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   mesh = Mesh(np.asarray(jax.devices()), ('data',))
   replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   cfg = config.train
-  if cfg.batch_size % jax.device_count():
-    raise ValueError(f'train.batch_size {cfg.batch_size} is not divisible by the {jax.device_count()} devices')
   loader = pipeline.make_loader(
     dataset,
     'train',
@@ -82,6 +138,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
     tokenize=stage.tokenize if stage.needs_text else None,
   )
 
+  workdir.mkdir(parents=True, exist_ok=True)
   mngr = checkpoint.checkpoint_manager(workdir, cfg.keep_checkpoints, cfg.checkpoint_every)
   codes = None
   if stage.needs_codes and (mngr.latest_step() or 0) >= cfg.num_steps:
@@ -110,8 +167,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   )(rng, batch)
   frozen = jax.device_put(frozen, replicated)
 
-  if mngr.latest_step() is not None:
-    state = mngr.restore(mngr.latest_step(), args=checkpoint.ocp.args.StandardRestore(state))
+  restored = checkpoint.restore_train_state(mngr, state, loader)
+  if restored is not None:  # the loader now stands where it stood at that step
+    state, batch = restored, next_batch()
     print(f'resumed from step {int(state.step)}', flush=True)
   start = int(state.step)
 
@@ -127,6 +185,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   writer.write_hparams({k: str(v) for k, v in config.items()})
   hooks = [periodic_actions.ReportProgress(num_train_steps=cfg.num_steps, writer=writer, every_steps=cfg.log_every)]
   totals, count, history = None, 0, []
+  unchecked = None  # (step, metrics) not yet checked for NaN/inf: checked one step late, so the host never
+  # waits for the step it has just dispatched
   # Progress with rate and ETA on stderr (process 0); the log lines below go to stdout above it.
   bar = tqdm(
     total=cfg.num_steps,
@@ -138,28 +198,43 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
     dynamic_ncols=True,
   )
   try:
-    for step in range(start + 1, cfg.num_steps + 1):
-      state, metrics = step_fn(state, frozen, batch, rng)
-      totals = metrics if totals is None else jax.tree.map(lambda a, b: a + b, totals, metrics)
-      count += 1
-      for hook in hooks:
-        hook(step)
-      if step % cfg.log_every == 0 or step == cfg.num_steps:
-        means = {k: float(v) / count for k, v in jax.device_get(totals).items()}
-        writer.write_scalars(step, means)
-        history.append((step, means))
-        bar.write(
-          f'[{config.stage}] step {step}/{cfg.num_steps} ' + ' '.join(f'{k}={v:.4f}' for k, v in means.items()),
-          file=sys.stdout,
-        )
-        bar.set_postfix(loss=f'{means["loss"]:.4f}', refresh=False)
-        totals, count = None, 0
-      if cfg.image_every and (step % cfg.image_every == 0 or step == cfg.num_steps):
-        writer.write_images(step, {'samples': np.asarray(images_fn(state.params, frozen, batch))[None]})
-      mngr.save(step, args=checkpoint.ocp.args.StandardSave(state), force=step == cfg.num_steps)
-      bar.update(1)
-      if step < cfg.num_steps:
-        batch = next_batch()
+    with sigterm_requests_stop() as stop_requested:
+      for step in range(start + 1, cfg.num_steps + 1):
+        state, metrics = step_fn(state, frozen, batch, rng)
+        if unchecked:
+          check_finite(*unchecked)
+        unchecked = (step, metrics)
+        totals = metrics if totals is None else jax.tree.map(lambda a, b: a + b, totals, metrics)
+        count += 1
+        for hook in hooks:
+          hook(step)
+        if step % cfg.log_every == 0 or step == cfg.num_steps:
+          check_finite(*unchecked)
+          means = {k: float(v) / count for k, v in jax.device_get(totals).items()}
+          writer.write_scalars(step, means)
+          history.append((step, means))
+          bar.write(
+            f'[{config.stage}] step {step}/{cfg.num_steps} ' + ' '.join(f'{k}={v:.4f}' for k, v in means.items()),
+            file=sys.stdout,
+          )
+          bar.set_postfix(loss=f'{means["loss"]:.4f}', refresh=False)
+          totals, count = None, 0
+        if cfg.image_every and (step % cfg.image_every == 0 or step == cfg.num_steps):
+          writer.write_images(step, {'samples': np.asarray(images_fn(state.params, frozen, batch))[None]})
+        preempted = stop_requested.is_set() or mngr.reached_preemption(step)
+        if preempted or step == cfg.num_steps or mngr.should_save(step):
+          check_finite(*unchecked)  # never checkpoint a diverged state
+          checkpoint.save_train_state(mngr, step, state, loader, force=preempted or step == cfg.num_steps)
+        bar.update(1)
+        if preempted:
+          bar.write(
+            f'[{config.stage}] stopped by SIGTERM: checkpoint of step {step} saved in {workdir}; '
+            'rerun the same command to resume',
+            file=sys.stdout,
+          )
+          break
+        if step < cfg.num_steps:
+          batch = next_batch()
   finally:
     bar.close()
     # Let a pending async save finish first, so a crash ends with its own error, not orbax's.

@@ -3,6 +3,7 @@
 Commands define their flags under `if __name__ == '__main__':`, so their modules import cleanly together.
 """
 
+import re
 import sys
 import warnings
 
@@ -15,7 +16,7 @@ from tcts_jax.utils.config import config_file
 # Errors that mean "the user asked for something wrong", reported without a traceback. Flag parsing
 # raises KeyError/AttributeError/TypeError for unknown or mistyped config overrides.
 FLAG_ERRORS = (flags.Error, KeyError, AttributeError, TypeError, ValueError, FileNotFoundError)
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError, PermissionError)
 _CONFIG_FLAGS = []  # names of the config-file flags, whose paths are found from the cwd or the repo root
 
 
@@ -29,6 +30,10 @@ def _describe(e: Exception) -> str:
   message = message.strip().strip('"\'') or type(e).__name__
   if isinstance(e, (KeyError, AttributeError)):
     message = f'unknown config key or bad flag: {message}'
+  if 'Error whilst parsing config file' in message:  # ml_collections wraps the config's own error in a traceback
+    lines = [line for line in message.splitlines() if line.strip()]
+    flag = lines[0].split(': Error whilst parsing config file')[0]
+    return f'{flag}: {re.sub(r"^[A-Za-z_.]+: ", "", lines[-1])}'
   return message.splitlines()[0]
 
 

@@ -13,6 +13,18 @@ def _new_file_mode() -> int:
   return 0o666 & ~umask
 
 
+def png_output(path) -> pathlib.Path:
+  """`path` as a PNG output, checked before any work: a .png name, its directory existing, not a directory."""
+  path = pathlib.Path(path)
+  if path.suffix.lower() != '.png':
+    raise ValueError(f'--out must end in .png, got {path}')
+  if path.is_dir():
+    raise IsADirectoryError(f'--out {path} is a directory')
+  if not path.absolute().parent.is_dir():
+    raise FileNotFoundError(f'output directory does not exist: {path.absolute().parent}')
+  return path
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode: str = 'wb'):
   """Open a temporary file beside `path`; when the block ends without error it replaces `path`.
