@@ -11,20 +11,19 @@ anywhere), with these changes only:
 - aMUSEd commands run on the tiny random checkpoint the tests ship (`configs/amused.py:tiny`, 32 px) instead
   of the downloaded amused-256 / 512.
 Commands that differ only in where they write (--out) run once.
-Commands of one chain (those sharing workdirs) run in the docs' order; chains run two at a time.
+Commands of one chain (those sharing workdirs) run in the docs' order; chains run two at a time, in one process
+that imports the commands once and forks per command (tests/cli_batch.py).
 """
 
-import concurrent.futures
 import json
 import re
 import shlex
-import time
 
 import PIL.Image
 import pytest
 
 from tcts_jax.data import shapes
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli_batch
 
 DOCS = [
   'README.md',
@@ -164,17 +163,6 @@ def runnable(command: str, inputs: dict) -> list:
   return [module, *args]
 
 
-def run_chain(commands, inputs) -> list:
-  """Runs (file, command) pairs in order; returns [(seconds, file, command, args, CompletedProcess)]."""
-  done = []
-  for name, command in commands:
-    args = runnable(command, inputs)
-    start = time.perf_counter()
-    r = run_cli(*args, timeout=900, cwd=inputs['root'] / 'cwd')
-    done.append((time.perf_counter() - start, name, command, args, r))
-  return done
-
-
 @pytest.fixture(scope='module')
 def doc_runs(inputs):
   """Every distinct documented command, run: [(seconds, file, command, args, CompletedProcess)]."""
@@ -185,8 +173,9 @@ def doc_runs(inputs):
       seen.add(key)
       chains.setdefault(chain(command), []).append((name, command))
   assert len(seen) >= 25 and set(chains) == {'shipped', 'shapes', 'folder'}, (len(seen), chains.keys())
-  with concurrent.futures.ThreadPoolExecutor(2) as pool:
-    return [r for rs in pool.map(lambda c: run_chain(c, inputs), chains.values()) for r in rs]
+  todo = [(c, name, command, runnable(command, inputs)) for c, commands in chains.items() for name, command in commands]
+  done = run_cli_batch([(args[0], args[1:], inputs['root'] / 'cwd', c) for c, _, _, args in todo], jobs=2, timeout=3000)
+  return [(r.seconds, name, command, args, r) for (_, name, command, args), r in zip(todo, done, strict=True)]
 
 
 def test_every_documented_command_runs(doc_runs):
