@@ -166,3 +166,23 @@ def test_exported_params_fall_back_too_and_none_readable_is_one_line(reference, 
   )
   assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'no readable checkpoint' in r.stderr, r.stderr
   assert not out.exists()
+
+
+def test_checkpoints_without_a_data_position_export_but_do_not_resume(reference, tiny_data_dir, tmp_path):
+  """Workdirs written before the data position was saved (one unnamed item per step)."""
+  state = saved_state(reference, STEPS)
+  with ocp.CheckpointManager(tmp_path / 'checkpoints') as mngr:
+    mngr.save(STEPS, args=ocp.args.StandardSave(state))
+  assert_bitwise_equal(checkpoint.latest_params(tmp_path), state['params'])
+  with pytest.raises(checkpoint.CheckpointError, match='predate the saved data position'):
+    train_and_evaluate(tiny('tokenizer', tiny_data_dir, **TRAIN), tmp_path)
+
+
+def test_a_multi_host_preemption_notice_saves_that_step_and_stops(tiny_data_dir, tmp_path, monkeypatch, capsys):
+  """On several hosts orbax's `reached_preemption(step)` (JAX's preemption service) is the signal; here it is
+  faked to fire at step 5, which is saved although it is off the checkpoint_every grid."""
+  monkeypatch.setattr(ocp.CheckpointManager, 'reached_preemption', lambda self, step: step == 5)
+  state, _ = train_and_evaluate(tiny('tokenizer', tiny_data_dir, **TRAIN), tmp_path)
+  assert int(state.step) == 5
+  assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit()) == [3, 5]
+  assert 'stopped by a preemption notice: checkpoint of step 5 saved' in capsys.readouterr().out

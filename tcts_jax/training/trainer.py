@@ -185,8 +185,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   writer.write_hparams({k: str(v) for k, v in config.items()})
   hooks = [periodic_actions.ReportProgress(num_train_steps=cfg.num_steps, writer=writer, every_steps=cfg.log_every)]
   totals, count, history = None, 0, []
-  unchecked = None  # (step, metrics) not yet checked for NaN/inf: checked one step late, so the host never
-  # waits for the step it has just dispatched
+  # The (step, metrics) not yet checked for NaN/inf. Checked one step late (the host never waits for the step
+  # it has just dispatched), and at once before a log line or a save.
+  unchecked = None
+
+  def check_unchecked():
+    nonlocal unchecked
+    if unchecked:
+      check_finite(*unchecked)
+      unchecked = None
+
   # Progress with rate and ETA on stderr (process 0); the log lines below go to stdout above it.
   bar = tqdm(
     total=cfg.num_steps,
@@ -201,15 +209,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
     with sigterm_requests_stop() as stop_requested:
       for step in range(start + 1, cfg.num_steps + 1):
         state, metrics = step_fn(state, frozen, batch, rng)
-        if unchecked:
-          check_finite(*unchecked)
+        check_unchecked()
         unchecked = (step, metrics)
         totals = metrics if totals is None else jax.tree.map(lambda a, b: a + b, totals, metrics)
         count += 1
         for hook in hooks:
           hook(step)
         if step % cfg.log_every == 0 or step == cfg.num_steps:
-          check_finite(*unchecked)
+          check_unchecked()
           means = {k: float(v) / count for k, v in jax.device_get(totals).items()}
           writer.write_scalars(step, means)
           history.append((step, means))
@@ -223,12 +230,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
           writer.write_images(step, {'samples': np.asarray(images_fn(state.params, frozen, batch))[None]})
         preempted = stop_requested.is_set() or mngr.reached_preemption(step)
         if preempted or step == cfg.num_steps or mngr.should_save(step):
-          check_finite(*unchecked)  # never checkpoint a diverged state
+          check_unchecked()  # never checkpoint a diverged state
           checkpoint.save_train_state(mngr, step, state, loader, force=preempted or step == cfg.num_steps)
         bar.update(1)
         if preempted:
           bar.write(
-            f'[{config.stage}] stopped by SIGTERM: checkpoint of step {step} saved in {workdir}; '
+            f'[{config.stage}] stopped by {"SIGTERM" if stop_requested.is_set() else "a preemption notice"}: '
+            f'checkpoint of step {step} saved in {workdir}; '
             'rerun the same command to resume',
             file=sys.stdout,
           )
