@@ -1,15 +1,22 @@
 r"""How much does the sampling logic cost on top of the network forwards it must run anyway?
 
-  python benchmarks/sampler_overhead.py [--batch=16] [--steps=16] [--repeats=5]
+  python benchmarks/sampler_overhead.py [--batch=16] [--steps=16] [--repeats=3] [--grids=8,16] \
+      [--codebooks=1024,8192] [--strategies=uniform,purity,random_revoke,fas,tcts,tcts_fas]
 
-Model: the default `configs/shapes.py` sizes (generator width 128, 4 layers, 64 tokens, codebook 1024;
-selector from its config section), random weights (speed does not depend on them).
-For each strategy, after warm-up, median of `repeats` runs:
-  (a) T x [one CFG generator forward (cond + uncond in one batch) + the selector forward(s) when used]
-      + the text side once (text encoder and the cross-attention keys / values of every layer),
-  (b) the full T-step sampler (tokens only, no image decoding: decoding is the same for all strategies),
-and overhead_ratio = (b) / (a). Also the compiled sampler's peak memory for batch 64 at 16 steps
-(XLA memory analysis: arguments + outputs + temporaries). The LAST line printed is one JSON object.
+Model: the default `configs/shapes.py` sizes (generator width 128, 4 layers; selector from its config
+section) on a `grid` x `grid` token canvas (image side 4 x grid) and a codebook of the given size, random
+weights (speed does not depend on them). For each grid, codebook and strategy, after warm-up, the median of
+`repeats` runs of
+  (a) the bound: ONE compiled program that encodes the text once and then runs a `lax.scan` of T steps doing
+      only what the sampler cannot avoid: the CFG generator forward (cond + uncond in one batch; with the
+      attention maps when the strategy reads them) and the selector forward when the strategy uses one. Each
+      step's canvas depends on the previous step's logits through a cheap comparison, so XLA cannot hoist
+      the forwards out of the loop;
+  (b) the full T-step sampler with the same shapes (tokens only: decoding is the same for every strategy),
+and overhead = (b) / (a). Also per configuration: the FLOPs of one CFG generator forward (XLA cost analysis),
+its achieved GFLOP/s and that as a fraction of this machine's fp32 matmul peak, measured in the same run
+(a 2048^3 matmul), and the compiled FAS sampler's peak memory with image decoding (XLA memory analysis:
+arguments + outputs + temporaries). The LAST line printed is one JSON object.
 """
 
 import argparse
@@ -23,100 +30,130 @@ from tcts_jax.data import get_dataset, shapes
 from tcts_jax.models import build_models, init_params
 from tcts_jax.sampling.model import guided_selector_logits
 from tcts_jax.sampling.sampler import Sampler, sampler_config
-from tcts_jax.sampling.strategies import PRESETS, STRATEGIES
 from tcts_jax.utils.config import load_config
 from timing import median_seconds
 
-# Every named strategy, and one switching preset (the others cost the same).
-BENCHMARKED = [*STRATEGIES, next(iter(PRESETS))]
+DOWNSAMPLE = 4  # the shapes tokenizer: a token per 4x4 pixels
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  matmul = jax.jit(lambda x: x @ x)
+  return 2 * n**3 / median_seconds(lambda: matmul(a), repeats) / 1e9
+
+
+def flops(jitted, *args) -> float:
+  analysis = jitted.lower(*args).compile().cost_analysis()
+  return float((analysis[0] if isinstance(analysis, list) else analysis)['flops'])
+
+
+def forwards_only(model, selector, steps: int, attention_layer, use_selector: bool, selector_guidance: float):
+  """The bound (a): text once, then `steps` CFG generator (+ selector) forwards in one lax.scan."""
+
+  def run(params, ids):
+    b = ids.shape[0]
+    text = model.encode_text(params, ids, None)
+    selector_text = selector.encode_text(params, ids, None) if use_selector else None
+
+    def step(tokens, _):
+      logits, _ = model.logits(params, tokens, text, attention_layer)
+      tokens = jnp.where(logits[..., 0] > logits[..., 1], tokens, model.mask_id)  # depends on this step
+      if use_selector:
+        ratio = jnp.full((b,), 0.5)
+        scores = guided_selector_logits(
+          selector, params, tokens[:b] % model.mask_id, ratio, selector_text, selector_guidance
+        )
+        tokens = tokens.at[:b].set(jnp.where(scores > 0, tokens[:b], model.mask_id))
+      return tokens, None
+
+    canvas = jnp.full((2 * b, model.num_tokens), model.mask_id, jnp.int32)
+    return jax.lax.scan(step, canvas, None, length=steps)[0]
+
+  return jax.jit(run)
+
+
+def measure(grid: int, codebook: int, strategies, args, peak: float) -> dict:
+  config = load_config('configs/shapes.py:sample')
+  with config.unlocked():
+    config.data.image_size = DOWNSAMPLE * grid
+    config.tokenizer.codebook_size = codebook
+  models = build_models(config, get_dataset(config.data).vocabulary())
+  model, selector = models.masked_generator(), models.token_selector()
+  params = init_params(models, config.data.image_size, jax.random.key(0))
+  b, t = args.batch, args.steps
+  prompts = [shapes.caption(shapes.sample_scene(np.random.default_rng(i)), np.random.default_rng(i)) for i in range(b)]
+  ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts))
+
+  text = jax.jit(lambda p, i: model.encode_text(p, i, None))(params, ids)
+  canvas = jnp.full((2 * b, models.num_tokens), models.mask_id, jnp.int32)
+  cfg_forward = jax.jit(lambda p, tokens, text: model.logits(p, tokens, text, None)[0])
+  forward_flops = flops(cfg_forward, params, canvas, text)
+  forward_seconds = median_seconds(lambda: cfg_forward(params, canvas, text), args.repeats)
+
+  overhead = {}
+  for name in strategies:
+    cfg = sampler_config(config.sampler, strategy=name, steps=t)
+    sampler = Sampler(model, cfg, selector, decode=False)
+    reference = jnp.zeros((b, models.num_tokens), jnp.int32) if sampler.needs_reference else None
+    t_sampler = median_seconds(
+      lambda: sampler(params, ids, jax.random.key(1), reference_tokens=reference).tokens, args.repeats
+    )
+    layer = cfg.fas_layer if sampler.needs_attention else None
+    bound = forwards_only(model, selector, t, layer, sampler.needs_selector, sampler.selector_guidance)
+    t_bound = median_seconds(lambda: bound(params, ids), args.repeats)
+    overhead[name] = t_sampler / t_bound
+    print(
+      f'  {grid}x{grid} codebook {codebook:5d} {name:<14} sampler {t_sampler:8.3f} s  forwards {t_bound:8.3f} s'
+      f'  overhead {overhead[name]:.3f}',
+      flush=True,
+    )
+  achieved = forward_flops / forward_seconds / 1e9
+  cfg = sampler_config(config.sampler, strategy='fas', steps=t)
+  memory = Sampler(model, cfg, selector)._sample.lower(params, ids, jax.random.key(0), None).compile().memory_analysis()
+  peak_bytes = (
+    memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes - memory.alias_size_in_bytes
+  )
+  return {
+    'grid': grid,
+    'codebook': codebook,
+    'overhead': {k: round(v, 4) for k, v in overhead.items()},
+    'cfg_forward_gflop': round(forward_flops / 1e9, 3),
+    'cfg_forward_ms': round(forward_seconds * 1e3, 2),
+    'achieved_gflops': round(achieved, 1),
+    'fraction_of_matmul_peak': round(achieved / peak, 3),
+    'peak_memory_mib_fas_with_decoding': round(peak_bytes / 2**20, 2),
+  }
 
 
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--batch', type=int, default=16)
   parser.add_argument('--steps', type=int, default=16)
-  parser.add_argument('--repeats', type=int, default=5)
-  parser.add_argument('--memory_batch', type=int, default=64)
+  parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--grids', default='8,16')
+  parser.add_argument('--codebooks', default='1024,8192')
+  parser.add_argument('--strategies', default='uniform,purity,random_revoke,fas,tcts,tcts_fas')
   args = parser.parse_args()
-
-  config = load_config('configs/shapes.py:sample')
-  models = build_models(config, get_dataset(config.data).vocabulary())
-  model, selector = models.masked_generator(), models.token_selector()
-  params = init_params(models, config.data.image_size, jax.random.key(0))
-  has_selector = 'selector' in params
-  b, t = args.batch, args.steps
-  prompts = [shapes.caption(shapes.sample_scene(np.random.default_rng(i)), np.random.default_rng(i)) for i in range(b)]
-  ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts))
-
-  @jax.jit
-  def text_forward(p, ids):  # what the sampler does once, before its loop
-    return model.encode_text(p, ids, None), selector.encode_text(p, ids, None)
-
-  text, selector_text = text_forward(params, ids)
-  tokens = jnp.full((2 * b, models.num_tokens), models.mask_id).at[:, ::3].set(5)
-
-  @jax.jit
-  def generator_cfg_forward(p):
-    return model.logits(p, tokens, text, config.sampler.fas_layer)
-
-  @jax.jit
-  def selector_forward(p):  # with the sampler's selector guidance (g = 1: the conditional half only)
-    return guided_selector_logits(
-      selector, p, tokens[:b] % models.mask_id, jnp.full((b,), 0.5), selector_text, config.sampler.selector_guidance
-    )
-
-  t_text = median_seconds(lambda: text_forward(params, ids), args.repeats)
-  t_gen = median_seconds(lambda: generator_cfg_forward(params), args.repeats)
-  t_sel = median_seconds(lambda: selector_forward(params), args.repeats) if has_selector else None
-
-  rows, ratios = [], {}
-  for name in BENCHMARKED:
-    cfg = sampler_config(config.sampler, strategy=name, steps=t)
-    sampler = Sampler(model, cfg, selector, decode=False)
-    if sampler.needs_selector and not has_selector:
-      continue
-    reference = jnp.zeros((b, models.num_tokens), jnp.int32) if sampler.needs_reference else None  # oracle*
-    t_sampler = median_seconds(
-      lambda: sampler(params, ids, jax.random.key(1), reference_tokens=reference).tokens, args.repeats
-    )
-    per_step = t_gen + (t_sel if sampler.needs_selector else 0.0)
-    denominator = t * per_step + t_text
-    ratios[name] = t_sampler / denominator
-    rows.append((name, t_sampler, denominator, ratios[name]))
-
-  cfg = sampler_config(config.sampler, strategy='fas', steps=16)
-  mem_ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts * (args.memory_batch // b + 1))[: args.memory_batch])
-  analysis = (
-    Sampler(model, cfg, selector)._sample.lower(params, mem_ids, jax.random.key(0), None).compile().memory_analysis()
-  )
-  peak = (
-    analysis.argument_size_in_bytes
-    + analysis.output_size_in_bytes
-    + analysis.temp_size_in_bytes
-    - analysis.alias_size_in_bytes
-  )
-
+  strategies = args.strategies.split(',')
+  peak = matmul_peak_gflops()
   print(
-    f'device: {jax.devices()[0].device_kind}, batch {b}, {t} steps, generator '
-    f'{config.generator.num_layers}x{config.generator.width}, {models.num_tokens} tokens'
+    f'device: {jax.devices()[0].device_kind}, fp32 matmul peak {peak:.0f} GFLOP/s, batch {args.batch}, '
+    f'{args.steps} steps',
+    flush=True,
   )
-  print(
-    f'one CFG generator forward {t_gen * 1e3:.2f} ms, text encoder {t_text * 1e3:.2f} ms'
-    + (f', selector {t_sel * 1e3:.2f} ms' if t_sel else '')
-  )
-  print(f'{"strategy":<15}{"sampler s":>11}{"forwards s":>12}{"ratio":>8}')
-  for name, ts, td, r in rows:
-    print(f'{name:<15}{ts:>11.4f}{td:>12.4f}{r:>8.3f}')
-  print(f'peak memory, fas, batch {args.memory_batch}, 16 steps (with image decoding): {peak / 2**20:.1f} MiB')
+  rows = [
+    measure(int(grid), int(codebook), strategies, args, peak)
+    for grid in args.grids.split(',')
+    for codebook in args.codebooks.split(',')
+  ]
   print(
     json.dumps(
       {
-        'overhead_ratio': {k: round(v, 4) for k, v in ratios.items()},
-        'steps': t,
-        'batch': b,
-        'generator_cfg_forward_ms': round(t_gen * 1e3, 3),
-        'peak_memory_mib_batch64_steps16': round(peak / 2**20, 2),
         'device': jax.devices()[0].device_kind,
+        'matmul_peak_gflops': round(peak, 1),
+        'batch': args.batch,
+        'steps': args.steps,
+        'configs': rows,
       }
     )
   )
