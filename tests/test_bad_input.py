@@ -216,7 +216,8 @@ def inputs(tmp_path_factory, tiny_weights, tiny_data_dir):
 
 @pytest.fixture(scope='module')
 def results(inputs):
-  """{case id: (CompletedProcess, its output dir, the placeholders it used)} with every case run once."""
+  """Every case run once: ({case id: CompletedProcess}, {case id: its output dir}, the placeholders' paths, and
+  the digests of the existing weights, workdir and results before and after)."""
   root, paths = inputs
   before = {name: digest(paths[name]) for name in ('WEIGHTS', 'WORKDIR', 'RESULTS')}
   runs, outs = [], {}
