@@ -2,8 +2,9 @@
 
 Two forms: the trainer's orbax checkpoints in a workdir (`checkpoints/<step>/`: the train state and the
 data iterator's position, so a resumed run continues exactly), and exported weights (one `<part>.safetensors`
-per model part, flat '/'-joined parameter names) that the repo ships and the samplers load. Loading checks every name and shape against the model the config builds, so a
-mismatched or corrupt file fails with one clear line instead of producing garbage.
+per model part, flat '/'-joined parameter names) that the repo ships and the samplers load. Loading checks
+every name and shape against the model the config builds, so a mismatched or corrupt file fails with one
+clear line instead of producing garbage.
 """
 
 import pathlib
