@@ -22,7 +22,7 @@ import numpy as np
 from tcts_jax.sampling import schedules
 from tcts_jax.sampling import strategies as strat
 from tcts_jax.sampling.model import MaskedGenerator, TokenSelector, guided_selector_logits
-from tcts_jax.sampling.select import gumbel_top_k, sample_categorical
+from tcts_jax.sampling.select import draw_categorical, gumbel_top_k
 
 
 VISIBLE_TOKENS = ('keep', 'redraw')
@@ -258,9 +258,9 @@ class Sampler:
       guided = _truncate(guided, cfg.top_k, cfg.top_p)
       if self.token_transforms:
         guided = jax.lax.switch(per_step['token_transform'], token_logit_fns, guided, purity)
-      x_hat = sample_categorical(r_draw, guided)
+      x_hat, log_normaliser = draw_categorical(r_draw, guided)
       x_hat = jnp.where((kept & per_step['freeze']) | locked, x, x_hat)
-      logp = jnp.take_along_axis(jax.nn.log_softmax(guided), x_hat[..., None], axis=-1)[..., 0]
+      logp = jnp.take_along_axis(guided, x_hat[..., None], axis=-1)[..., 0] - log_normaliser
       high_freq = (
         high_frequency_map(maps['self_attention'][:b], cfg.fas_threshold)
         if self.needs_attention

@@ -6,6 +6,8 @@ largest `log w_i + g_i`, g_i ~ Gumbel(0, 1) (Gumbel-top-k). Strategies only supp
 rank comparison, not a `top_k` with a static size.
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -29,13 +31,58 @@ def gumbel_top_k(rng, keep_logits, k, noise_scale=1.0):
 
 
 def sample_categorical(rng, logits):
-  """One draw per row of `logits` (..., K) by inverse CDF: one uniform per row instead of K Gumbels.
+  """One draw per row of `logits` (..., K): `draw_categorical`'s index alone."""
+  return draw_categorical(rng, logits)[0]
 
-  Same distribution as `jax.random.categorical`, but the random-number cost no longer scales with the
-  codebook size, which keeps the sampler's per-step overhead small next to the generator forward.
+
+def draw_categorical(rng, logits):
+  """One draw per row of `logits` (..., K) by inverse CDF, one uniform per row, and the row's log normaliser
+  logsumexp(logits) (...,) (so log p(x) = logits[x] - log normaliser needs no second softmax).
+
+  Same distribution as `jax.random.categorical`, but the random-number cost does not scale with the codebook
+  size, and the full-vocabulary work is a max and a sum of exps (`inverse_cdf`)."""
+  u = jax.random.uniform(rng, logits.shape[:-1] + (1,), jnp.float32)[..., 0]
+  return inverse_cdf(logits, u)
+
+
+def _block_size(k: int) -> int:
+  """A power of two near sqrt(k): both levels of `inverse_cdf` then scan ~sqrt(k) entries."""
+  return 1 << max(0, math.ceil(math.log2(math.sqrt(k))))
+
+
+def _last_positive(values):
+  """Index of the last entry > 0 along the last axis (0 if none)."""
+  return jnp.max(jnp.where(values > 0, jnp.arange(values.shape[-1]), 0), axis=-1)
+
+
+def inverse_cdf(logits, u):
+  """The index i of softmax(`logits`) (..., K) with CDF(i - 1) <= u * total < CDF(i) for u (...,) in [0, 1),
+  and logsumexp(logits) (...,); computed in float32.
+
+  Two levels (docs/design.md §2.1): the vocabulary is cut into blocks of ~sqrt(K) tokens; a cumulative sum over
+  the block masses picks the block, one over the chosen block's ~sqrt(K) masses the token. Only the max and the
+  block sums read all K logits (a flat inverse CDF adds a softmax, a cumulative sum and a comparison over K). A
+  token of probability 0 is never drawn, also when float rounding puts u * total at or past the last boundary.
   """
-  probs = jax.nn.softmax(logits, axis=-1)
-  cdf = jnp.cumsum(probs, axis=-1)
-  u = jax.random.uniform(rng, logits.shape[:-1] + (1,), cdf.dtype) * cdf[..., -1:]
-  # Count of CDF entries below u = the sampled index; clip guards u == total in float round-off.
-  return jnp.minimum(jnp.sum(cdf < u, axis=-1), logits.shape[-1] - 1).astype(jnp.int32)
+  logits = logits.astype(jnp.float32)
+  k = logits.shape[-1]
+  size = _block_size(k)
+  blocks = -(-k // size)
+  if blocks * size != k:
+    logits = jnp.pad(logits, [(0, 0)] * (logits.ndim - 1) + [(0, blocks * size - k)], constant_values=-jnp.inf)
+  top = jnp.max(logits, axis=-1, keepdims=True)
+  blocked = logits.reshape(logits.shape[:-1] + (blocks, size))
+  # The masses are summed per block and not kept: the chosen block's are recomputed from its logits, so the
+  # full-vocabulary work is two reads (max, exp-and-sum) and no write.
+  block_mass = jnp.sum(jnp.exp(blocked - top[..., None]), axis=-1)  # (..., blocks)
+  block_cdf = jnp.cumsum(block_mass, axis=-1)
+  total = block_cdf[..., -1]
+  target = u * total
+  block = jnp.minimum(jnp.sum(block_cdf <= target[..., None], axis=-1), _last_positive(block_mass))
+  # The mass of the blocks before the chosen one, as the block choice compared it (so target - before >= 0).
+  before_cdf = jnp.concatenate([jnp.zeros_like(block_cdf[..., :1]), block_cdf[..., :-1]], axis=-1)
+  before = jnp.take_along_axis(before_cdf, block[..., None], axis=-1)[..., 0]
+  inside = jnp.exp(jnp.take_along_axis(blocked, block[..., None, None], axis=-2)[..., 0, :] - top)  # (..., size)
+  offset = jnp.sum(jnp.cumsum(inside, axis=-1) <= (target - before)[..., None], axis=-1)
+  index = block * size + jnp.minimum(offset, _last_positive(inside))
+  return index.astype(jnp.int32), top[..., 0] + jnp.log(total)
