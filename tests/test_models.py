@@ -105,3 +105,30 @@ def test_weights_round_trip_and_clear_errors(tiny_model, tmp_path):
   with pytest.raises(checkpoint.CheckpointError, match='not found'):
     checkpoint.load_weights(tmp_path / 'missing.safetensors', expected)
   assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.safetensors', 'g.safetensors']  # no temp files
+
+
+@pytest.mark.parametrize('masked', [False, True])
+def test_heads_first_attention_is_flax_attention(masked, monkeypatch):
+  """The heads-first matmuls Attention hands to flax give flax's own einsum results: outputs, sown weights and
+  sown scores (with a text-style key mask: -inf scores, zero weights where it forbids)."""
+  from tcts_jax.models import layers
+
+  x = jax.random.normal(jax.random.key(0), (3, 10, 16))
+  context = jax.random.normal(jax.random.key(1), (3, 7, 16))
+  mask = (jnp.arange(7) < jnp.array([[3], [7], [1]]))[:, None, None, :] if masked else None
+  attention = layers.Attention(num_heads=2, width=16)
+  params = attention.init(jax.random.key(2), x)
+
+  def run():
+    keys_values = attention.apply(params, context, method='keys_values')
+    return attention.apply(params, x, keys_values, mask, sow_weights=True, mutable=['intermediates'])
+
+  y, state = run()
+  monkeypatch.setattr(layers, 'ATTENTION_EINSUMS', (None, None))
+  y_flax, state_flax = run()
+  np.testing.assert_allclose(y, y_flax, rtol=1e-6, atol=1e-7)
+  for name in ('attention_weights', 'attention_logits'):
+    np.testing.assert_allclose(state['intermediates'][name][0], state_flax['intermediates'][name][0], rtol=1e-6)
+  if masked:
+    assert np.isneginf(state['intermediates']['attention_logits'][0][2, :, :, 1:]).all()
+    assert (state['intermediates']['attention_weights'][0][2, :, :, 1:] == 0).all()

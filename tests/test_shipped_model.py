@@ -2,9 +2,9 @@
 
 tests/fixtures/shipped_samples.npz holds tokens made by commit 81613e3 (the sampler then called our
 generator directly, with the text side inside every step) for these prompts, seeds and settings, except the
-random_revoke row, re-recorded when the token draw became two-level (docs/design.md §2.1): in 1 of its 8192 draws
-the uniform sat exactly on a CDF boundary, where the old flat draw picked the token below, and that image
-diverged from there (17 of 512 tokens). Bit-equality
+random_revoke row, re-recorded when the token draw became two-level (docs/design.md §2.1) and attention
+heads-first (models/layers.py): it differs from the old recording in 1 of 512 tokens, a last-step draw whose
+uniform sat within float rounding of a CDF boundary. Bit-equality
 holds on the x86-64 CPUs we develop and test on; another processor may round differently. The fixture's FAS
 rows (fas, tcts_fas) are not checked: a FAS map compares attention sums with exactly 1.0, so one rounding
 difference between CPUs (AVX-512 vs AVX2 reduction order) flips a position near the threshold and every later

@@ -10,6 +10,28 @@ import flax.struct
 import jax.numpy as jnp
 
 
+def heads_first_scores(spec: str, query, key):
+  """flax's '...qhd,...khd->...hqk' as a matmul of (..., heads, q, d) by (..., heads, d, k) operands.
+
+  Same products and sums as the einsum (equal results in tests/test_models.py; inside a whole compiled program
+  XLA may round some differently), but XLA's CPU batched matmul runs the heads-first layout ~2x faster once the
+  batch has several images of 256 tokens (benchmarks/attention_layout.py).
+  """
+  assert spec == '...qhd,...khd->...hqk', spec
+  return jnp.swapaxes(query, -3, -2) @ jnp.moveaxis(key, -3, -1)
+
+
+def heads_first_weighted_sum(spec: str, weights, value):
+  """flax's '...hqk,...khd->...qhd' as a matmul of (..., heads, q, k) by (..., heads, k, d) operands."""
+  assert spec == '...hqk,...khd->...qhd', spec
+  return jnp.swapaxes(weights @ jnp.swapaxes(value, -3, -2), -3, -2)
+
+
+# The einsums `Attention` hands to flax's dot_product_attention; benchmarks/attention_layout.py sets both to None
+# (flax's own einsums) to measure the difference in one run.
+ATTENTION_EINSUMS = (heads_first_scores, heads_first_weighted_sum)
+
+
 class MlpBlock(nn.Module):
   hidden: int
 
@@ -44,10 +66,20 @@ class Attention(nn.Module):
     """Self-attention over `x`, or attention to precomputed `keys_values` (from `self.keys_values`)."""
     keys, values = self.keys_values(x) if keys_values is None else keys_values
     query = self.query(x)
+    scores_einsum, weighted_sum_einsum = ATTENTION_EINSUMS
     if sow_weights:  # the scores flax's dot_product_attention computes inside; unused ones vanish under jit
-      scores = jnp.einsum('...qhd,...khd->...hqk', query / jnp.sqrt(query.shape[-1]).astype(query.dtype), keys)
+      spec, scaled = '...qhd,...khd->...hqk', query / jnp.sqrt(query.shape[-1]).astype(query.dtype)
+      scores = scores_einsum(spec, scaled, keys) if scores_einsum else jnp.einsum(spec, scaled, keys)
       self.sow('intermediates', 'attention_logits', scores if mask is None else jnp.where(mask, scores, -jnp.inf))
-    y = nn.dot_product_attention(query, keys, values, mask=mask, module=self if sow_weights else None)
+    y = nn.dot_product_attention(
+      query,
+      keys,
+      values,
+      mask=mask,
+      module=self if sow_weights else None,
+      qk_attn_weights_einsum=scores_einsum,
+      attn_weights_value_einsum=weighted_sum_einsum,
+    )
     return self.out(y)
 
 

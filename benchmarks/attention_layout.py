@@ -1,0 +1,86 @@
+r"""Does sampling throughput per image hold up as the batch grows? flax's attention layout against heads-first.
+
+  python benchmarks/attention_layout.py [--grids=8,16] [--batches=1,8,32] [--steps=4] [--repeats=3]
+
+Model: the default `configs/shapes.py` sizes (generator width 128, 4 layers, 4 heads) on a `grid` x `grid`
+canvas, random weights. For each layout, grid and batch, after warm-up, the median time of
+  - the `uniform` sampler (tokens only) over `steps` steps: milliseconds per image per step;
+  - one CFG generator forward (2 x batch rows): its GFLOP/s (XLA cost analysis) as a fraction of this
+    machine's fp32 matmul peak (a 2048^3 matmul, measured in the same run).
+Layouts: `flax`, flax's own einsums ('...qhd,...khd->...hqk'); `heads_first`, the (..., heads, N, d)
+matmuls `models.layers.Attention` hands to flax (`layers.ATTENTION_EINSUMS`). The LAST line printed is one
+JSON object.
+"""
+
+import argparse
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tcts_jax.data import get_dataset, shapes
+from tcts_jax.models import build_models, init_params, layers
+from tcts_jax.sampling.sampler import Sampler, sampler_config
+from tcts_jax.utils.config import load_config
+from timing import median_seconds
+
+DOWNSAMPLE = 4  # the shapes tokenizer: a token per 4x4 pixels
+LAYOUTS = {'flax': (None, None), 'heads_first': layers.ATTENTION_EINSUMS}
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  matmul = jax.jit(lambda x: x @ x)
+  return 2 * n**3 / median_seconds(lambda: matmul(a), repeats) / 1e9
+
+
+def measure(grid: int, batch: int, args, peak: float) -> dict:
+  config = load_config('configs/shapes.py:sample')
+  with config.unlocked():
+    config.data.image_size = DOWNSAMPLE * grid
+  models = build_models(config, get_dataset(config.data).vocabulary())
+  model = models.masked_generator()
+  params = init_params(models, config.data.image_size, jax.random.key(0))
+  prompts = [
+    shapes.caption(shapes.sample_scene(np.random.default_rng(i)), np.random.default_rng(i)) for i in range(batch)
+  ]
+  ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts))
+  text = jax.jit(lambda p, i: model.encode_text(p, i, None))(params, ids)
+  canvas = jnp.full((2 * batch, models.num_tokens), models.mask_id, jnp.int32)
+  row = {'grid': grid, 'batch': batch}
+  for name, einsums in LAYOUTS.items():
+    layers.ATTENTION_EINSUMS = einsums  # read when a function is traced: each layout gets programs of its own
+    forward = jax.jit(lambda p, tokens, text: model.logits(p, tokens, text, None)[0])
+    analysis = forward.lower(params, canvas, text).compile().cost_analysis()
+    flops = float((analysis[0] if isinstance(analysis, list) else analysis)['flops'])
+    forward_seconds = median_seconds(lambda: forward(params, canvas, text), args.repeats)
+    sampler = Sampler(model, sampler_config(config.sampler, strategy='uniform', steps=args.steps), decode=False)
+    seconds = median_seconds(lambda: sampler(params, ids, jax.random.key(1)).tokens, args.repeats)
+    row[f'{name}_ms_per_image_step'] = round(seconds / args.steps / batch * 1e3, 3)
+    row[f'{name}_forward_fraction_of_peak'] = round(flops / forward_seconds / 1e9 / peak, 3)
+  layers.ATTENTION_EINSUMS = LAYOUTS['heads_first']
+  print(
+    f'  {grid}x{grid} batch {batch:3d}: ms per image-step flax {row["flax_ms_per_image_step"]:8.2f}  heads-first '
+    f'{row["heads_first_ms_per_image_step"]:8.2f};  CFG forward / peak flax {row["flax_forward_fraction_of_peak"]:.2f}'
+    f'  heads-first {row["heads_first_forward_fraction_of_peak"]:.2f}',
+    flush=True,
+  )
+  return row
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--grids', default='8,16')
+  parser.add_argument('--batches', default='1,8,32')
+  parser.add_argument('--steps', type=int, default=4)
+  parser.add_argument('--repeats', type=int, default=3)
+  args = parser.parse_args()
+  peak = matmul_peak_gflops()
+  print(f'device: {jax.devices()[0].device_kind}, fp32 matmul peak {peak:.0f} GFLOP/s', flush=True)
+  rows = [measure(int(g), int(b), args, peak) for g in args.grids.split(',') for b in args.batches.split(',')]
+  print(json.dumps({'device': jax.devices()[0].device_kind, 'matmul_peak_gflops': round(peak, 1), 'configs': rows}))
+
+
+if __name__ == '__main__':
+  main()
