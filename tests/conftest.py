@@ -22,6 +22,27 @@ os.environ['JAX_COMPILATION_CACHE_DIR'] = os.environ['TCTS_JAX_TEST_XLA_CACHE']
 os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.2'
 
 
+# Files that take minutes, in the order they start (longest first; the rest follow in their usual order), so
+# that the two xdist workers finish together instead of one running a long file alone at the end. pyproject's
+# --no-loadscope-reorder keeps this order (xdist would otherwise start the files with the most tests first).
+LONGEST_FIRST = (
+  'test_docs_commands.py',
+  'test_notebooks.py',
+  'test_sampler.py',
+  'test_bad_input.py',
+  'test_selector.py',
+  'test_amused.py',
+  'test_evaluate.py',
+  'test_train.py',
+  'test_resume.py',
+)
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def pytest_sessionfinish(session):
   if not hasattr(session.config, 'workerinput'):  # the main process, after the workers are done
     shutil.rmtree(os.environ['TCTS_JAX_TEST_XLA_CACHE'], ignore_errors=True)
@@ -111,6 +132,23 @@ def built_once(tmp_path_factory, worker_id: str, name: str, build) -> pathlib.Pa
       build(path)
       (path / '.complete').touch()
   return path
+
+
+@pytest.fixture(scope='session')
+def tiny_features(tmp_path_factory, worker_id, tiny_data_dir):
+  """A tiny FID-shapes feature network trained by the real trainer (in-process, 20 steps): its workdir."""
+
+  def build(workdir):
+    from tcts_jax.training.trainer import train_and_evaluate
+    from tcts_jax.utils.config import load_config
+
+    config = load_config('configs/shapes.py:features,tiny')
+    with config.unlocked():
+      config.data.data_dir = str(tiny_data_dir)
+    _, history = train_and_evaluate(config, workdir)
+    assert history[-1][1]['loss'] < history[0][1]['loss']
+
+  return built_once(tmp_path_factory, worker_id, 'tiny_features', build)
 
 
 @pytest.fixture(scope='session')

@@ -151,6 +151,19 @@ CASES = [
   ('eval-workdir-file', 'evaluate', [*EVAL, '--workdir=FILE'], ['FILE']),
   ('eval-existing-results', 'evaluate', [*EVAL, '--workdir=RESULTS', '--config.eval.bootstrap=-3'], ['bootstrap']),
   ('eval-split', 'evaluate', [*EVAL, '--config.eval.split=dev'], ["'dev'"]),
+  (
+    'eval-too-few-images',
+    'evaluate',
+    [*EVAL, '--config.eval.num_images=8', '--config.eval.features_weights=FEATURES'],
+    ['FID-shapes needs more images', '16 feature dimensions'],
+  ),
+  (
+    'eval-refinement-base',
+    'evaluate',
+    [*EVAL, '--config.eval.refinement.base=purity@16'],
+    ['eval.refinement.base', 'not an eval.grid entry'],
+  ),
+  ('eval-duplicate-metric', 'evaluate', [*EVAL, "--config.eval.metrics=('alignment', 'alignment')"], ['duplicate']),
   # the eval helpers
   ('tokenizer-eval-missing', 'tokenizer_eval', [*TOKENIZER, '--tokenizer=MISSING'], ['MISSING']),
   ('tokenizer-eval-count', 'tokenizer_eval', [*TOKENIZER, '--tokenizer=WEIGHTS', '--num_images=0'], ['num_images']),
@@ -185,7 +198,7 @@ def digest(root) -> dict:
 
 
 @pytest.fixture(scope='module')
-def inputs(tmp_path_factory, tiny_weights, tiny_data_dir):
+def inputs(tmp_path_factory, tiny_weights, tiny_data_dir, tiny_features):
   """Placeholder -> path: inputs of every kind, good and bad, and existing results the cases must not touch."""
   root = tmp_path_factory.mktemp('bad_input')
   paths = {'WEIGHTS': root / 'weights', 'WORKDIR': root / 'workdir', 'RESULTS': root / 'results'}
@@ -211,6 +224,7 @@ def inputs(tmp_path_factory, tiny_weights, tiny_data_dir):
   (paths['BADFOLDER'] / 'captions.jsonl').write_text('{"file_name": "a.png", "caption": "x"\n')
   paths['MISSING'] = root / 'missing'
   paths['DATA'] = tiny_data_dir
+  paths['FEATURES'] = tiny_features
   return root, paths
 
 

@@ -6,7 +6,7 @@ anywhere), with these changes only:
 - outputs go to a temporary directory (workdirs/, /tmp/..., --out=...; never over the shipped weights), and
   placeholders (FOLDER, IN.png, CLIP_DIR, "...") are filled with small inputs the test writes;
 - long jobs are cut short: captioned shapes' tiny TFDS split instead of the 50k one, 2 train steps, the eval
-  job on 16 images (two grid entries of the full grid), and the commands that train and use a workdir of
+  job on 8 images (two grid entries of the full grid), and the commands that train and use a workdir of
   their own run in the `tiny` variant of their config;
 - aMUSEd commands run on the tiny random checkpoint the tests ship (`configs/amused.py:tiny`, 32 px) instead
   of the downloaded amused-256 / 512.
@@ -149,11 +149,11 @@ def runnable(command: str, inputs: dict) -> list:
     args += ['--config.data.config_name=tiny', f'--config.data.data_dir={inputs["tfds"]}']
   if module == 'tcts_jax.train':
     args += ['--config.train.num_steps=2', '--config.train.log_every=1', '--config.train.image_every=0']
-  if module == 'tcts_jax.evaluate':  # 16 images: too few for FID-shapes' 64 dimensions (tests/test_evaluate.py has it)
+  if module == 'tcts_jax.evaluate':  # 8 images: too few for FID-shapes' 64 dimensions (tests/test_evaluate.py has it)
     args += [
-      '--config.eval.num_images=16',
-      '--config.eval.batch_size=16',
-      '--config.eval.shard_size=16',
+      '--config.eval.num_images=8',
+      '--config.eval.batch_size=8',
+      '--config.eval.shard_size=8',
       '--config.eval.bootstrap=10',
       '--config.eval.features_weights=',
       "--config.eval.refinement.methods=('revision:random',)",
