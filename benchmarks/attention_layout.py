@@ -17,35 +17,18 @@ import json
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from tcts_jax.data import get_dataset, shapes
-from tcts_jax.models import build_models, init_params, layers
+from tcts_jax.models import layers
 from tcts_jax.sampling.sampler import Sampler, sampler_config
-from tcts_jax.utils.config import load_config
-from timing import median_seconds
+from timing import caption_ids, matmul_peak_gflops, median_seconds, shapes_model
 
-DOWNSAMPLE = 4  # the shapes tokenizer: a token per 4x4 pixels
 LAYOUTS = {'flax': (None, None), 'heads_first': layers.ATTENTION_EINSUMS}
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  matmul = jax.jit(lambda x: x @ x)
-  return 2 * n**3 / median_seconds(lambda: matmul(a), repeats) / 1e9
-
-
 def measure(grid: int, batch: int, args, peak: float) -> dict:
-  config = load_config('configs/shapes.py:sample')
-  with config.unlocked():
-    config.data.image_size = DOWNSAMPLE * grid
-  models = build_models(config, get_dataset(config.data).vocabulary())
+  config, models, params = shapes_model(grid)
   model = models.masked_generator()
-  params = init_params(models, config.data.image_size, jax.random.key(0))
-  prompts = [
-    shapes.caption(shapes.sample_scene(np.random.default_rng(i)), np.random.default_rng(i)) for i in range(batch)
-  ]
-  ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts))
+  ids = caption_ids(models, batch)
   text = jax.jit(lambda p, i: model.encode_text(p, i, None))(params, ids)
   canvas = jnp.full((2 * batch, models.num_tokens), models.mask_id, jnp.int32)
   row = {'grid': grid, 'batch': batch}

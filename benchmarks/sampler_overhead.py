@@ -24,22 +24,10 @@ import json
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from tcts_jax.data import get_dataset, shapes
-from tcts_jax.models import build_models, init_params
 from tcts_jax.sampling.model import guided_selector_logits
 from tcts_jax.sampling.sampler import Sampler, sampler_config
-from tcts_jax.utils.config import load_config
-from timing import median_seconds
-
-DOWNSAMPLE = 4  # the shapes tokenizer: a token per 4x4 pixels
-
-
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-  matmul = jax.jit(lambda x: x @ x)
-  return 2 * n**3 / median_seconds(lambda: matmul(a), repeats) / 1e9
+from timing import caption_ids, matmul_peak_gflops, median_seconds, shapes_model
 
 
 def flops(jitted, *args) -> float:
@@ -73,16 +61,10 @@ def forwards_only(model, selector, steps: int, attention_layer, use_selector: bo
 
 
 def measure(grid: int, codebook: int, strategies, args, peak: float) -> dict:
-  config = load_config('configs/shapes.py:sample')
-  with config.unlocked():
-    config.data.image_size = DOWNSAMPLE * grid
-    config.tokenizer.codebook_size = codebook
-  models = build_models(config, get_dataset(config.data).vocabulary())
+  config, models, params = shapes_model(grid, codebook)
   model, selector = models.masked_generator(), models.token_selector()
-  params = init_params(models, config.data.image_size, jax.random.key(0))
   b, t = args.batch, args.steps
-  prompts = [shapes.caption(shapes.sample_scene(np.random.default_rng(i)), np.random.default_rng(i)) for i in range(b)]
-  ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts))
+  ids = caption_ids(models, b)
 
   text = jax.jit(lambda p, i: model.encode_text(p, i, None))(params, ids)
   canvas = jnp.full((2 * b, models.num_tokens), models.mask_id, jnp.int32)

@@ -17,15 +17,12 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from tcts_jax.data import get_dataset, shapes
-from tcts_jax.models import build_models, init_params
 from tcts_jax.models.generator import generator_forward
 from tcts_jax.sampling.model import MaskedGenerator, TokenSelector
 from tcts_jax.sampling.sampler import Sampler, sampler_config
-from tcts_jax.utils.config import load_config
+from timing import caption_ids, shapes_model
 
 
 def text_at_every_step(models):
@@ -65,13 +62,8 @@ def main():
   parser.add_argument('--strategies', default='purity,tcts_fas')
   args = parser.parse_args()
 
-  config = load_config('configs/shapes.py:sample')
-  models = build_models(config, get_dataset(config.data).vocabulary())
-  params = init_params(models, config.data.image_size, jax.random.key(0))
-  prompts = [
-    shapes.caption(shapes.sample_scene(np.random.default_rng(i)), np.random.default_rng(i)) for i in range(args.batch)
-  ]
-  ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts))
+  config, models, params = shapes_model()
+  ids = caption_ids(models, args.batch)
   variants = {'once': (models.masked_generator(), models.token_selector()), 'every_step': text_at_every_step(models)}
   results = {}
   print(f'device: {jax.devices()[0].device_kind}, batch {args.batch}, {args.steps} steps')

@@ -1,9 +1,18 @@
-"""Shared by the benchmarks in this folder (run as scripts, so they import it as `timing`)."""
+"""Shared by the benchmarks in this folder (run as scripts, so they import it as `timing`): timing, this
+machine's matmul peak, and the default-size shapes model with random weights on a canvas of a chosen size."""
 
 import statistics
 import time
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tcts_jax.data import get_dataset, shapes
+from tcts_jax.models import build_models, init_params
+from tcts_jax.utils.config import load_config
+
+DOWNSAMPLE = 4  # the shapes tokenizer: a token per 4x4 pixels
 
 
 def median_seconds(fn, repeats):
@@ -15,3 +24,31 @@ def median_seconds(fn, repeats):
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - start)
   return statistics.median(times)
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+  """This machine's fp32 matmul rate: an n^3 jitted matmul."""
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  matmul = jax.jit(lambda x: x @ x)
+  return 2 * n**3 / median_seconds(lambda: matmul(a), repeats) / 1e9
+
+
+def shapes_model(grid: int | None = None, codebook: int | None = None):
+  """(config, models, params): `configs/shapes.py:sample` sizes with random weights (speed does not depend on
+  them), on a `grid` x `grid` token canvas and a codebook of `codebook` codes (None: the config's)."""
+  config = load_config('configs/shapes.py:sample')
+  with config.unlocked():
+    if grid is not None:
+      config.data.image_size = DOWNSAMPLE * grid
+    if codebook is not None:
+      config.tokenizer.codebook_size = codebook
+  models = build_models(config, get_dataset(config.data).vocabulary())
+  return config, models, init_params(models, config.data.image_size, jax.random.key(0))
+
+
+def caption_ids(models, batch: int):
+  """Word ids (batch, L) of `batch` random captioned-shapes captions."""
+  prompts = [
+    shapes.caption(shapes.sample_scene(np.random.default_rng(i)), np.random.default_rng(i)) for i in range(batch)
+  ]
+  return jnp.asarray(models.word_tokenizer.encode_batch(prompts))

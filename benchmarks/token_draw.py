@@ -18,16 +18,10 @@ import json
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from tcts_jax.data import get_dataset, shapes
-from tcts_jax.models import build_models, init_params
 from tcts_jax.sampling.sampler import Sampler, sampler_config
 from tcts_jax.sampling.select import draw_categorical
-from tcts_jax.utils.config import load_config
-from timing import median_seconds
-
-DOWNSAMPLE = 4  # the shapes tokenizer: a token per 4x4 pixels
+from timing import caption_ids, median_seconds, shapes_model
 
 
 def flat_draw(rng, logits):
@@ -49,16 +43,8 @@ def argmax_floor(rng, logits):
 
 
 def sampler_step_seconds(grid: int, codebook: int, batch: int, steps: int, repeats: int) -> float:
-  config = load_config('configs/shapes.py:sample')
-  with config.unlocked():
-    config.data.image_size = DOWNSAMPLE * grid
-    config.tokenizer.codebook_size = codebook
-  models = build_models(config, get_dataset(config.data).vocabulary())
-  params = init_params(models, config.data.image_size, jax.random.key(0))
-  prompts = [
-    shapes.caption(shapes.sample_scene(np.random.default_rng(i)), np.random.default_rng(i)) for i in range(batch)
-  ]
-  ids = jnp.asarray(models.word_tokenizer.encode_batch(prompts))
+  config, models, params = shapes_model(grid, codebook)
+  ids = caption_ids(models, batch)
   sampler = Sampler(
     models.masked_generator(), sampler_config(config.sampler, strategy='uniform', steps=steps), decode=False
   )
