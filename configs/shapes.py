@@ -199,7 +199,8 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
 
   c.sampler = dict(
     # A strategy name (tcts_jax.sampling.strategies.STRATEGIES: uniform, purity, ivqd_purity, confidence,
-    # random_revoke, persistent, fas, tcts, tcts_fas, tcts_persistent, oracle, oracle_fas), a switching preset
+    # random_revoke, persistent, fas, tcts, tcts_fas, tcts_persistent, oracle, oracle_fas, halton, remdm,
+    # entropy_bounded), a switching preset
     # (u2r, r2u), a per-step schedule 'uniform:8,random_revoke:8', or a dotted path to a strategy factory of
     # your own. oracle* need reference tokens (Sampler.__call__(..., reference_tokens=...)).
     strategy='purity',
@@ -234,6 +235,12 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
     selector_guidance=1.0,
     tcts_sharpness=1.0,
     tcts_noise=1.0,
+    # ReMDM (remdm): a visible token is re-masked with probability min(eta, sigma_max) ('cap') or
+    # eta * sigma_max ('rescale'). EB-sampler (entropy_bounded): a step decodes the lowest-entropy masked
+    # tokens while their entropies, less the largest, sum to <= eb_gamma nats. Neither is tuned (our choice).
+    remdm_schedule='cap',
+    remdm_eta=0.05,
+    eb_gamma=1.0,
   )
   # Selector examples are drawn as the sampler draws (docs/design.md §4.2): these follow the sampler's values
   # unless set themselves (setting one leaves the sampler's alone).

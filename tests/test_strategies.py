@@ -1,12 +1,14 @@
-"""The defining properties of Improved VQ-Diffusion's purity, the authors' cross-attention FAS, the oracle selector
-and the sampler's entropy diagnostics (docs/design.md §2.2, §2.3, §3.1), on toy models whose numbers are known,
-and the attention logits both real models hand the sampler (docs/design.md §8)."""
+"""The defining properties of Improved VQ-Diffusion's purity, the authors' cross-attention FAS, the oracle selector,
+Halton order, ReMDM remasking, the EB-sampler's adaptive count and the sampler's entropy diagnostics
+(docs/design.md §2.2, §2.3, §3.1), on toy models whose numbers are known, and the attention logits both real
+models hand the sampler (docs/design.md §8)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tcts_jax.sampling import select
 from tcts_jax.sampling import strategies as strat
 from tcts_jax.sampling.model import MaskedGenerator, TokenSelector
 from tcts_jax.sampling.sampler import Sampler, cross_attention_map, purity_of, sampler_config
@@ -132,6 +134,108 @@ def test_entropies_are_those_of_the_draw_distribution(cfg, strategy, r):
     visible_mean = [ht[v].mean() if v.any() else 0.0 for v in visible[t]]
     np.testing.assert_allclose(out.diagnostics['entropy_masked'][t], masked_mean, rtol=1e-5)
     np.testing.assert_allclose(out.diagnostics['entropy_visible'][t], visible_mean, rtol=1e-5, atol=1e-7)
+
+
+# --- Halton order, ReMDM, the EB-sampler ------------------------------------------------------------------
+
+
+def test_halton_order_is_a_well_spread_permutation():
+  order = strat.halton_order(16)
+  np.testing.assert_array_equal(np.sort(order), np.arange(256))
+  # Low discrepancy: every prefix of the order spreads over the 4 quadrants and over the 16 4x4 blocks within
+  # 4 positions of the even share (a raster order's first quarter is all in the top rows: 48 off).
+  for blocks in (2, 4):
+    block = (order // 16) // (16 // blocks) * blocks + (order % 16) // (16 // blocks)
+    for m in range(1, 257):
+      assert np.abs(np.bincount(block[:m], minlength=blocks**2) - m / blocks**2).max() < 4, (blocks, m)
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_halton_keeps_the_first_k_positions_of_the_order_whatever_the_logits(cfg, seed):
+  peaks = np.random.default_rng(seed).uniform(0, 4, N)  # whatever the model prefers
+  out, sampler = run(toy_model(peaks), cfg, 'halton', seed=seed, steps=5)
+  order = strat.halton_order(4)
+  for t, k in enumerate(sampler.schedules.keep_counts):
+    expected = np.zeros(N, bool)
+    expected[order[:k]] = True
+    np.testing.assert_array_equal(out.trajectory['kept'][t], np.broadcast_to(expected, (B, N)))
+  assert (out.tokens != K).all()
+
+
+def test_remdm_sigma_caps_or_rescales_the_most_that_keeps_the_marginals():
+  before, after = jnp.array([0.0, 0.25, 0.5, 0.9]), jnp.array([0.25, 0.5, 0.9, 1.0])
+  sigma_max = np.array([0.0, 1.0, 0.2, 0.0])  # min(1, (1 - after) / before), 0 with nothing visible
+  np.testing.assert_allclose(strat.remdm_sigma(before, after, 'cap', 0.3), np.minimum(0.3, sigma_max), rtol=1e-6)
+  np.testing.assert_allclose(strat.remdm_sigma(before, after, 'rescale', 0.3), 0.3 * sigma_max, rtol=1e-6)
+  with pytest.raises(ValueError, match='ReMDM schedule'):
+    strat.remdm('loop')
+
+
+@pytest.mark.parametrize('schedule, eta', [('cap', 0.1), ('rescale', 0.5)])
+def test_remdm_remasks_a_visible_token_with_probability_sigma(schedule, eta):
+  rows, n, visible, keep = 4000, 64, 32, 40
+  s = strat.remdm(schedule, eta)
+  kept = jnp.broadcast_to(jnp.arange(n) < visible, (rows, n))
+  inputs = strat.StepInputs(
+    kept=kept,
+    logp=None,
+    high_freq=None,
+    keep_fraction=jnp.float32(keep / n),
+    uniform=jax.random.uniform(jax.random.key(0), (rows, n)),
+  )
+  kept_after = np.asarray(select.gumbel_top_k(jax.random.key(1), s.keep_logits(inputs), keep))
+  sigma = float(strat.remdm_sigma(visible / n, keep / n, schedule, eta))
+  remasked = 1 - kept_after[:, :visible].mean()
+  assert abs(remasked - sigma) < 4 * np.sqrt(sigma * (1 - sigma) / (rows * visible)), (remasked, sigma)
+  assert (kept_after.sum(-1) == keep).all()
+  # The slots left are filled from the masked positions, uniformly.
+  filled = kept_after[:, visible:].mean(0)
+  assert abs(filled.mean() - (keep - visible * (1 - remasked)) / (n - visible)) < 1e-3 and filled.std() < 0.02
+
+
+def test_remdm_with_eta_zero_is_uniform_and_revokes_otherwise(cfg):
+  model = toy_model(PEAKS)
+  uniform, _ = run(model, cfg, 'uniform', steps=6)
+  still, _ = run(model, cfg, 'remdm', steps=6, remdm_eta=0.0)
+  np.testing.assert_array_equal(still.trajectory['kept'], uniform.trajectory['kept'])
+  np.testing.assert_array_equal(still.tokens, uniform.tokens)
+  moving, sampler = run(model, cfg, 'remdm', steps=6, remdm_schedule='rescale', remdm_eta=1.0)
+  assert sampler.needs_uniform and moving.diagnostics['revoked'].sum() > 0
+  assert (moving.tokens != K).all()  # every token decoded by the last step
+
+
+@pytest.mark.parametrize('gamma', [0.5, 3.0])
+def test_entropy_bounded_decodes_the_surest_tokens_within_the_bound(cfg, gamma):
+  h = entropy_np(np.eye(K)[PREFERRED] * PEAKS[:, None])  # (N,): the toy's distribution ignores the canvas
+  steps = 6
+  out, _ = run(toy_model(PEAKS), cfg, 'entropy_bounded', steps=steps, eb_gamma=gamma)
+  kept = out.trajectory['kept']
+  visible = np.concatenate([np.zeros_like(kept[:1]), kept[:-1]])
+  assert kept[-1].all()
+  for t in range(steps):
+    for new, masked_before in zip(kept[t] & ~visible[t], ~visible[t]):
+      if not masked_before.any():
+        assert not new.any()  # finished early: the remaining steps change nothing
+        continue
+      if t == steps - 1:
+        np.testing.assert_array_equal(new, masked_before)  # the last step decodes the rest
+        continue
+      chosen, rest = np.sort(h[new]), np.sort(h[masked_before & ~new])
+      assert len(chosen) >= 1 and (not len(rest) or chosen[-1] <= rest[0] + 1e-6)  # the surest first
+      assert chosen[:-1].sum() <= gamma + 1e-5  # the bound holds ...
+      if len(rest):  # ... and one more token would break it
+        assert np.append(chosen, rest[0])[:-1].sum() > gamma - 1e-5
+  tight, _ = run(toy_model(PEAKS), cfg, 'entropy_bounded', steps=steps, eb_gamma=0.0)
+  assert (tight.diagnostics['decided'][:-1] == 1).all()  # gamma 0: one token a step, the rest at the end
+
+
+def test_later_samplers_mix_per_step_with_the_others(cfg):
+  out, sampler = run(toy_model(PEAKS), cfg, 'halton:2,remdm:2,entropy_bounded:1,random_revoke:1', steps=6)
+  order = strat.halton_order(4)
+  first = np.zeros(N, bool)
+  first[order[: sampler.schedules.keep_counts[0]]] = True
+  np.testing.assert_array_equal(out.trajectory['kept'][0], np.broadcast_to(first, (B, N)))
+  assert (out.tokens != K).all() and sampler.needs_entropy and sampler.needs_uniform
 
 
 # --- the authors' cross-attention FAS ---------------------------------------------------------------------

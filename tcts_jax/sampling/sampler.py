@@ -203,6 +203,9 @@ class Sampler:
     self.needs_selector = any(s.needs_selector for s in self.strategies)
     self.needs_purity = any(s.needs_purity for s in self.strategies)
     self.needs_reference = any(s.needs_reference for s in self.strategies)
+    self.needs_entropy = any(s.needs_entropy for s in self.strategies)
+    self.needs_uniform = any(s.needs_uniform for s in self.strategies)
+    self.adaptive_count = any(s.keep_count is not None for s in self.strategies)
     self.selector_guidance = float(cfg.get('selector_guidance', 1.0))
     self._sample = jax.jit(self._sample_impl)
 
@@ -245,6 +248,10 @@ class Sampler:
       attention_layer = cfg.fas_layer if self.needs_attention else None
     keep_logit_fns = [s.keep_logits for s in self.strategies]
     token_logit_fns = [lambda logits, purity: logits] + [s.token_logits for s in self.token_transforms]
+    # Per-row kept counts: the schedule's k_t, or a strategy's own count rule (entropy_bounded).
+    count_fns = [
+      s.keep_count or (lambda inputs, k: jnp.broadcast_to(k, (b,)).astype(jnp.int32)) for s in self.strategies
+    ]
 
     def step(carry, per_step):
       x, rng, midpoint = carry
@@ -278,6 +285,8 @@ class Sampler:
         if self.needs_selector
         else jnp.zeros((b, n))
       )
+      # From a key of its own, so the other draws (and every other strategy's samples) stay as they were.
+      uniform = jax.random.uniform(jax.random.fold_in(r_select, 1), (b, n)) if self.needs_uniform else jnp.zeros((b, n))
       inputs = strat.StepInputs(
         kept=kept,
         logp=logp,
@@ -287,9 +296,15 @@ class Sampler:
         cross_attention=cross,
         reference_match=(x_hat == reference) if self.needs_reference else jnp.zeros((b, n), bool),
         time=per_step['time'],
+        keep_fraction=per_step['k'] / n,
+        entropy=entropy(guided) if self.needs_entropy else jnp.zeros((b, n)),
+        uniform=uniform,
       )
       keep_logits = jnp.where(locked, jnp.inf, jax.lax.switch(per_step['strategy'], keep_logit_fns, inputs))
-      keep = gumbel_top_k(r_select, keep_logits, per_step['k'], per_step['noise'])
+      k = (
+        jax.lax.switch(per_step['strategy'], count_fns, inputs, per_step['k']) if self.adaptive_count else per_step['k']
+      )
+      keep = gumbel_top_k(r_select, keep_logits, k, per_step['noise'])
       x_next = jnp.where(keep, x_hat, m.mask_id)
       out = {}
       if self.trajectory:
@@ -371,6 +386,12 @@ def validate(cfg, model: MaskedGenerator, selector: Optional[TokenSelector] = No
     raise ValueError(f'ivqd_purity_weight must be >= 0, got {cfg.ivqd_purity_weight}')
   if cfg.get('fas_cross_weight', 3.0) < 0:
     raise ValueError(f'fas_cross_weight must be >= 0, got {cfg.fas_cross_weight}')
+  if cfg.get('remdm_schedule', 'cap') not in strat.REMDM_SCHEDULES:
+    raise ValueError(f'remdm_schedule must be one of {strat.REMDM_SCHEDULES}, got {cfg.remdm_schedule!r}')
+  if not 0 <= cfg.get('remdm_eta', 0.05) <= 1:
+    raise ValueError(f'remdm_eta must be in [0, 1], got {cfg.remdm_eta}')
+  if cfg.get('eb_gamma', 1.0) < 0:
+    raise ValueError(f'eb_gamma must be >= 0, got {cfg.eb_gamma}')
   if cfg.persistent_weight <= 0:
     raise ValueError(f'persistent_weight must be > 0, got {cfg.persistent_weight}')
   if any(s.needs_high_freq for s in used) and not 0 <= cfg.fas_layer < model.num_layers:

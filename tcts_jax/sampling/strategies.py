@@ -12,6 +12,8 @@ read it. A strategy of your own needs no edit here: name its factory by dotted p
 """
 
 import dataclasses
+import functools
+import math
 from typing import Callable, Optional
 
 import flax.struct
@@ -25,6 +27,10 @@ ORACLE_LOGIT = 10.0
 # The authors' cross-attention FAS averages the first 13 of their generator's 19 blocks.
 CROSS_ATTENTION_LAYER_FRACTION = 13 / 19
 FAS_MAPS = ('self_attention', 'cross_attention')
+REMDM_SCHEDULES = ('cap', 'rescale')
+# ReMDM's keep logit of a token it re-masks: below every masked position's 0 + Gumbel noise, so a re-masked
+# position is decoded again in the same step only when the masked ones cannot fill k_t.
+REMASKED_LOGIT = -1e4
 
 
 @flax.struct.dataclass
@@ -43,6 +49,10 @@ class StepInputs:
   cross_attention: Optional[jnp.ndarray] = None
   reference_match: Optional[jnp.ndarray] = None  # bool: x̂ equals the reference token (all False when unused)
   time: Optional[jnp.ndarray] = None  # scalar t/T, t = 0..T-1: the fraction of the steps done before this one
+  # k_t / N: the fraction of the canvas the schedule keeps after this step (scalar, or (B,) per image).
+  keep_fraction: Optional[jnp.ndarray] = None
+  entropy: Optional[jnp.ndarray] = None  # entropy (nats) of the distribution x̂ was drawn from (zeros when unused)
+  uniform: Optional[jnp.ndarray] = None  # U[0, 1) per position, fresh each step (zeros when unused)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,10 +70,15 @@ class Strategy:
   needs_cross_attention: bool = False
   needs_purity: bool = False
   needs_reference: bool = False
+  needs_entropy: bool = False
+  needs_uniform: bool = False
   # Optional change of the distribution x̂ is drawn from: (logits (B, N, K), purity (B, N)) -> logits, at the
   # steps where `token_logits_at` (of the (T,) progress) is True. None: x̂ is drawn from the guided logits.
   token_logits: Optional[Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]] = None
   token_logits_at: Callable[[np.ndarray], np.ndarray] = lambda p: np.ones(np.shape(p), bool)
+  # Optional count rule: (StepInputs, k_t of the schedule) -> tokens kept after the step, (B,) int32. None:
+  # the schedule's k_t. The schedule still ends at N, so every token is decoded by the last step.
+  keep_count: Optional[Callable[[StepInputs, jnp.ndarray], jnp.ndarray]] = None
 
 
 def _always_keep_visible(inputs: StepInputs, logits):
@@ -172,6 +187,102 @@ def fas(base: Strategy, weight: float, fas_map: str = 'self_attention', cross_we
   raise ValueError(f'unknown fas_map {fas_map!r}; expected one of {FAS_MAPS}')
 
 
+def radical_inverse(i: int, base: int) -> float:
+  """The van der Corput radical inverse of `i`: its base-`base` digits mirrored behind the point."""
+  x, scale = 0.0, 1.0 / base
+  while i:
+    i, digit = divmod(i, base)
+    x += digit * scale
+    scale /= base
+  return x
+
+
+@functools.lru_cache(maxsize=None)
+def halton_order(grid: int) -> np.ndarray:
+  """The positions (row-major) of a `grid` x `grid` canvas in 2-D Halton order: the Halton points i = 0, 1, ...
+  (column from base 2, row from base 3) scaled to the grid, each cell at its first visit (Besnier et al. 2025)."""
+  order, seen, i = [], set(), 0
+  while len(order) < grid * grid:
+    cell = int(radical_inverse(i, 3) * grid) * grid + int(radical_inverse(i, 2) * grid)
+    if cell not in seen:
+      seen.add(cell)
+      order.append(cell)
+    i += 1
+  return np.array(order, np.int32)
+
+
+def halton() -> Strategy:
+  """Halton scheduling (Besnier et al., ICLR 2025): masked positions are decoded in a fixed low-discrepancy
+  2-D order whatever the logits (keep logit = -rank in the order, no noise), so the visible set after step t
+  is the first k_t positions of the order. Fixed: visible tokens never change."""
+
+  def keep_logits(s):
+    n = s.kept.shape[-1]
+    grid = math.isqrt(n)
+    if grid * grid != n:
+      raise ValueError(f'halton needs a square token grid, got {n} tokens')
+    rank = np.empty(n, np.float32)
+    rank[halton_order(grid)] = np.arange(n)
+    return _always_keep_visible(s, jnp.broadcast_to(-jnp.asarray(rank), s.kept.shape))
+
+  return Strategy('halton', False, keep_logits, lambda p: np.zeros_like(p))
+
+
+def remdm_sigma(visible_before, visible_after, schedule: str, eta: float):
+  """ReMDM's re-masking probability of a visible token (Wang et al. 2025, §4.1), from the visible fractions
+  before (α_t) and after (α_s) the step: σ_max = min(1, (1 - α_s) / α_t) is the most that keeps the
+  marginals; 'cap' uses min(eta, σ_max), 'rescale' eta * σ_max. 0 when nothing is visible."""
+  sigma_max = jnp.where(
+    visible_before > 0, jnp.clip((1.0 - visible_after) / jnp.maximum(visible_before, 1e-9), 0.0, 1.0), 0.0
+  )
+  if schedule == 'cap':
+    return jnp.minimum(eta, sigma_max)
+  if schedule == 'rescale':
+    return eta * sigma_max
+  raise ValueError(f'unknown ReMDM schedule {schedule!r}; expected one of {REMDM_SCHEDULES}')
+
+
+def remdm(schedule: str = 'cap', eta: float = 0.05) -> Strategy:
+  """ReMDM remasking (Wang et al. 2025): each visible token is re-masked with probability σ_t
+  (`remdm_sigma`); the schedule's k_t is then filled with the surviving tokens and masked positions drawn
+  uniformly (MDM's unmasking). Surviving tokens keep their values. eta = 0 is `uniform`."""
+  if schedule not in REMDM_SCHEDULES:
+    raise ValueError(f'unknown ReMDM schedule {schedule!r}; expected one of {REMDM_SCHEDULES}')
+
+  def keep_logits(s):
+    visible = jnp.mean(s.kept, axis=-1, keepdims=True)
+    sigma = remdm_sigma(visible, jnp.reshape(s.keep_fraction, (-1, 1)), schedule, eta)
+    remasked = s.kept & (s.uniform < sigma)
+    return jnp.where(s.kept, jnp.where(remasked, REMASKED_LOGIT, jnp.inf), 0.0)
+
+  return Strategy('remdm', True, keep_logits, needs_uniform=True)
+
+
+def entropy_bounded(gamma: float = 1.0) -> Strategy:
+  """The EB-sampler's adaptive count (Ben-Hamu et al. 2025): the masked positions sorted by the entropy H of
+  their distribution, it decodes the longest prefix U with sum_U H - max_U H <= gamma (at least one token), so
+  sure steps decode many tokens and unsure ones few; k varies per image and step. The schedule's last step
+  decodes what is left; once everything is visible the remaining steps change nothing. Fixed."""
+
+  def keep_count(s, k):
+    n = s.kept.shape[-1]
+    h = jnp.sort(jnp.where(s.kept, jnp.inf, s.entropy), axis=-1)
+    before_last = jnp.cumsum(h, axis=-1) - h  # sum of the prefix without its last (largest) entry
+    decoded = jnp.sum(jnp.isfinite(h) & (before_last <= gamma), axis=-1)
+    visible = jnp.sum(s.kept, axis=-1)
+    eb = jnp.minimum(visible + jnp.maximum(decoded, 1), n)
+    return jnp.where(jnp.broadcast_to(k, visible.shape) >= n, n, eb).astype(jnp.int32)
+
+  return Strategy(
+    'entropy_bounded',
+    False,
+    lambda s: _always_keep_visible(s, -s.entropy),
+    lambda p: np.zeros_like(p),
+    needs_entropy=True,
+    keep_count=keep_count,
+  )
+
+
 def _fas(cfg, base: Strategy) -> Strategy:
   return fas(base, cfg.persistent_weight, cfg.get('fas_map', 'self_attention'), cfg.get('fas_cross_weight', 3.0))
 
@@ -211,6 +322,10 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
   # The oracle selector (reference tokens needed): exactly `tcts` / `tcts_fas` with a perfect selector.
   'oracle': _oracle,
   'oracle_fas': lambda cfg: _fas(cfg, _oracle(cfg)),
+  # Later samplers (docs/design.md §2.2): a fixed low-discrepancy order, ReMDM remasking, EB's adaptive count.
+  'halton': lambda cfg: halton(),
+  'remdm': lambda cfg: remdm(cfg.get('remdm_schedule', 'cap'), cfg.get('remdm_eta', 0.05)),
+  'entropy_bounded': lambda cfg: entropy_bounded(cfg.get('eb_gamma', 1.0)),
 }
 # Per-step switching (paper §4.5): the strategy of the first half of the steps, then of the second half.
 PRESETS = {
