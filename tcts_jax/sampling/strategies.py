@@ -229,7 +229,7 @@ def halton() -> Strategy:
 
 
 def remdm_sigma(visible_before, visible_after, schedule: str, eta: float):
-  """ReMDM's re-masking probability of a visible token (Wang et al. 2025, §4.1), from the visible fractions
+  """ReMDM's re-masking probability of a visible token (Wang et al. 2025), from the visible fractions
   before (α_t) and after (α_s) the step: σ_max = min(1, (1 - α_s) / α_t) is the most that keeps the
   marginals; 'cap' uses min(eta, σ_max), 'rescale' eta * σ_max. 0 when nothing is visible."""
   sigma_max = jnp.where(

@@ -27,7 +27,10 @@ def fail(message: str):
 
 def _describe(e: Exception) -> str:
   message = str(e.args[0]) if isinstance(e, (KeyError, AttributeError)) and e.args else str(e)
-  message = message.strip().strip('"\'') or type(e).__name__
+  message = message.strip()
+  if len(message) > 1 and message[0] == message[-1] and message[0] in '"\'':  # KeyError's str() quotes it
+    message = message[1:-1]
+  message = message or type(e).__name__
   if isinstance(e, (KeyError, AttributeError)):
     message = f'unknown config key or bad flag: {message}'
   if 'Error whilst parsing config file' in message:  # ml_collections wraps the config's own error in a traceback
