@@ -285,6 +285,8 @@ class Sampler:
         if self.needs_selector
         else jnp.zeros((b, n))
       )
+      # The draw distribution's entropy, once for the strategy (entropy_bounded) and the diagnostics.
+      draw_entropy = entropy(guided) if self.needs_entropy or self.diagnostics else None
       # From a key of its own, so the other draws (and every other strategy's samples) stay as they were.
       uniform = jax.random.uniform(jax.random.fold_in(r_select, 1), (b, n)) if self.needs_uniform else jnp.zeros((b, n))
       inputs = strat.StepInputs(
@@ -297,7 +299,7 @@ class Sampler:
         reference_match=(x_hat == reference) if self.needs_reference else jnp.zeros((b, n), bool),
         time=per_step['time'],
         keep_fraction=per_step['k'] / n,
-        entropy=entropy(guided) if self.needs_entropy else jnp.zeros((b, n)),
+        entropy=draw_entropy if self.needs_entropy else jnp.zeros((b, n)),
         uniform=uniform,
       )
       keep_logits = jnp.where(locked, jnp.inf, jax.lax.switch(per_step['strategy'], keep_logit_fns, inputs))
@@ -314,7 +316,7 @@ class Sampler:
         if self.needs_cross_attention:
           out['trajectory']['cross_attention'] = cross
       if self.diagnostics:
-        out['diagnostics'] = _step_diagnostics(x, x_hat, kept, keep, guided)
+        out['diagnostics'] = _step_diagnostics(x, x_hat, kept, keep, draw_entropy)
         midpoint = jnp.where(per_step['step'] == (cfg.steps - 1) // 2, x_hat, midpoint)
       return (x_next, rng, midpoint), out
 
@@ -347,11 +349,10 @@ def _cross_logits(layer_maps: dict):
   return layer_maps['cross_attention_logits']
 
 
-def _step_diagnostics(x, x_hat, kept, keep, draw_logits) -> dict:
-  """One step's diagnostics (docs/design.md §2.3), each (B,) float32."""
+def _step_diagnostics(x, x_hat, kept, keep, h) -> dict:
+  """One step's diagnostics (docs/design.md §2.3), each (B,) float32; `h` (B, N) is the draw's entropy."""
   stayed = kept & keep
   changed = jnp.sum(stayed & (x_hat != x), axis=-1)
-  h = entropy(draw_logits)
   return dict(
     decided=jnp.sum(~kept & keep, axis=-1).astype(jnp.float32),
     revoked=jnp.sum(kept & ~keep, axis=-1).astype(jnp.float32),
