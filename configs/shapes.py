@@ -100,6 +100,14 @@ TRAIN = dict(
   image_every=1000,
   checkpoint_every=500,
   keep_checkpoints=2,
+  # Devices (tcts_jax/utils/sharding.py): the batch is split over every mesh axis (-1: the devices the other
+  # axes leave); params and optimizer state by partition_rules, (regex on a leaf's path, spec) pairs. 'fsdp'
+  # splits each leaf's largest dimension divisible by the fsdp axis, so with fsdp 1 everything is replicated
+  # (data parallel) and e.g. --config.train.mesh.fsdp=8 shards the state ZeRO-3 style over 8 devices.
+  mesh=dict(data=-1, fsdp=1),
+  partition_rules=(('.*', 'fsdp'),),
+  # 'bfloat16': forward and backward passes on bf16 copies of the float32 params (softmax and losses float32).
+  compute_dtype='float32',
 )
 TRAIN_STAGES = {
   'tokenizer': dict(num_steps=1200),

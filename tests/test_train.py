@@ -1,8 +1,4 @@
-"""The trainer: losses go down, checkpoints resume, and the step runs on an 8-device data mesh."""
-
-import os
-import subprocess
-import sys
+"""The trainer: losses go down and checkpoints resume (meshes, processes and bf16: tests/test_scale.py)."""
 
 import jax
 import numpy as np
@@ -13,8 +9,6 @@ from tcts_jax.models import abstract_params, build_models, image_tokens
 from tcts_jax.training.trainer import encode_training_set, train_and_evaluate
 from tcts_jax.utils import checkpoint
 from tcts_jax.utils.config import load_config
-
-from tests.conftest import REPO
 
 
 def tiny(stage, data_dir, variant='', **train):
@@ -138,22 +132,6 @@ def test_training_set_codes_equal_encoding_each_batch(tiny_data_dir, tiny_weight
   batch = next(pipeline.make_loader(dataset, 'train', 16, seed=3))
   np.testing.assert_array_equal(codes[batch['index']], image_tokens(models, params, batch['image']))
   assert len(np.unique(codes)) > 1
-
-
-def test_train_step_on_eight_devices(tiny_data_dir, tmp_path):
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8', 'JAX_PLATFORMS': 'cpu'}
-  code = (
-    'import jax; assert jax.device_count() == 8\n'
-    'from tests.test_train import tiny\n'
-    'from tcts_jax.training.trainer import train_and_evaluate\n'
-    f'c = tiny("tokenizer", {str(tiny_data_dir)!r}, num_steps=3, log_every=1, image_every=0)\n'
-    f's, h = train_and_evaluate(c, {str(tmp_path)!r})\n'
-    'assert int(s.step) == 3 and len(h) == 3\n'
-    'print("params sharding:", jax.tree.leaves(s.params)[0].sharding)\n'
-  )
-  r = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-  assert r.returncode == 0, r.stderr[-3000:]
-  assert 'params sharding' in r.stdout
 
 
 def test_edge_weights_pick_out_object_outlines():

@@ -33,6 +33,17 @@ def collate(examples: list[dict]) -> dict:
   return batch
 
 
+def process_rows(ds: grain.MapDataset, batch_size: int, process_index: int, process_count: int) -> grain.MapDataset:
+  """The elements of `ds` that fall in rows [p B, (p + 1) B) of its batches of B * process_count, in order."""
+  if process_count == 1:
+    return ds
+  rows = batch_size * process_count
+  full, rest = divmod(len(ds), rows)
+  length = full * batch_size + min(max(rest - process_index * batch_size, 0), batch_size)
+  first = process_index * batch_size
+  return grain.MapDataset.range(length).map(lambda k: ds[(k // batch_size) * rows + first + k % batch_size])
+
+
 def make_loader(
   dataset: Dataset,
   split: str,
@@ -50,9 +61,11 @@ def make_loader(
 
   Batches: image uint8 (B, S, S, 3), caption object array of str (B,), index int32 (B,) (record number in
   the split), the dataset's `fields` (e.g. objects int32 (B, 3, 4) and num_objects int32 (B,) for
-  captioned shapes), and text_ids int32 (B, L) when `tokenize` is given. Each process reads a disjoint
-  shard (every `process_count`-th record); the order is a function of `seed` alone.
-  `num_epochs=None` repeats forever. Prepares the dataset on first use.
+  captioned shapes), and text_ids int32 (B, L) when `tokenize` is given. The records form one global
+  order, a function of `seed` alone, cut into global batches of `batch_size * process_count`; process p
+  reads rows [p B, (p + 1) B) of each (only those records). So the global batches, and a run's result, do
+  not depend on how many processes read them. `num_epochs=None` repeats forever. Prepares the dataset on
+  first use.
   """
   if process_index is None or process_count is None:
     import jax  # pylint: disable=import-outside-toplevel (the pipeline itself does not need jax)
@@ -63,10 +76,9 @@ def make_loader(
   source = dataset.source(split)
   # Shuffle and repeat hand later epochs indices past the end (the source wraps them): keep the record's own.
   ds = grain.MapDataset.source(source).map_with_index(lambda i, example: (i % len(source), example))
-  ds = ds[process_index::process_count]
   if shuffle:
     ds = ds.shuffle(seed=seed)  # Reshuffled differently every epoch by `repeat`.
-  ds = ds.repeat(num_epochs)
+  ds = process_rows(ds.repeat(num_epochs), batch_size, process_index, process_count)
   ds = ds.map(lambda indexed: example_to_numpy(indexed[1], dataset.fields, tokenize, indexed[0]))
   ds = ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=collate)
   return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=16)))

@@ -79,6 +79,7 @@ class Attention(nn.Module):
       module=self if sow_weights else None,
       qk_attn_weights_einsum=scores_einsum,
       attn_weights_value_einsum=weighted_sum_einsum,
+      force_fp32_for_softmax=True,  # bfloat16 compute (train.compute_dtype): the softmax stays float32
     )
     return self.out(y)
 

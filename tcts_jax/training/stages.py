@@ -56,7 +56,7 @@ def smoothed_cross_entropy(logits, labels, smoothing):
   same number with no (B, N, K) label tensor (K = 4096 codes made it the biggest array of the step).
   `smoothing` is a float or an array of the labels' shape (one value per position).
   """
-  log_p = jax.nn.log_softmax(logits)
+  log_p = jax.nn.log_softmax(logits.astype(jnp.float32))
   nll = -jnp.take_along_axis(log_p, labels[..., None], axis=-1)[..., 0]
   return (1.0 - smoothing) * nll - smoothing * jnp.mean(log_p, axis=-1)
 
@@ -190,7 +190,7 @@ def auroc(scores, labels):
 
 def selector_metrics(logits, labels):
   """BCE, accuracy at logit 0, AUROC and the positive rate (the accuracy of always saying 'real' is 1 - it)."""
-  labels = labels.astype(jnp.float32)
+  logits, labels = logits.astype(jnp.float32), labels.astype(jnp.float32)
   return {
     'bce': jnp.mean(optax.sigmoid_binary_cross_entropy(logits, labels)),
     'accuracy': jnp.mean((logits > 0) == (labels > 0)),
@@ -413,7 +413,7 @@ class FeaturesStage(OurModelStage):
     loss, metrics = self.config.features.pooled_weight * mse, {'pooled_mse': mse}
     for name, targets in self.dataset.feature_targets(batch).items():
       logits = out[f'{name}_logits']
-      ce = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, targets))
+      ce = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets))
       correct = jnp.argmax(logits, -1) == targets
       loss += ce
       metrics.update({f'{name}_ce': ce, f'{name}_accuracy': jnp.mean(correct)})

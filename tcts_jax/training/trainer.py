@@ -1,7 +1,10 @@
 """The trainer: one stage (tokenizer, generator, selector, features) of a text-to-image MGM.
 
-The train step is jitted over a `jax.sharding.Mesh` with a 'data' axis (params replicated, batch split
-across all devices of all processes). Checkpoints (train state + the data iterator's position) are written
+The train step is jitted over a `jax.sharding.Mesh` of all devices of all processes, shaped by
+`config.train.mesh` (e.g. {'data': -1, 'fsdp': 1}): the batch is split over its axes, params and optimizer
+state are placed by `config.train.partition_rules` (tcts_jax/utils/sharding.py; replicated by default, ZeRO-3
+style with an 'fsdp' axis), and `config.train.compute_dtype` may run the forward and backward passes in
+bfloat16 on float32 master weights. Checkpoints (train state + the data iterator's position) are written
 periodically with orbax, and a rerun resumes exactly where the latest readable one left off: its parameters
 are bitwise those of an uninterrupted run. SIGTERM (a preemption notice) checkpoints the current step and
 stops; a non-finite metric stops training before any checkpoint of that step is written (docs/design.md §12).
@@ -16,21 +19,30 @@ import threading
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 from clu import metric_writers, periodic_actions
 from flax.training import train_state
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from tcts_jax.data import Dataset, get_dataset, pipeline, require_fields
 from tcts_jax.training.stages import stage_for
-from tcts_jax.utils import checkpoint
+from tcts_jax.utils import checkpoint, sharding
 
 
 class TrainingDiverged(RuntimeError):
   """A training metric became NaN or infinite; the latest checkpoint is the last good step."""
+
+
+def say(message: str) -> None:
+  """One line on stdout, from process 0 only, above the progress bar."""
+  if jax.process_index() == 0:
+    tqdm.write(message, file=sys.stdout)
+    sys.stdout.flush()
 
 
 def check_finite(step: int, metrics: dict) -> None:
@@ -63,25 +75,53 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
   return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adamw(schedule, weight_decay=cfg.weight_decay))
 
 
-def train_step(stage, state, frozen, batch, rng):
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def cast_floating(tree, dtype):
+  """Floating-point leaves of `tree` as `dtype` (integer leaves unchanged)."""
+  return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
+
+
+def train_step(stage, compute_dtype, gathered, state, frozen, batch, rng):
+  """One optimizer step. `gathered`: the params' shardings without the 'fsdp' axis; the forward pass
+  all-gathers them to it and runs data-parallel, so the gradients leave it reduce-scattered back to the
+  sharded state (ZeRO-3), instead of XLA splitting activations to follow the params' feature dimensions.
+  With a compute_dtype other than float32 the loss runs on the trained params cast to it (frozen parts stay
+  as loaded: the VQ's nearest-code search is not to be rounded); the cast is inside the differentiated
+  function, so gradients and the update stay float32, and the stages compute their softmax and losses in
+  float32 whatever the logits' dtype."""
   rng = jax.random.fold_in(rng, state.step)
-  (loss, metrics), grads = jax.value_and_grad(stage.loss, has_aux=True)(state.params, frozen, batch, rng)
+
+  def loss(params):
+    params = jax.lax.with_sharding_constraint(params, gathered)
+    if compute_dtype != 'float32':
+      params = cast_floating(params, COMPUTE_DTYPES[compute_dtype])
+    return stage.loss(params, frozen, batch, rng)
+
+  (loss, metrics), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
   metrics = {'loss': loss, 'grad_norm': optax.tree.norm(grads), **metrics}
   return state.apply_gradients(grads=grads), metrics
 
 
 def encode_training_set(dataset: Dataset, encode, num_tokens: int, batch_size: int = 256) -> np.ndarray:
-  """(records, N) int32 codes of this process's training records; `encode(images uint8) -> (B, N)` is the
-  frozen VQ of the stage (jitted here).
+  """(records, N) int32 codes of every training record; `encode(images uint8) -> (B, N)` is the frozen VQ of
+  the stage (jitted here, on this process's first device).
 
   The generator and selector stages see each image several times (the generator ~5 epochs); encoding it
-  once here instead of in every step takes ~7% off their steps. Other processes' rows stay 0.
+  once here instead of in every step takes ~7% off their steps. Each process encodes its share of the
+  records, and all of them then hold every code (a process's batches may hold any record).
   """
   loader = pipeline.make_loader(dataset, 'train', batch_size, shuffle=False, num_epochs=1, drop_remainder=False)
   encode = jax.jit(encode)
   codes = np.zeros((dataset.num_records('train'), num_tokens), np.int32)
+  mine = np.zeros(len(codes), bool)
   for batch in loader:
     codes[batch['index']] = np.asarray(encode(batch['image']))
+    mine[batch['index']] = True
+  if jax.process_count() > 1:
+    every, owner = (multihost_utils.process_allgather(a) for a in (codes, mine))
+    codes = every[np.argmax(owner, axis=0), np.arange(len(codes))]
   return codes
 
 
@@ -108,6 +148,8 @@ def check_train_config(cfg) -> None:
       raise ValueError(f'train.{key} must be {">=" if inclusive else ">"} {low} and finite, got {value}')
   if cfg.batch_size % jax.device_count():
     raise ValueError(f'train.batch_size {cfg.batch_size} is not divisible by the {jax.device_count()} devices')
+  if cfg.compute_dtype not in COMPUTE_DTYPES:
+    raise ValueError(f'train.compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, got {cfg.compute_dtype!r}')
 
 
 def _check_workdir(workdir) -> pathlib.Path:
@@ -127,9 +169,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   require_fields(dataset, stage.needs_fields, f'the {config.stage} stage')
   frozen = stage.frozen()
 
-  mesh = Mesh(np.asarray(jax.devices()), ('data',))
-  replicated, batch_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   cfg = config.train
+  mesh = sharding.make_mesh(cfg.mesh)
+  replicated, batch_sharding = NamedSharding(mesh, P()), sharding.batch_sharding(mesh)
   loader = pipeline.make_loader(
     dataset,
     'train',
@@ -147,7 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   elif stage.needs_codes:
     start_time = time.perf_counter()
     codes = encode_training_set(dataset, functools.partial(stage.encode_images, frozen), stage.num_tokens)
-    print(f'encoded {len(codes)} training images in {time.perf_counter() - start_time:.0f} s', flush=True)
+    say(f'encoded {len(codes)} training images in {time.perf_counter() - start_time:.0f} s')
 
   def next_batch():
     batch = next(loader)
@@ -159,27 +201,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   batch = next_batch()
   rng = jax.random.key(config.seed)
   tx = make_optimizer(cfg)
+
+  def create_state(rng, batch):
+    return train_state.TrainState.create(apply_fn=None, params=stage.init(rng, batch), tx=tx)
+
   # Made by one jitted function, so the state has the types and placement of what train_step returns and
   # the step compiles once (a state built eagerly differs from the step's output and compiled it twice).
-  state = jax.jit(
-    lambda rng, batch: train_state.TrainState.create(apply_fn=None, params=stage.init(rng, batch), tx=tx),
-    out_shardings=replicated,
-  )(rng, batch)
-  frozen = jax.device_put(frozen, replicated)
+  state_sharding = sharding.tree_shardings(jax.eval_shape(create_state, rng, batch), cfg.partition_rules, mesh)
+  state = jax.jit(create_state, out_shardings=state_sharding)(rng, batch)
+  frozen_sharding = sharding.tree_shardings(frozen, cfg.partition_rules, mesh)
+  frozen = jax.device_put(frozen, frozen_sharding)
+  gathered = jax.tree.map(lambda s: sharding.without_axis(s, 'fsdp'), state_sharding.params)
 
   restored = checkpoint.restore_train_state(mngr, state, loader)
   if restored is not None:  # the loader now stands where it stood at that step
     state, batch = restored, next_batch()
-    print(f'resumed from step {int(state.step)}', flush=True)
+    say(f'resumed from step {int(state.step)}')
   start = int(state.step)
 
   step_fn = jax.jit(
-    functools.partial(train_step, stage),
+    functools.partial(train_step, stage, cfg.compute_dtype, gathered),
     donate_argnums=0,
-    in_shardings=(replicated, replicated, batch_sharding, replicated),
-    out_shardings=(replicated, replicated),
+    in_shardings=(state_sharding, frozen_sharding, batch_sharding, replicated),
+    out_shardings=(state_sharding, replicated),
   )
-  images_fn = jax.jit(stage.images)
+  images_fn = jax.jit(stage.images, out_shardings=replicated)  # every process holds the picture
 
   writer = metric_writers.create_default_writer(str(workdir), just_logging=jax.process_index() > 0)
   writer.write_hparams({k: str(v) for k, v in config.items()})
@@ -220,10 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
           means = {k: float(v) / count for k, v in jax.device_get(totals).items()}
           writer.write_scalars(step, means)
           history.append((step, means))
-          bar.write(
-            f'[{config.stage}] step {step}/{cfg.num_steps} ' + ' '.join(f'{k}={v:.4f}' for k, v in means.items()),
-            file=sys.stdout,
-          )
+          say(f'[{config.stage}] step {step}/{cfg.num_steps} ' + ' '.join(f'{k}={v:.4f}' for k, v in means.items()))
           bar.set_postfix(loss=f'{means["loss"]:.4f}', refresh=False)
           totals, count = None, 0
         if cfg.image_every and (step % cfg.image_every == 0 or step == cfg.num_steps):
@@ -234,11 +277,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
           checkpoint.save_train_state(mngr, step, state, loader, force=preempted or step == cfg.num_steps)
         bar.update(1)
         if preempted:
-          bar.write(
+          say(
             f'[{config.stage}] stopped by {"SIGTERM" if stop_requested.is_set() else "a preemption notice"}: '
             f'checkpoint of step {step} saved in {workdir}; '
-            'rerun the same command to resume',
-            file=sys.stdout,
+            'rerun the same command to resume'
           )
           break
         if step < cfg.num_steps:

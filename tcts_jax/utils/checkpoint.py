@@ -97,8 +97,14 @@ def latest_params(workdir):
 
   def restore(step):
     item = next((i for i in (STATE, LEGACY_STATE) if (ckpt_dir / str(step) / i).is_dir()), STATE)
+    path = ckpt_dir / str(step) / item
     with ocp.StandardCheckpointer() as checkpointer:
-      return checkpointer.restore(ckpt_dir / str(step) / item)['params']
+      # Onto one local device, whatever mesh wrote it: a checkpoint of 8 or 256 devices exports on one host.
+      one_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+      target = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one_device), checkpointer.metadata(path).item_metadata
+      )
+      return checkpointer.restore(path, target)['params']
 
   _, params = newest_readable(steps, restore, str(ckpt_dir))
   return jax.tree.map(np.asarray, params)
