@@ -32,6 +32,7 @@ LONGEST_FIRST = (
   'test_bad_input.py',
   'test_selector.py',
   'test_amused.py',
+  'test_scale.py',
   'test_evaluate.py',
   'test_train.py',
   'test_resume.py',
