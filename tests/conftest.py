@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,34 @@ def run_cli(module, *args, timeout=600, env=None, cwd=REPO):
     timeout=timeout,
     env={**os.environ, **(env or {})},
   )
+
+
+def run_cli_processes(module, *args, processes=2, devices_per_process=4, timeout=900) -> list:
+  """`python -m module args` as one multi-process JAX run on this machine: `processes` local processes of
+  `devices_per_process` host devices each, joined through a coordinator on 127.0.0.1. Their CompletedProcesses
+  (stdout and stderr as str), in process order."""
+  with socket.socket() as s:  # a free port for the coordinator
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  env = {
+    **os.environ,
+    'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices_per_process}',
+    'JAX_PLATFORMS': 'cpu',
+  }
+  flags = [f'--coordinator_address=127.0.0.1:{port}', f'--num_processes={processes}']
+  command = [sys.executable, '-m', module, *map(str, args), *flags]
+  procs = [
+    subprocess.Popen(
+      command + [f'--process_id={i}'], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for i in range(processes)
+  ]
+  try:
+    outs = [p.communicate(timeout=timeout) for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  return [subprocess.CompletedProcess(command, p.returncode, out, err) for p, (out, err) in zip(procs, outs)]
 
 
 def run_cli_batch(runs: list, jobs: int = 1, timeout=1800) -> list:

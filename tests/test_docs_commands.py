@@ -24,6 +24,7 @@ import pytest
 
 from tcts_jax.data import shapes
 from tests.conftest import REPO, run_cli_batch
+from tests.test_coco_cub import write_coco, write_cub
 
 DOCS = [
   'README.md',
@@ -94,6 +95,8 @@ def inputs(tmp_path_factory, tiny_data_dir):
     split = 'test' if i < 8 else 'train'
     lines.append(json.dumps({'file_name': f'img/{i}.png', 'caption': e['caption'], 'split': split}))
   (folder / 'captions.jsonl').write_text('\n'.join(lines) + '\n')
+  write_coco(root / 'coco', '2017')
+  write_cub(root / 'cub')
   return {'root': root, 'out': root / 'out', 'image': image, 'folder': folder, 'tfds': tiny_data_dir}
 
 
@@ -120,6 +123,7 @@ def runnable(command: str, inputs: dict) -> list:
     elif value in ('in.png', 'IN.png'):
       value = str(inputs['image'])
     value = value.replace('FOLDER', str(inputs['folder'])).replace('CLIP_DIR', str(REPO / 'tests/fixtures/tiny_clip'))
+    value = value.replace('COCO_ROOT', str(inputs['root'] / 'coco')).replace('CUB_ROOT', str(inputs['root'] / 'cub'))
     if value.startswith(f'{AMUSED}:'):  # the tiny random aMUSEd instead of a downloaded one
       value = re.sub(r':(256|512)', ':tiny', value)
     elif flag == '--image_size' and value in ('256', '512'):
@@ -129,8 +133,8 @@ def runnable(command: str, inputs: dict) -> list:
     args.append(flag + eq + value)
   if module in ('tcts_jax.data.shapes_tfds', 'tcts_jax.data.scenes_tfds'):
     return [module, '--config=tiny', f'--data_dir={inputs["tfds"]}']
-  if module == 'tcts_jax.data.image_folder':
-    return [module, *args, f'--data_dir={out}/folder_tfds']
+  if module in ('tcts_jax.data.image_folder', 'tcts_jax.data.coco', 'tcts_jax.data.cub'):
+    return [module, *args, f'--data_dir={out}/{module.split(".")[-1]}_tfds']
   if any(a.startswith(f'--config={AMUSED}') for a in args):
     if module == 'tcts_jax.train':
       args += [

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, run_cli_processes
 
 SMOKE = '--config=configs/shapes.py:eval,smoke,tiny'
 CLIP_DIR = REPO / 'tests' / 'fixtures' / 'tiny_clip'
@@ -185,6 +185,29 @@ def test_sharded_generation_matches_one_device(smoke_run, tiny_weights, tiny_dat
     np.testing.assert_array_equal(eight['tokens'], one['tokens'])
     # Decoding convolves batches of another size: pixels may differ by a rounding step, no more.
     assert np.abs(eight['images'].astype(int) - one['images'].astype(int)).max() <= 1
+
+
+def test_two_processes_generate_the_tokens_of_one(smoke_run, tiny_weights, tiny_data_dir, tmp_path):
+  """The eval job on 2 local processes of 4 host devices each (a coordinator on 127.0.0.1): every batch is
+  split over the 8 devices of both, process 0 alone writes shards, results and the table, and the tokens are
+  those of the 1-process run."""
+  original, _ = smoke_run
+  workdir = tmp_path / 'run2'
+  extra = ["--config.eval.grid=('random_revoke@8',)", '--config.eval.reference_rows=False']
+  runs = run_cli_processes(
+    'tcts_jax.evaluate', *eval_args(tiny_weights, tiny_data_dir, workdir, *extra, '--config.eval.refinement.base=')
+  )
+  for r in runs:
+    assert r.returncode == 0, r.stderr[-3000:]
+  assert '| random_revoke@8 |' in runs[0].stdout and '| random_revoke@8 |' not in runs[1].stdout
+  results = json.loads((workdir / 'results.json').read_text())
+  assert results['devices'].startswith('8 x') and results['manifest']['devices']['processes'] == 2
+  files = sorted((workdir / 'shards' / 'random_revoke@8').glob('*.npz'))
+  assert len(files) == 3
+  for f in files:
+    np.testing.assert_array_equal(
+      np.load(f)['tokens'], np.load(original / 'shards' / 'random_revoke@8' / f.name)['tokens']
+    )
 
 
 # ------------------------------------------------------------------------------------- in-process units

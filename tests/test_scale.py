@@ -3,7 +3,6 @@ processes (loopback) and bfloat16 compute all train as one device does (docs/des
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -14,7 +13,7 @@ from jax.sharding import PartitionSpec as P
 
 from tcts_jax.utils import checkpoint, sharding
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli_processes
 from tests.test_train import tiny
 
 STEPS = 3
@@ -144,20 +143,11 @@ print(json.dumps(out))
     assert_same_training(out[name]['losses'], checkpoint.latest_params(tmp_path / name), one_device)
 
 
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
-
 def test_two_processes_train_as_one_device(one_device, tiny_data_dir, tiny_weights, tmp_path):
   """The train CLI on 2 local processes of 4 host devices each (a coordinator on 127.0.0.1, fsdp over each
   process's 4 devices): each reads its half of every global batch, orbax writes one checkpoint together, and
   the losses and parameters are those of one device."""
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4', 'JAX_PLATFORMS': 'cpu'}
-  args = [
-    sys.executable,
-    '-m',
+  runs = run_cli_processes(
     'tcts_jax.train',
     '--config=configs/shapes.py:generator,tiny',
     f'--workdir={tmp_path / "run"}',
@@ -169,18 +159,11 @@ def test_two_processes_train_as_one_device(one_device, tiny_data_dir, tiny_weigh
     '--config.train.image_every=0',
     '--config.train.mesh.data=2',
     '--config.train.mesh.fsdp=4',
-    f'--coordinator_address=127.0.0.1:{free_port()}',
-    '--num_processes=2',
-  ]
-  procs = [
-    subprocess.Popen(args + [f'--process_id={i}'], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    for i in range(2)
-  ]
-  outs = [p.communicate(timeout=900) for p in procs]
-  for p, (_, err) in zip(procs, outs):
-    assert p.returncode == 0, err.decode()[-3000:]
-  lines = [l for l in outs[0][0].decode().splitlines() if l.startswith('[generator] step')]
-  assert len(lines) == STEPS and '[generator]' not in outs[1][0].decode()  # process 0 logs, process 1 is quiet
+  )
+  for r in runs:
+    assert r.returncode == 0, r.stderr[-3000:]
+  lines = [l for l in runs[0].stdout.splitlines() if l.startswith('[generator] step')]
+  assert len(lines) == STEPS and '[generator]' not in runs[1].stdout  # process 0 logs, process 1 is quiet
   losses = [float(l.split(' loss=')[1].split()[0]) for l in lines]
   np.testing.assert_allclose(losses, one_device[0], atol=1e-4)  # logged with 4 decimals
   saved = [p.name for p in (tmp_path / 'run' / 'checkpoints').iterdir()]

@@ -6,6 +6,7 @@ reads data through that object, so adding a dataset is one module plus a config 
 
   captioned_shapes   the embedded benchmark (procedural, with ground truth and an exact alignment checker)
   image_folder       a directory of images and a captions JSONL / CSV file (the layout users have)
+  coco, cub          MS-COCO captions 2014/2017 and CUB-200 with Reed et al.'s captions, in their own layouts
 """
 
 import dataclasses

@@ -15,6 +15,9 @@ TensorFlow), once per folder content: its config name carries a hash of the capt
 files' names, sizes and modification times, so an edited folder is rebuilt. The vocabulary (every caption
 word of the train split) is kept in the dataset's metadata.
 
+Datasets in other layouts (MS-COCO, CUB-200: `coco.py`, `cub.py`) reach the same builder through `LAYOUTS`:
+a module that lists the records (a file name, one or more captions, a split).
+
   python -m tcts_jax.data.image_folder --folder=FOLDER [--image_size=32 --data_dir=...]   # build it once
 """
 
@@ -24,6 +27,7 @@ import csv
 import dataclasses
 import functools
 import hashlib
+import importlib
 import json
 import pathlib
 import re
@@ -74,10 +78,29 @@ def read_records(folder) -> list:
       raise ValueError(f'{path}:{line}: split must be one of {SPLITS}, got {split!r}')
     if not (folder / row['file_name']).is_file():
       raise FileNotFoundError(f'{path}:{line}: image not found: {folder / row["file_name"]}')
-    records.append({'file_name': row['file_name'], 'caption': caption.strip(), 'split': split})
+    records.append({'file_name': row['file_name'], 'captions': [caption.strip()], 'split': split})
   if not records:
     raise ValueError(f'{path} lists no images')
   return records
+
+
+# How a folder lists its images and captions: module whose `read_records(folder, split_file)` gives
+# [{'file_name' (relative to the folder), 'captions' (one or more), 'split' (or None: hashed)}].
+LAYOUTS = {
+  'captions_file': 'tcts_jax.data.image_folder',
+  'coco2014': 'tcts_jax.data.coco',
+  'coco2017': 'tcts_jax.data.coco',
+  'cub': 'tcts_jax.data.cub',
+}
+
+
+def layout_records(layout: str, folder, split_file: str = '') -> list:
+  if layout not in LAYOUTS:
+    raise ValueError(f'unknown image folder layout {layout!r}; expected one of {sorted(LAYOUTS)}')
+  if layout == 'captions_file':
+    return read_records(folder)
+  module = importlib.import_module(LAYOUTS[layout])
+  return module.read_records(folder, layout, split_file)
 
 
 def assign_split(record: dict, test_fraction: float) -> str:
@@ -88,7 +111,8 @@ def assign_split(record: dict, test_fraction: float) -> str:
 
 
 def content_hash(folder: pathlib.Path, records: list) -> str:
-  h = hashlib.sha256(captions_file(folder).read_bytes())
+  """A hash of the records (captions and splits) and of the image files' names, sizes and times."""
+  h = hashlib.sha256(json.dumps(records, sort_keys=True).encode())
   for r in records:
     stat = (folder / r['file_name']).stat()
     h.update(f'{r["file_name"]}:{stat.st_size}:{stat.st_mtime_ns}'.encode())
@@ -112,10 +136,15 @@ class ImageFolderConfig(tfds.core.BuilderConfig):
   folder: str = ''
   image_size: int = 32
   test_fraction: float = 0.1
+  layout: str = 'captions_file'
+  split_file: str = ''
 
 
 class ImageCaptionFolder(ArrayRecordBuilder):
   """Images and captions from a folder (see the module docstring)."""
+
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.', '1.1.0': 'Every caption of a record (COCO: 5, CUB: 10).'}
 
   def _info(self) -> tfds.core.DatasetInfo:
     s = self.builder_config.image_size
@@ -125,7 +154,8 @@ class ImageCaptionFolder(ArrayRecordBuilder):
       features=tfds.features.FeaturesDict(
         {
           'image': tfds.features.Image(shape=(s, s, 3)),
-          'caption': tfds.features.Text(),
+          'caption': tfds.features.Text(),  # the first: what evaluations prompt with
+          'captions': tfds.features.Sequence(tfds.features.Text()),  # all: training draws one per visit
           'file_name': tfds.features.Text(),
         }
       ),
@@ -136,15 +166,16 @@ class ImageCaptionFolder(ArrayRecordBuilder):
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download.
     cfg = self.builder_config
-    records = read_records(cfg.folder)
-    by_split = {split: [r for r in records if assign_split(r, cfg.test_fraction) == split] for split in SPLITS}
+    records = layout_records(cfg.layout, cfg.folder, cfg.split_file)
+    splits = sorted({assign_split(r, cfg.test_fraction) for r in records} | set(SPLITS))
+    by_split = {split: [r for r in records if assign_split(r, cfg.test_fraction) == split] for split in splits}
     empty = [split for split, rs in by_split.items() if not rs]
     if empty:
       raise ValueError(
         f'image folder {cfg.folder}: the {empty[0]} split is empty ({len(records)} images, '
         f'test_fraction={cfg.test_fraction}); give records a "split" or change data.test_fraction'
       )
-    words = sorted({w for r in by_split['train'] for w in WordTokenizer.split(r['caption'])})
+    words = sorted({w for r in by_split['train'] for c in r['captions'] for w in WordTokenizer.split(c)})
     self.info.metadata['vocabulary'] = words
     return {split: self._generate_examples(rs) for split, rs in by_split.items()}
 
@@ -153,13 +184,15 @@ class ImageCaptionFolder(ArrayRecordBuilder):
     for i, r in enumerate(records):
       # A numpy image would be encoded through a TF graph (slow start); PIL encodes a PIL image itself.
       image = PIL.Image.fromarray(square_image(folder / r['file_name'], size))
-      yield i, {'image': image, 'caption': r['caption'], 'file_name': r['file_name']}
+      yield i, {'image': image, 'caption': r['captions'][0], 'captions': r['captions'], 'file_name': r['file_name']}
 
 
-def build(folder, image_size: int = 32, test_fraction: float = 0.1, data_dir=None) -> ImageCaptionFolder:
-  """The prepared builder of `folder` (built the first time, and again whenever the folder changes)."""
+def build(
+  folder, image_size: int = 32, test_fraction: float = 0.1, data_dir=None, layout='captions_file', split_file=''
+) -> ImageCaptionFolder:
+  """The prepared builder of `folder` in `layout` (built the first time, and again whenever it changes)."""
   folder = pathlib.Path(folder).resolve()
-  records = read_records(folder)
+  records = layout_records(layout, folder, split_file)
   slug = re.sub(r'[^a-z0-9]+', '_', folder.name.lower()).strip('_') or 'folder'
   name = f'{slug}_{image_size}px_{content_hash(folder, records)}'
   config = ImageFolderConfig(
@@ -167,7 +200,9 @@ def build(folder, image_size: int = 32, test_fraction: float = 0.1, data_dir=Non
     folder=str(folder),
     image_size=image_size,
     test_fraction=test_fraction,
-    description=f'{folder} at {image_size}x{image_size}',
+    layout=layout,
+    split_file=split_file,
+    description=f'{folder} ({layout}) at {image_size}x{image_size}',
   )
   builder = ImageCaptionFolder(config=config, data_dir=data_dir)
   builder.download_and_prepare()
@@ -176,11 +211,14 @@ def build(folder, image_size: int = 32, test_fraction: float = 0.1, data_dir=Non
 
 class ImageFolder(Dataset):
   name = 'image_folder'
+  layout = 'captions_file'
+  needs = 'a directory with images and captions.jsonl'
 
-  def __init__(self, folder, image_size: int = 32, test_fraction: float = 0.1, data_dir=None):
+  def __init__(self, folder, image_size: int = 32, test_fraction: float = 0.1, data_dir=None, split_file=''):
     if not folder:
-      raise ValueError('the image_folder dataset needs data.folder (a directory with images and captions.jsonl)')
+      raise ValueError(f'the {self.name} dataset needs data.folder ({self.needs})')
     self.folder, self.image_size, self.test_fraction, self.data_dir = folder, image_size, test_fraction, data_dir
+    self.split_file = split_file or ''
 
   @property
   def benchmark(self) -> str:
@@ -188,7 +226,7 @@ class ImageFolder(Dataset):
 
   @functools.cache
   def builder(self):
-    return build(self.folder, self.image_size, self.test_fraction, self.data_dir)
+    return build(self.folder, self.image_size, self.test_fraction, self.data_dir, self.layout, self.split_file)
 
   def vocabulary(self) -> list:
     return list(self.builder().info.metadata['vocabulary'])

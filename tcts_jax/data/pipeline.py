@@ -33,6 +33,15 @@ def collate(examples: list[dict]) -> dict:
   return batch
 
 
+def with_drawn_caption(example: dict, seed: int, position: int) -> dict:
+  """`example` whose 'caption' is one of its 'captions' (COCO: 5, CUB: 10), drawn from (seed, position in the
+  global stream): the same at that step however many processes read, and after a resume."""
+  captions = example.get('captions')
+  if captions is None or len(captions) < 2:
+    return example
+  return {**example, 'caption': captions[np.random.default_rng((seed, position)).integers(len(captions))]}
+
+
 def process_rows(ds: grain.MapDataset, batch_size: int, process_index: int, process_count: int) -> grain.MapDataset:
   """The elements of `ds` that fall in rows [p B, (p + 1) B) of its batches of B * process_count, in order."""
   if process_count == 1:
@@ -61,7 +70,8 @@ def make_loader(
 
   Batches: image uint8 (B, S, S, 3), caption object array of str (B,), index int32 (B,) (record number in
   the split), the dataset's `fields` (e.g. objects int32 (B, 3, 4) and num_objects int32 (B,) for
-  captioned shapes), and text_ids int32 (B, L) when `tokenize` is given. The records form one global
+  captioned shapes), and text_ids int32 (B, L) when `tokenize` is given; with `shuffle`, a record with
+  several captions gives one drawn per visit (`with_drawn_caption`). The records form one global
   order, a function of `seed` alone, cut into global batches of `batch_size * process_count`; process p
   reads rows [p B, (p + 1) B) of each (only those records). So the global batches, and a run's result, do
   not depend on how many processes read them. `num_epochs=None` repeats forever. Prepares the dataset on
@@ -78,7 +88,10 @@ def make_loader(
   ds = grain.MapDataset.source(source).map_with_index(lambda i, example: (i % len(source), example))
   if shuffle:
     ds = ds.shuffle(seed=seed)  # Reshuffled differently every epoch by `repeat`.
-  ds = process_rows(ds.repeat(num_epochs), batch_size, process_index, process_count)
+  ds = ds.repeat(num_epochs)
+  if shuffle:  # training: a record with several captions shows one drawn at each visit
+    ds = ds.map_with_index(lambda j, indexed: (indexed[0], with_drawn_caption(indexed[1], seed, j)))
+  ds = process_rows(ds, batch_size, process_index, process_count)
   ds = ds.map(lambda indexed: example_to_numpy(indexed[1], dataset.fields, tokenize, indexed[0]))
   ds = ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=collate)
   return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=16)))
