@@ -17,6 +17,11 @@ generator's size is matched to the paper's parameter count (benchmarks/paper_siz
 this size: launch/README.md estimates what it would cost.
 
 `configs/coco.py:STAGE,cub` is CUB-200 (data.name 'cub', the 83M generator, Reed et al.'s captions).
+`:eval` is the paper's protocol: 30,000 images for the test split's captions (Karpathy's test with
+data.split_file, else val<year>), guidance and top-p as the paper's, FID against the held-out images with
+Inception weights from a local file (eval.inception_weights), CLIP-S and MID with local CLIP weights
+(eval.clip_weights; the paper's are ViT-L/14), resumable shard by shard on any number of devices and
+processes (image i's key is fold_in(key(seed), i)).
 """
 
 import pathlib
@@ -81,7 +86,12 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
       if stage in ('tokenizer', 'generator', 'selector'):
         c.train.update(TRAIN, num_steps=EPOCHS * paper['train_images'] // BATCH)
     c.weights = ml_collections.FieldReference(None, field_type=str)  # what export wrote (no shipped weights)
+    # The paper's sampling settings: guidance 5 in its form u + 5 (c - u), 4 in ours (c + s (c - u)); top-p 0.86.
+    c.sampler.guidance_scale = 4.0
+    c.sampler.top_p = 0.86
     if 'eval' in c:
+      if not smoke:  # the paper's protocol: 30K images for the held-out captions (FID-30K, CLIP-S, MID-L)
+        c.eval.update(num_images=30_000, batch_size=256, shard_size=1024)
       c.eval.metrics = ('clip_score', 'mid', 'inception_fid')
       c.eval.tradeoff = dict(y='clip_score', x='inception_fid')
       c.eval.features_weights = None
