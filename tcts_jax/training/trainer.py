@@ -25,7 +25,6 @@ import numpy as np
 import optax
 from clu import metric_writers, periodic_actions
 from flax.training import train_state
-from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
@@ -119,9 +118,10 @@ def encode_training_set(dataset: Dataset, encode, num_tokens: int, batch_size: i
   for batch in loader:
     codes[batch['index']] = np.asarray(encode(batch['image']))
     mine[batch['index']] = True
-  if jax.process_count() > 1:
-    every, owner = (multihost_utils.process_allgather(a) for a in (codes, mine))
-    codes = every[np.argmax(owner, axis=0), np.arange(len(codes))]
+  if jax.process_count() > 1:  # each record was encoded by exactly one process, the others left zeros
+    if not np.all(sharding.sum_over_processes(mine.astype(np.int32)) == 1):
+      raise RuntimeError('the processes did not encode every training record exactly once')
+    codes = sharding.sum_over_processes(codes)
   return codes
 
 
@@ -163,6 +163,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   """Trains `config.stage` in `workdir`; returns the final state and the logged [(step, metric means)].
   Nothing is written to `workdir` (nor is it created) until the config, data and frozen parts have loaded."""
   check_train_config(config.train)
+  mesh = sharding.make_mesh(config.train.mesh)
   workdir = _check_workdir(workdir)
   dataset = get_dataset(config.data)
   stage = stage_for(config, dataset)
@@ -170,7 +171,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   frozen = stage.frozen()
 
   cfg = config.train
-  mesh = sharding.make_mesh(cfg.mesh)
   replicated, batch_sharding = NamedSharding(mesh, P()), sharding.batch_sharding(mesh)
   loader = pipeline.make_loader(
     dataset,

@@ -113,6 +113,17 @@ def without_axis(sharding: NamedSharding, axis: str) -> NamedSharding:
   return NamedSharding(sharding.mesh, P(*(drop(e) for e in sharding.spec)))
 
 
+def sum_over_processes(x: np.ndarray) -> np.ndarray:
+  """The elementwise sum of `x` (the same shape on every process) over all processes: one all-reduce over a
+  mesh of one device per process, so no host ever holds every process's copy."""
+  if jax.process_count() == 1:
+    return x
+  mesh = Mesh(np.array([jax.local_devices(process_index=p)[0] for p in range(jax.process_count())]), ('process',))
+  stacked = jax.make_array_from_process_local_data(NamedSharding(mesh, P('process')), x[None])
+  total = jax.jit(lambda a: a.sum(0, dtype=a.dtype), out_shardings=NamedSharding(mesh, P()))(stacked)
+  return np.asarray(total.addressable_data(0))
+
+
 def tree_shardings(tree, rules, mesh: Mesh):
   """A NamedSharding per leaf of `tree` on `mesh` by `rules`."""
   specs = partition_specs(tree, rules, dict(mesh.shape))
