@@ -98,8 +98,8 @@ def test_a_killed_run_rerun_ends_bitwise_equal_to_an_uninterrupted_one(reference
 def test_a_non_finite_metric_stops_training_before_any_checkpoint_of_it(tiny_data_dir, tmp_path, monkeypatch):
   real_step = trainer.train_step
 
-  def poisoned(stage, state, frozen, batch, rng):  # the loss and params turn NaN at step 8
-    new, metrics = real_step(stage, state, frozen, batch, rng)
+  def poisoned(*args, **kwargs):  # the loss and params turn NaN at step 8
+    new, metrics = real_step(*args, **kwargs)
     bad = new.step >= 8
     params = jax.tree.map(lambda p: jnp.where(bad, jnp.nan, p), new.params)
     return new.replace(params=params), {**metrics, 'loss': jnp.where(bad, jnp.nan, metrics['loss'])}

@@ -82,9 +82,9 @@ def cast_floating(tree, dtype):
   return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
 
-def train_step(stage, compute_dtype, gathered, state, frozen, batch, rng):
-  """One optimizer step. `gathered`: the params' shardings without the 'fsdp' axis; the forward pass
-  all-gathers them to it and runs data-parallel, so the gradients leave it reduce-scattered back to the
+def train_step(stage, state, frozen, batch, rng, *, compute_dtype='float32', gathered=None):
+  """One optimizer step. `gathered`: the params' shardings without the 'fsdp' axis (None: unconstrained);
+  the forward pass all-gathers them to it and runs data-parallel, so the gradients leave it reduce-scattered back to the
   sharded state (ZeRO-3), instead of XLA splitting activations to follow the params' feature dimensions.
   With a compute_dtype other than float32 the loss runs on the trained params cast to it (frozen parts stay
   as loaded: the VQ's nearest-code search is not to be rounded); the cast is inside the differentiated
@@ -93,7 +93,8 @@ def train_step(stage, compute_dtype, gathered, state, frozen, batch, rng):
   rng = jax.random.fold_in(rng, state.step)
 
   def loss(params):
-    params = jax.lax.with_sharding_constraint(params, gathered)
+    if gathered is not None:
+      params = jax.lax.with_sharding_constraint(params, gathered)
     if compute_dtype != 'float32':
       params = cast_floating(params, COMPUTE_DTYPES[compute_dtype])
     return stage.loss(params, frozen, batch, rng)
@@ -220,7 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   start = int(state.step)
 
   step_fn = jax.jit(
-    functools.partial(train_step, stage, cfg.compute_dtype, gathered),
+    functools.partial(train_step, stage, compute_dtype=cfg.compute_dtype, gathered=gathered),
     donate_argnums=0,
     in_shardings=(state_sharding, frozen_sharding, batch_sharding, replicated),
     out_shardings=(state_sharding, replicated),

@@ -7,6 +7,7 @@ every name and shape against the model the config builds, so a mismatched or cor
 clear line instead of producing garbage.
 """
 
+import contextlib
 import pathlib
 import shutil
 import warnings
@@ -16,6 +17,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import safetensors.numpy
+from absl import logging as absl_logging
 from grain import checkpoint as grain_checkpoint
 
 from tcts_jax.utils.config import resolve_path
@@ -88,6 +90,16 @@ def restore_train_state(mngr: ocp.CheckpointManager, target, loader):
   return state
 
 
+@contextlib.contextmanager
+def absl_verbosity(level: int):
+  previous = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(level)
+  try:
+    yield
+  finally:
+    absl_logging.set_verbosity(previous)
+
+
 def latest_params(workdir):
   """The params of the newest readable orbax checkpoint in a trainer workdir (as NumPy arrays)."""
   ckpt_dir = pathlib.Path(workdir).absolute() / 'checkpoints'
@@ -100,10 +112,11 @@ def latest_params(workdir):
     path = ckpt_dir / str(step) / item
     with ocp.StandardCheckpointer() as checkpointer:
       # Onto one local device, whatever mesh wrote it: a checkpoint of 8 or 256 devices exports on one host.
+      # (Orbax logs a warning for unreadable metadata; the restore below then fails and says why, once.)
+      with absl_verbosity(absl_logging.ERROR):
+        metadata = checkpointer.metadata(path).item_metadata
       one_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-      target = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one_device), checkpointer.metadata(path).item_metadata
-      )
+      target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one_device), metadata)
       return checkpointer.restore(path, target)['params']
 
   _, params = newest_readable(steps, restore, str(ckpt_dir))
