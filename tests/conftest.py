@@ -88,10 +88,11 @@ def run_cli(module, *args, timeout=600, env=None, cwd=REPO):
   )
 
 
-def run_cli_processes(module, *args, processes=2, devices_per_process=4, timeout=900) -> list:
+def run_cli_processes(module, *args, processes=2, devices_per_process=4, timeout=900, signal_when=None) -> list:
   """`python -m module args` as one multi-process JAX run on this machine: `processes` local processes of
   `devices_per_process` host devices each, joined through a coordinator on 127.0.0.1. Their CompletedProcesses
-  (stdout and stderr as str), in process order."""
+  (stdout and stderr as str), in process order. `signal_when=(text, process, signal)`: send `signal` to that
+  process once process 0 has printed a line containing `text`."""
   with socket.socket() as s:  # a free port for the coordinator
     s.bind(('127.0.0.1', 0))
     port = s.getsockname()[1]
@@ -99,6 +100,7 @@ def run_cli_processes(module, *args, processes=2, devices_per_process=4, timeout
     **os.environ,
     'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices_per_process}',
     'JAX_PLATFORMS': 'cpu',
+    'PYTHONUNBUFFERED': '1',
   }
   flags = [f'--coordinator_address=127.0.0.1:{port}', f'--num_processes={processes}']
   command = [sys.executable, '-m', module, *map(str, args), *flags]
@@ -109,7 +111,16 @@ def run_cli_processes(module, *args, processes=2, devices_per_process=4, timeout
     for i in range(processes)
   ]
   try:
+    head = ''
+    if signal_when is not None:
+      text, target, sig = signal_when
+      for line in procs[0].stdout:
+        head += line
+        if text in line:
+          procs[target].send_signal(sig)
+          break
     outs = [p.communicate(timeout=timeout) for p in procs]
+    outs[0] = (head + outs[0][0], outs[0][1])
   finally:
     for p in procs:
       p.kill()

@@ -18,7 +18,7 @@ import pytest
 from tcts_jax.training import trainer
 from tcts_jax.training.trainer import TrainingDiverged, train_and_evaluate
 from tcts_jax.utils import checkpoint
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, run_cli_processes
 from tests.test_train import tiny
 
 STEPS, EVERY = 12, 3  # checkpoints at 3, 6, 9, 12 (the last two kept)
@@ -36,8 +36,9 @@ def cli_args(workdir, data_dir) -> list:
 
 def saved_state(workdir, step) -> dict:
   """Everything a checkpoint holds for the train state (params, optimizer state, step) as NumPy."""
-  with ocp.StandardCheckpointer() as c:
-    return jax.tree.map(np.asarray, c.restore(workdir / 'checkpoints' / str(step) / checkpoint.STATE))
+  return jax.tree.map(
+    np.asarray, checkpoint.restore_on_one_device(workdir / 'checkpoints' / str(step) / checkpoint.STATE)
+  )
 
 
 def assert_bitwise_equal(a: dict, b: dict):
@@ -166,6 +167,28 @@ def test_exported_params_fall_back_too_and_none_readable_is_one_line(reference, 
   )
   assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'no readable checkpoint' in r.stderr, r.stderr
   assert not out.exists()
+
+
+def test_two_processes_stop_together_on_a_preemption_notice_and_resume_bitwise(tiny_data_dir, tmp_path):
+  """Multi-host preemption, on 2 local processes of 4 host devices: SIGTERM to process 1 is a preemption
+  notice for JAX's preemption service; orbax's `reached_preemption` stops both at the same step, which they
+  save together, and both exit 0. Rerun, they end with the train state of an uninterrupted 2-process run, bit
+  for bit."""
+
+  def args(workdir):
+    return [*cli_args(workdir, tiny_data_dir), '--config.train.num_steps=30', '--config.train.checkpoint_every=10']
+
+  for r in run_cli_processes('tcts_jax.train', *args(tmp_path / 'straight')):
+    assert r.returncode == 0, r.stderr[-2000:]
+  runs = run_cli_processes('tcts_jax.train', *args(tmp_path / 'run'), signal_when=('] step 12/', 1, signal.SIGTERM))
+  assert [r.returncode for r in runs] == [0, 0], runs[1].stderr[-2000:]
+  saved = max(int(p.name) for p in (tmp_path / 'run' / 'checkpoints').iterdir() if p.name.isdigit())
+  assert 12 <= saved < 30 and f'stopped by a preemption notice: checkpoint of step {saved} saved' in runs[0].stdout
+  assert 'SIGTERM caught' in runs[1].stderr  # the notice went to JAX, not to a handler of ours
+  runs = run_cli_processes('tcts_jax.train', *args(tmp_path / 'run'))
+  assert [r.returncode for r in runs] == [0, 0], runs[0].stderr[-2000:]
+  assert f'resumed from step {saved}' in runs[0].stdout
+  assert_bitwise_equal(saved_state(tmp_path / 'run', 30), saved_state(tmp_path / 'straight', 30))
 
 
 def test_checkpoints_without_a_data_position_export_but_do_not_resume(reference, tiny_data_dir, tmp_path):

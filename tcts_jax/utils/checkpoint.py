@@ -100,6 +100,18 @@ def absl_verbosity(level: int):
     absl_logging.set_verbosity(previous)
 
 
+def restore_on_one_device(path):
+  """An orbax checkpoint item (a train state) onto this process's first device, whatever mesh wrote it: a
+  checkpoint of 8 or 256 devices exports on one host."""
+  with ocp.StandardCheckpointer() as checkpointer:
+    # Orbax logs a warning for unreadable metadata; the restore below then fails and says why, once.
+    with absl_verbosity(absl_logging.ERROR):
+      metadata = checkpointer.metadata(path).item_metadata
+    one_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one_device), metadata)
+    return checkpointer.restore(path, target)
+
+
 def latest_params(workdir):
   """The params of the newest readable orbax checkpoint in a trainer workdir (as NumPy arrays)."""
   ckpt_dir = pathlib.Path(workdir).absolute() / 'checkpoints'
@@ -109,15 +121,7 @@ def latest_params(workdir):
 
   def restore(step):
     item = next((i for i in (STATE, LEGACY_STATE) if (ckpt_dir / str(step) / i).is_dir()), STATE)
-    path = ckpt_dir / str(step) / item
-    with ocp.StandardCheckpointer() as checkpointer:
-      # Onto one local device, whatever mesh wrote it: a checkpoint of 8 or 256 devices exports on one host.
-      # (Orbax logs a warning for unreadable metadata; the restore below then fails and says why, once.)
-      with absl_verbosity(absl_logging.ERROR):
-        metadata = checkpointer.metadata(path).item_metadata
-      one_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-      target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one_device), metadata)
-      return checkpointer.restore(path, target)['params']
+    return restore_on_one_device(ckpt_dir / str(step) / item)['params']
 
   _, params = newest_readable(steps, restore, str(ckpt_dir))
   return jax.tree.map(np.asarray, params)
