@@ -91,7 +91,7 @@ def leaf_spec(name: str, shape: Sequence[int], rules, axis_sizes: Mapping[str, i
         f'partition rule {pattern!r} splits dimension {dim} of {name} {tuple(shape)} over {devices} devices: '
         'not divisible'
       )
-  return P(*spec)
+  return P(*(tuple(a) if isinstance(a, (list, tuple)) else a for a in spec))
 
 
 def partition_specs(tree, rules, axis_sizes: Mapping[str, int]):
