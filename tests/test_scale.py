@@ -90,6 +90,20 @@ def test_bad_partition_rules_name_the_rule(rule, message):
   assert repr(rule[0]) in str(e.value)
 
 
+@pytest.mark.parametrize(
+  'rules, message',
+  [
+    ([('(', 'fsdp')], 'not a regular expression'),
+    ([('w', 'shard')], 'is not "fsdp", "replicate" or a tuple of axes'),
+    ([('w', (None, 'tensor'))], "names mesh axis 'tensor'"),
+    ([('w',)], 'a partition rule is \\(regex, spec\\)'),
+  ],
+)
+def test_rules_no_tree_could_satisfy_are_refused_before_any_work(rules, message):
+  with pytest.raises(ValueError, match=message):
+    sharding.check_rules(rules, sharding.make_mesh({'data': -1, 'fsdp': 1}))
+
+
 def test_make_mesh_sizes_and_errors():
   mesh = sharding.make_mesh({'data': -1, 'fsdp': 1})
   assert dict(mesh.shape) == {'data': jax.device_count(), 'fsdp': 1}

@@ -165,6 +165,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   Nothing is written to `workdir` (nor is it created) until the config, data and frozen parts have loaded."""
   check_train_config(config.train)
   mesh = sharding.make_mesh(config.train.mesh)
+  sharding.check_rules(config.train.partition_rules, mesh)
   workdir = _check_workdir(workdir)
   dataset = get_dataset(config.data)
   stage = stage_for(config, dataset)

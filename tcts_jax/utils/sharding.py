@@ -94,6 +94,27 @@ def leaf_spec(name: str, shape: Sequence[int], rules, axis_sizes: Mapping[str, i
   return P(*(tuple(a) if isinstance(a, (list, tuple)) else a for a in spec))
 
 
+def check_rules(rules, mesh: Mesh) -> None:
+  """One-line errors for rules that no tree could satisfy (bad regex, spec or axis name); shapes are checked
+  when the rules are applied."""
+  for rule in rules:
+    if len(rule) != 2:
+      raise ValueError(f'a partition rule is (regex, spec), got {rule!r}')
+    pattern, spec = rule
+    try:
+      re.compile(pattern)
+    except (re.error, TypeError) as e:
+      raise ValueError(f'partition rule {pattern!r}: not a regular expression ({e})') from None
+    if spec in ('fsdp', 'replicate'):
+      continue
+    if isinstance(spec, str) or not isinstance(spec, (tuple, list)):
+      raise ValueError(f'partition rule {pattern!r}: spec {spec!r} is not "fsdp", "replicate" or a tuple of axes')
+    for axes in spec:
+      for axis in () if axes is None else (axes,) if isinstance(axes, str) else axes:
+        if axis not in mesh.axis_names:
+          raise ValueError(f'partition rule {pattern!r} names mesh axis {axis!r}; the mesh has {list(mesh.axis_names)}')
+
+
 def partition_specs(tree, rules, axis_sizes: Mapping[str, int]):
   """A PartitionSpec per leaf of `tree` (arrays or ShapeDtypeStructs)."""
   rules = [(str(pattern), spec) for pattern, spec in rules]
