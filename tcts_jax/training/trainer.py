@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from tcts_jax.data import Dataset, get_dataset, pipeline, require_fields
 from tcts_jax.training.stages import stage_for
-from tcts_jax.utils import checkpoint, sharding
+from tcts_jax.utils import checkpoint, compilation, sharding
 
 
 class TrainingDiverged(RuntimeError):
@@ -210,7 +210,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir):
   # Made by one jitted function, so the state has the types and placement of what train_step returns and
   # the step compiles once (a state built eagerly differs from the step's output and compiled it twice).
   state_sharding = sharding.tree_shardings(jax.eval_shape(create_state, rng, batch), cfg.partition_rules, mesh)
-  state = jax.jit(create_state, out_shardings=state_sharding)(rng, batch)
+  state = compilation.jit_one_off(create_state, out_shardings=state_sharding)(rng, batch)
   frozen_sharding = sharding.tree_shardings(frozen, cfg.partition_rules, mesh)
   frozen = jax.device_put(frozen, frozen_sharding)
   gathered = jax.tree.map(lambda s: sharding.without_axis(s, 'fsdp'), state_sharding.params)
