@@ -91,7 +91,7 @@ def measure(grid: int, codebook: int, strategies, args, peak: float) -> dict:
     )
   achieved = forward_flops / forward_seconds / 1e9
   cfg = sampler_config(config.sampler, strategy='fas', steps=t)
-  memory = Sampler(model, cfg, selector)._sample.lower(params, ids, jax.random.key(0), None).compile().memory_analysis()
+  memory = Sampler(model, cfg, selector).lower(params, ids, jax.random.key(0)).compile().memory_analysis()
   peak_bytes = (
     memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes - memory.alias_size_in_bytes
   )

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 
 from tcts_jax.models import Models, abstract_params, build_models, image_tokens
-from tcts_jax.sampling.sampler import Sampler, sampler_config
+from tcts_jax.sampling.sampler import Sampler, program_key, sampler_config
 from tcts_jax.utils import checkpoint
 from tcts_jax.utils.config import load_config, resolve_path
 from tcts_jax.utils.visualize import to_uint8
@@ -86,7 +86,7 @@ class TextToImage:
     self.config, self.models, self.params = config, models, params
     # The model as the sampler sees it: pure functions (tcts_jax.sampling.model).
     self.model, self.selector = models.masked_generator(), models.token_selector()
-    self._samplers = {}
+    self._samplers, self._programs = {}, {}
 
   @classmethod
   def load(
@@ -171,7 +171,12 @@ class TextToImage:
     expanded = [p for p in prompts for _ in range(num_samples)]
     ids = self.encode_prompts(expanded)
     negative = None if negative_prompt is None else np.repeat(self.encode_prompts([negative_prompt]), len(ids), 0)
-    out = self.sampler(trajectory, diagnostics, **sampler_overrides)(self.params, ids, jax.random.key(seed), negative)
+    cfg = sampler_config(self.config.sampler, **sampler_overrides)
+    # One compiled sampler per program_key: a new guidance scale, temperature or mask schedule compiles nothing.
+    key = (program_key(cfg), trajectory, diagnostics)
+    if key not in self._programs:
+      self._programs[key] = self.sampler(trajectory, diagnostics, **sampler_overrides)
+    out = self._programs[key](self.params, ids, jax.random.key(seed), negative, settings=cfg)
     traj = jax.tree.map(np.asarray, out.trajectory) if trajectory else None
     diag = jax.tree.map(np.asarray, out.diagnostics) if diagnostics else None
     return Generation(expanded, to_uint8(out.images), np.asarray(out.tokens), traj, diag)

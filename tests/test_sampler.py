@@ -2,12 +2,14 @@
 properties hold for any generator, so no training is needed. Every strategy of STRATEGIES is run (the oracle ones
 with random reference tokens)."""
 
+import collections
+
 import jax
 import numpy as np
 import pytest
 
 from tcts_jax.sampling import schedules
-from tcts_jax.sampling.sampler import sampler_config, strategy_per_step
+from tcts_jax.sampling.sampler import program_key, sampler_config, strategy_per_step
 from tcts_jax.sampling.strategies import PRESETS, STRATEGIES, make_strategy
 from tcts_jax.utils.config import load_config
 from tests.conftest import make_sampler
@@ -21,22 +23,31 @@ PROMPTS = [
 REFERENCE = np.random.default_rng(0).integers(0, 64, (len(PROMPTS), 64)).astype(np.int32)  # tiny: 64 codes, 64 tokens
 
 
+# What a run was: its sampler config, its per-step arrays, and whether a strategy of it counts its own k.
+Run = collections.namedtuple('Run', 'cfg schedules adaptive_count')
+
+
 @pytest.fixture(scope='module')
 def run(tiny_model):
-  """run(seed=0, negative=None, **sampler overrides) -> SampleOutput with trajectory and diagnostics (samplers
-  cached); strategies that need reference tokens get REFERENCE."""
+  """run(seed=0, negative=None, **sampler overrides) -> (SampleOutput with trajectory and diagnostics, Run).
+
+  One sampler built for every strategy serves all runs whose settings differ only in `PER_STEP_SETTINGS`
+  (one compilation instead of one per strategy); each run hands it its own settings. Such a sampler samples as
+  the strategy's own one does (test_diagnostics_and_extra_strategies_do_not_change_the_samples). Every run gets
+  REFERENCE as the oracle strategies' reference tokens."""
   config, models, params = tiny_model
   ids = models.word_tokenizer.encode_batch(PROMPTS)
-  cache = {}
+  samplers = {}
 
   def _run(seed=0, negative=None, ids=ids, **overrides):
     cfg = sampler_config(config.sampler, **overrides)
-    key = cfg.to_json()
-    if key not in cache:
-      cache[key] = make_sampler(models, cfg, trajectory=True, diagnostics=True)
-    reference = REFERENCE if cache[key].needs_reference else None
-    out = cache[key](params, ids, jax.random.key(seed), negative, reference_tokens=reference)
-    return jax.tree.map(np.asarray, out), cache[key]
+    static, used = program_key(cfg)
+    if static not in samplers:
+      samplers[static] = make_sampler(models, cfg, trajectory=True, diagnostics=True, strategies=STRATEGIES)
+    sampler = samplers[static]
+    out = sampler(params, ids, jax.random.key(seed), negative, reference_tokens=REFERENCE, settings=cfg)
+    adaptive = any(make_strategy(name, cfg).keep_count is not None for name in used)
+    return jax.tree.map(np.asarray, out), Run(cfg, sampler.schedules_for(cfg), adaptive)
 
   return _run
 
@@ -56,14 +67,14 @@ REVOCABLE = [name for name, s in _BUILT.items() if s.revocable] + list(PRESETS)
 @pytest.mark.parametrize('strategy', ALL)
 def test_exactly_k_kept_and_no_mask_left(run, tiny_model, strategy):
   _, models, _ = tiny_model
-  out, sampler = run(strategy=strategy)
+  out, ran = run(strategy=strategy)
   counts = out.trajectory['kept'].sum(-1)  # (T, B)
-  if sampler.adaptive_count:  # a count of its own (entropy_bounded): at least one new token a step until full
+  if ran.adaptive_count:  # a count of its own (entropy_bounded): at least one new token a step until full
     before = np.concatenate([np.zeros_like(counts[:1]), counts[:-1]])
     np.testing.assert_array_equal(counts, np.minimum(np.maximum(counts, before + 1), models.num_tokens))
     assert (counts[-1] == models.num_tokens).all()
   else:
-    np.testing.assert_array_equal(counts, np.broadcast_to(sampler.schedules.keep_counts[:, None], counts.shape))
+    np.testing.assert_array_equal(counts, np.broadcast_to(ran.schedules.keep_counts[:, None], counts.shape))
   assert (out.tokens != models.mask_id).all()
   assert out.tokens.min() >= 0 and out.tokens.max() < models.generator.codebook_size
   assert out.images.shape == (len(PROMPTS), 32, 32, 3)
@@ -71,14 +82,14 @@ def test_exactly_k_kept_and_no_mask_left(run, tiny_model, strategy):
 
 @pytest.mark.parametrize('strategy', ALL)
 def test_diagnostics_follow_the_trajectory(run, tiny_model, strategy):
-  out, sampler = run(strategy=strategy)
+  out, ran = run(strategy=strategy)
   kept, tokens, diag = out.trajectory['kept'], out.trajectory['tokens'], out.diagnostics
   before = np.concatenate([np.zeros_like(kept[:1]), kept[:-1]])  # visible entering each step
   np.testing.assert_array_equal(diag['decided'], (~before & kept).sum(-1))
   np.testing.assert_array_equal(diag['revoked'], (before & ~kept).sum(-1))
   # Every position is decided once more than it is revoked: an empty canvas ends full.
   np.testing.assert_array_equal((diag['decided'] - diag['revoked']).sum(0), tiny_model[1].num_tokens)
-  np.testing.assert_array_equal(diag['midpoint_tokens'], tokens[(sampler.cfg.steps - 1) // 2])
+  np.testing.assert_array_equal(diag['midpoint_tokens'], tokens[(ran.cfg.steps - 1) // 2])
   assert diag['churn'].shape == diag['entropy_masked'].shape == diag['entropy_visible'].shape == kept.shape[:2]
   assert (diag['entropy_masked'] > 0).all() and (diag['entropy_visible'][0] == 0).all()  # nothing visible at first
 
@@ -127,9 +138,10 @@ def test_redraw_changes_kept_values_and_churn_counts_them(run, tiny_model, strat
   assert not out.diagnostics['churn'][0].any()
 
 
-def test_diagnostics_do_not_change_the_samples(run, tiny_model):
+def test_diagnostics_and_extra_strategies_do_not_change_the_samples(run, tiny_model):
+  # `run` samples with diagnostics on a sampler built for every strategy; `plain` is the strategy's own.
   config, models, params = tiny_model
-  for strategy in ('tcts_fas', 'ivqd_purity'):
+  for strategy in ('tcts_fas', 'ivqd_purity', 'uniform', 'random_revoke'):
     with_diagnostics, _ = run(seed=11, strategy=strategy)
     plain = make_sampler(models, sampler_config(config.sampler, strategy=strategy))
     tokens = plain(params, models.word_tokenizer.encode_batch(PROMPTS), jax.random.key(11)).tokens
@@ -219,7 +231,7 @@ def test_one_scan_with_static_length(tiny_model):
   config, models, params = tiny_model
   sampler = make_sampler(models, sampler_config(config.sampler, strategy='fas'))
   ids = models.word_tokenizer.encode_batch(PROMPTS[:2])
-  jaxpr = jax.make_jaxpr(sampler._sample_impl)(params, ids, jax.random.key(0), None)
+  jaxpr = jax.make_jaxpr(sampler._sample_impl)(*sampler.arguments(params, ids, jax.random.key(0)))
   scans = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == 'scan']
   assert len(scans) == 1 and scans[0].params['length'] == config.sampler.steps
   # No other loop primitive at top level, and none inside the scan other than what XLA needs.
@@ -232,6 +244,27 @@ def test_no_recompilation_across_prompts_and_seeds(tiny_model):
   for seed, prompts in enumerate([PROMPTS[:2], PROMPTS[2:]]):
     sampler(params, models.word_tokenizer.encode_batch(prompts), jax.random.key(seed))
   assert sampler._sample._cache_size() == 1
+
+
+def test_per_step_settings_reuse_the_compiled_program_and_others_are_refused(tiny_model):
+  config, models, params = tiny_model
+  ids = models.word_tokenizer.encode_batch(PROMPTS[:2])
+  cfg = sampler_config(config.sampler, strategy='uniform', steps=4)
+  sampler = make_sampler(models, cfg, strategies=('purity',))
+  other = sampler_config(
+    cfg, strategy='purity:2,uniform:2', guidance_scale=0.5, temperature=2.0, mask_schedule='linear'
+  )
+  swept = sampler(params, ids, jax.random.key(3), settings=other)
+  own = make_sampler(models, other)(params, ids, jax.random.key(3))
+  np.testing.assert_array_equal(np.asarray(swept.tokens), np.asarray(own.tokens))
+  sampler(params, ids, jax.random.key(3))
+  assert sampler._sample._cache_size() == 1
+  with pytest.raises(ValueError, match=r"settings differ from the compiled sampler in \['top_k'\]"):
+    sampler(params, ids, jax.random.key(0), settings=sampler_config(cfg, top_k=3))
+  with pytest.raises(ValueError, match=r"not built for strategies \['random_revoke'\]"):
+    sampler(params, ids, jax.random.key(0), settings=sampler_config(cfg, strategy='random_revoke'))
+  with pytest.raises(ValueError, match='temperature must be > 0'):
+    sampler(params, ids, jax.random.key(0), settings=sampler_config(cfg, temperature=0.0))
 
 
 @pytest.mark.parametrize(

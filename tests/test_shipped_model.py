@@ -59,3 +59,19 @@ def test_refinement_and_editing_are_bit_identical(t2i):
   region[:20] = True
   inpainted = editing.inpaint(t2i, base, PROMPTS[0], region, jax.random.key(0)).tokens
   np.testing.assert_array_equal(inpainted, REFERENCE['edit__inpaint'])
+
+
+def test_a_new_guidance_temperature_or_schedule_compiles_nothing(t2i):
+  def compiled():
+    return sum(s._sample._cache_size() for s in t2i._programs.values())
+
+  t2i.generate(PROMPTS[:1], seed=0, strategy='purity')
+  before = compiled()
+  again = t2i.generate(
+    PROMPTS[:1], seed=0, strategy='purity', guidance_scale=1.0, temperature=0.5, mask_schedule='linear'
+  )
+  assert compiled() == before
+  own = t2i.sampler(strategy='purity', guidance_scale=1.0, temperature=0.5, mask_schedule='linear')
+  np.testing.assert_array_equal(
+    again.tokens, own(t2i.params, t2i.encode_prompts(PROMPTS[:1]), jax.random.key(0)).tokens
+  )

@@ -1,18 +1,20 @@
 """The sampler: every step (generator with CFG, token draw, strategy, selection) in ONE `lax.scan`.
 
 All per-step quantities (k_t, guidance scale, temperature, noise scale, strategy index) are NumPy
-arrays built from the config before tracing, so the step count is static, nothing in the loop depends
-on Python control flow over traced values, and a new prompt or seed reuses the compiled program. What a
-step computes beyond the draw (attention maps, selector scores, purity, diagnostics) is computed only when
-a strategy of the run (or the caller) asks for it.
+arrays built from the config before tracing and handed to the compiled program as arguments, so the step
+count is static, nothing in the loop depends on Python control flow over traced values, and a new prompt,
+seed or per-step setting (`PER_STEP_SETTINGS`: strategy, guidance, temperature, mask schedule, ...) reuses
+the compiled program. What a step computes beyond the draw (attention maps, selector scores, purity,
+diagnostics) is computed only when a strategy the sampler was built for (or the caller) asks for it.
 
 The model comes in as functions (`sampling.model`): the text side is encoded once, before the scan;
 each step calls the generator's `logits` (and the selector's, for TCTS). Nothing here imports a model.
 """
 
 import dataclasses
+import json
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import flax.struct
 import jax
@@ -26,6 +28,18 @@ from tcts_jax.sampling.select import draw_categorical, gumbel_top_k
 
 
 VISIBLE_TOKENS = ('keep', 'redraw')
+# Sampler settings that only change the per-step arrays the compiled program reads. A sampler runs any config
+# that differs from its own in these alone, if it was built for the strategies that config uses
+# (`Sampler(..., strategies=...)`, `sampler(..., settings=cfg)`), without compiling again.
+PER_STEP_SETTINGS = (
+  'strategy',
+  'guidance_scale',
+  'guidance_schedule',
+  'temperature',
+  'mask_schedule',
+  'count_rule',
+  'visible_tokens',
+)
 
 
 @flax.struct.dataclass
@@ -51,6 +65,13 @@ def sampler_config(base, **overrides):
         raise ValueError(f'unknown sampler setting {key!r}')
       cfg[key] = value
   return cfg
+
+
+def program_key(cfg) -> tuple:
+  """What of sampler config `cfg` decides the compiled program: every setting outside `PER_STEP_SETTINGS`, and the
+  set of strategies it uses. Configs with equal keys run on one `Sampler` (`settings=`)."""
+  static = {k: v for k, v in cfg.to_dict().items() if k not in PER_STEP_SETTINGS}
+  return json.dumps(static, sort_keys=True, default=str), tuple(sorted(set(strategy_per_step(cfg))))
 
 
 def strategy_per_step(cfg) -> list[str]:
@@ -150,7 +171,11 @@ class Sampler:
   (`TokenSelector`), needed by the tcts* strategies only. trajectory: also return per-step x̂, kept masks
   and FAS maps. decode: False skips image decoding (`images` is then None), for callers that only need
   tokens. diagnostics: also return per-step decided / revoked / churn counts, entropies and the midpoint x̂
-  (`SampleOutput.diagnostics`), computed in the same scan.
+  (`SampleOutput.diagnostics`), computed in the same scan. strategies: names of further strategies the one
+  compiled program can run (besides those of `cfg`), for sweeps: `sampler(..., settings=other_cfg)` then runs
+  any config that differs from `cfg` only in `PER_STEP_SETTINGS` and uses these strategies. Every step then
+  computes what any of them needs (selector scores, attention maps, ...), so a sweep trades a slower step for
+  one compilation.
   """
 
   def __init__(
@@ -161,43 +186,20 @@ class Sampler:
     trajectory: bool = False,
     decode: bool = True,
     diagnostics: bool = False,
+    strategies: Sequence[str] = (),
   ):
     validate(cfg, model, selector)
     self.model, self.selector, self.cfg = model, selector, cfg
     self.trajectory, self.diagnostics = trajectory, diagnostics
     self.decode_images = decode and model.decode is not None
-    names = strategy_per_step(cfg)
-    unique = list(dict.fromkeys(names))
-    self.strategies = tuple(strat.make_strategy(n, cfg) for n in unique)
-    index = np.array([unique.index(n) for n in names], np.int32)
-    progress = np.arange(1, cfg.steps + 1) / cfg.steps
-    noise_per_strategy = [np.broadcast_to(s.noise_scale(progress), progress.shape) for s in self.strategies]
-    noise = np.array([noise_per_strategy[i][t] for t, i in enumerate(index)], np.float32)
-    revocable = np.array([self.strategies[i].revocable for i in index])
-    # Strategies that change the token distribution, and at which steps (0 = unchanged).
-    transforming = [i for i, s in enumerate(self.strategies) if s.token_logits is not None]
-    self.token_transforms = tuple(self.strategies[i] for i in transforming)
-    token_transform = np.zeros(cfg.steps, np.int32)
-    for j, i in enumerate(transforming):
-      at = np.broadcast_to(self.strategies[i].token_logits_at(progress), progress.shape)
-      token_transform[(index == i) & at] = j + 1
-    keep_counts = schedules.keep_counts(
-      cfg.steps, model.num_tokens, cfg.mask_schedule, cfg.get('count_rule', 'reserve')
-    )
-    # 'keep': x̂ = x at every visible position, every strategy; 'redraw': revocable strategies redraw them.
-    redraw = cfg.get('visible_tokens', 'keep') == 'redraw'
-    self.schedules = Schedules(
-      keep_counts=keep_counts,
-      guidance=schedules.guidance_scales(cfg.steps, cfg.guidance_scale, cfg.guidance_schedule),
-      temperature=np.full(cfg.steps, cfg.temperature, np.float32),
-      noise_scale=noise,
-      strategy_index=index,
-      freeze=~revocable if redraw else np.ones(cfg.steps, bool),
-      mask_ratio_after=np.asarray(schedules.mask_ratio(progress, cfg.mask_schedule), np.float32),
-      input_mask_ratio=(1.0 - np.concatenate([[0], keep_counts[:-1]]) / model.num_tokens).astype(np.float32),
-      token_transform=token_transform,
-      time=(np.arange(cfg.steps) / cfg.steps).astype(np.float32),
-    )
+    self.strategy_names = tuple(dict.fromkeys(strategy_per_step(cfg) + list(strategies)))
+    self.strategies = tuple(strat.make_strategy(n, cfg) for n in self.strategy_names)
+    if selector is None and any(s.needs_selector for s in self.strategies):
+      raise ValueError(f'strategies {self.strategy_names} need a TCTS selector, but the sampler was given none')
+    # Strategies that change the token distribution (Sampler step: 0 = unchanged, i = token_transforms[i - 1]).
+    self._transforming = [i for i, s in enumerate(self.strategies) if s.token_logits is not None]
+    self.token_transforms = tuple(self.strategies[i] for i in self._transforming)
+    self.schedules = self.schedules_for(cfg)
     self.needs_attention = any(s.needs_high_freq for s in self.strategies)
     self.needs_cross_attention = any(s.needs_cross_attention for s in self.strategies)
     self.needs_selector = any(s.needs_selector for s in self.strategies)
@@ -209,34 +211,114 @@ class Sampler:
     self.selector_guidance = float(cfg.get('selector_guidance', 1.0))
     self._sample = jax.jit(self._sample_impl)
 
+  def schedules_for(self, cfg) -> Schedules:
+    """The per-step arrays of sampler config `cfg`, for this compiled program. A one-line error if `cfg` differs
+    from the sampler's own config outside `PER_STEP_SETTINGS` or uses a strategy it was not built for."""
+    own, other = self.cfg.to_dict(), cfg.to_dict()
+    changed = sorted(k for k in own.keys() | other.keys() if k not in PER_STEP_SETTINGS and own.get(k) != other.get(k))
+    if changed:  # what program_key compares, named
+      raise ValueError(f'settings differ from the compiled sampler in {changed}: build a Sampler for them')
+    names = strategy_per_step(cfg)
+    missing = [n for n in dict.fromkeys(names) if n not in self.strategy_names]
+    if missing:
+      raise ValueError(f'the sampler was not built for strategies {missing} (it runs {list(self.strategy_names)})')
+    validate(cfg, self.model, self.selector)
+    index = np.array([self.strategy_names.index(n) for n in names], np.int32)
+    progress = np.arange(1, cfg.steps + 1) / cfg.steps
+    noise_of = {i: np.broadcast_to(self.strategies[i].noise_scale(progress), progress.shape) for i in set(index)}
+    noise = np.array([noise_of[i][t] for t, i in enumerate(index)], np.float32)
+    revocable = np.array([self.strategies[i].revocable for i in index])
+    token_transform = np.zeros(cfg.steps, np.int32)
+    for j, i in enumerate(self._transforming):
+      at = np.broadcast_to(self.strategies[i].token_logits_at(progress), progress.shape)
+      token_transform[(index == i) & at] = j + 1
+    keep_counts = schedules.keep_counts(
+      cfg.steps, self.model.num_tokens, cfg.mask_schedule, cfg.get('count_rule', 'reserve')
+    )
+    # 'keep': x̂ = x at every visible position, every strategy; 'redraw': revocable strategies redraw them.
+    redraw = cfg.get('visible_tokens', 'keep') == 'redraw'
+    return Schedules(
+      keep_counts=keep_counts,
+      guidance=schedules.guidance_scales(cfg.steps, cfg.guidance_scale, cfg.guidance_schedule),
+      temperature=np.full(cfg.steps, cfg.temperature, np.float32),
+      noise_scale=noise,
+      strategy_index=index,
+      freeze=~revocable if redraw else np.ones(cfg.steps, bool),
+      mask_ratio_after=np.asarray(schedules.mask_ratio(progress, cfg.mask_schedule), np.float32),
+      input_mask_ratio=(1.0 - np.concatenate([[0], keep_counts[:-1]]) / self.model.num_tokens).astype(np.float32),
+      token_transform=token_transform,
+      time=(np.arange(cfg.steps) / cfg.steps).astype(np.float32),
+    )
+
   def __call__(
-    self, params, text_ids, rng, negative_ids=None, init_tokens=None, locked=None, reference_tokens=None
+    self,
+    params,
+    text_ids,
+    rng,
+    negative_ids=None,
+    init_tokens=None,
+    locked=None,
+    reference_tokens=None,
+    settings=None,
   ) -> SampleOutput:
     """Sample from an all-[MASK] canvas, or complete `init_tokens` (B, N) whose [MASK] positions are
     generated; `locked` (B, N) bool marks visible tokens that never change (inpainting, editing).
-    `reference_tokens` (B, N) int32: the tokens of a real image per prompt, for the oracle strategies."""
+    `reference_tokens` (B, N) int32: the tokens of a real image per prompt, for the oracle strategies.
+    `settings`: a sampler config to run instead of the sampler's own (see `schedules_for`)."""
+    args = self.arguments(params, text_ids, rng, negative_ids, init_tokens, locked, reference_tokens, settings)
+    return self._sample(*args)
+
+  def lower(self, *args, **kwargs) -> jax.stages.Lowered:
+    """The compiled program's `jax.stages.Lowered` for a call with these arguments (for cost and memory analysis)."""
+    return self._sample.lower(*self.arguments(*args, **kwargs))
+
+  def arguments(
+    self, params, text_ids, rng, negative_ids=None, init_tokens=None, locked=None, reference_tokens=None, settings=None
+  ) -> tuple:
+    """The compiled program's arguments for a call (checked): `params`, the per-step arrays, then the rest."""
     if locked is not None:
       if init_tokens is None:
         raise ValueError('locked needs init_tokens')
       if np.any(np.asarray(locked) & (np.asarray(init_tokens) == self.model.mask_id)):
         raise ValueError('locked positions must hold tokens, not [MASK]')
-    if reference_tokens is None and self.needs_reference:
-      raise ValueError(f'strategy {self.cfg.strategy!r} needs reference_tokens (the tokens of a real image per prompt)')
+    sch = self.schedules if settings is None else self.schedules_for(settings)
+    used = {int(i) for i in sch.strategy_index}
     expected = (np.shape(text_ids)[0], self.model.num_tokens)
+    if reference_tokens is None and any(self.strategies[i].needs_reference for i in used):
+      strategy = (settings or self.cfg).strategy
+      raise ValueError(f'strategy {strategy!r} needs reference_tokens (the tokens of a real image per prompt)')
     if reference_tokens is not None and np.shape(reference_tokens) != expected:
       raise ValueError(f'reference_tokens must have shape {expected}, got {np.shape(reference_tokens)}')
-    return self._sample(params, jnp.asarray(text_ids), rng, negative_ids, init_tokens, locked, reference_tokens)
+    if reference_tokens is None and self.needs_reference:  # built for an oracle this run does not use
+      reference_tokens = np.zeros(expected, np.int32)
+    per_step = dict(
+      k=sch.keep_counts,
+      guidance=sch.guidance,
+      temperature=sch.temperature,
+      noise=sch.noise_scale,
+      strategy=sch.strategy_index,
+      freeze=sch.freeze,
+      ratio=sch.input_mask_ratio,
+      token_transform=sch.token_transform,
+      time=sch.time,
+      mask_ratio_after=sch.mask_ratio_after,
+    )
+    return params, per_step, jnp.asarray(text_ids), rng, negative_ids, init_tokens, locked, reference_tokens
 
-  def _sample_impl(self, params, text_ids, rng, negative_ids, init_tokens=None, locked=None, reference_tokens=None):
-    m, cfg, sch = self.model, self.cfg, self.schedules
+  def _sample_impl(
+    self, params, per_step, text_ids, rng, negative_ids, init_tokens=None, locked=None, reference_tokens=None
+  ):
+    m, cfg = self.model, self.cfg
     b, n = text_ids.shape[0], m.num_tokens
+    per_step = dict(per_step, step=jnp.arange(cfg.steps, dtype=jnp.int32))
+    mask_ratio_after = per_step.pop('mask_ratio_after')
     if init_tokens is None:
-      x0, keep_counts = jnp.full((b, n), m.mask_id, jnp.int32), sch.keep_counts
+      x0 = jnp.full((b, n), m.mask_id, jnp.int32)
     else:
       # Per image, the masked count n0 shrinks along the same mask schedule: k_t = N - floor(n0 r_t).
       x0 = jnp.asarray(init_tokens, jnp.int32)
       n0 = jnp.sum(x0 == m.mask_id, axis=-1)
-      keep_counts = n - jnp.clip(jnp.floor(n0[None] * sch.mask_ratio_after[:, None]), 0, n).astype(jnp.int32)
+      per_step['k'] = n - jnp.clip(jnp.floor(n0[None] * mask_ratio_after[:, None]), 0, n).astype(jnp.int32)
     locked = jnp.zeros((b, n), bool) if locked is None else jnp.asarray(locked, bool)
     reference = None if reference_tokens is None else jnp.asarray(reference_tokens, jnp.int32)
     # The text side, once: conditional and unconditional (null text or negative prompt) rows.
@@ -320,18 +402,6 @@ class Sampler:
         midpoint = jnp.where(per_step['step'] == (cfg.steps - 1) // 2, x_hat, midpoint)
       return (x_next, rng, midpoint), out
 
-    per_step = dict(
-      step=np.arange(cfg.steps, dtype=np.int32),
-      k=keep_counts,
-      guidance=sch.guidance,
-      temperature=sch.temperature,
-      noise=sch.noise_scale,
-      strategy=sch.strategy_index,
-      freeze=sch.freeze,
-      ratio=sch.input_mask_ratio,
-      token_transform=sch.token_transform,
-      time=sch.time,
-    )
     midpoint = jnp.zeros((b, n), jnp.int32) if self.diagnostics else None
     (tokens, _, midpoint), out = jax.lax.scan(step, (x0, rng, midpoint), per_step)
     images = m.decode(params, tokens) if self.decode_images else None

@@ -1,4 +1,4 @@
-"""Per-step schedules, built as NumPy arrays before the sampling scan (so they are compile-time constants)."""
+"""Per-step schedules, built as NumPy arrays before the sampling scan (the scan reads them as its inputs)."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +11,7 @@ COUNT_RULES = ('reserve', 'amused')
 def mask_ratio(progress, schedule: str = 'cosine'):
   """Fraction of tokens still masked after `progress` in [0, 1] of the generation (MaskGIT).
 
-  NumPy in, NumPy out (schedules stay compile-time constants even when built inside a jit trace);
+  NumPy in, NumPy out (schedules stay NumPy even when built inside a jit trace);
   JAX arrays in, JAX out (training draws ratios with it inside jit).
   """
   xp = np if isinstance(progress, (np.ndarray, float, int)) else jnp
