@@ -67,6 +67,7 @@ def tiny_config():
 def tiny_model(tiny_config):
   """(config, models, params): the tiny config with randomly initialised params (no training)."""
   import jax
+
   from tcts_jax.data import get_dataset
   from tcts_jax.models import build_models, init_params
   from tcts_jax.utils.compilation import jit_one_off

@@ -26,7 +26,6 @@ from tcts_jax.sampling import strategies as strat
 from tcts_jax.sampling.model import MaskedGenerator, TokenSelector, guided_selector_logits
 from tcts_jax.sampling.select import draw_categorical, gumbel_top_k
 
-
 VISIBLE_TOKENS = ('keep', 'redraw')
 # Sampler settings that only change the per-step arrays the compiled program reads. A sampler runs any config
 # that differs from its own in these alone, if it was built for the strategies that config uses
