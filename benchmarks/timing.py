@@ -10,6 +10,7 @@ import numpy as np
 
 from tcts_jax.data import get_dataset, shapes
 from tcts_jax.models import build_models, init_params
+from tcts_jax.utils.compilation import jit_one_off
 from tcts_jax.utils.config import load_config
 
 DOWNSAMPLE = 4  # the shapes tokenizer: a token per 4x4 pixels
@@ -26,9 +27,9 @@ def median_seconds(fn, repeats):
   return statistics.median(times)
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-  """This machine's fp32 matmul rate: an n^3 jitted matmul."""
-  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5, dtype=jnp.float32) -> float:
+  """This machine's matmul rate in `dtype` (float32 unless said): an n^3 jitted matmul."""
+  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
   matmul = jax.jit(lambda x: x @ x)
   return 2 * n**3 / median_seconds(lambda: matmul(a), repeats) / 1e9
 
@@ -43,7 +44,7 @@ def shapes_model(grid: int | None = None, codebook: int | None = None):
     if codebook is not None:
       config.tokenizer.codebook_size = codebook
   models = build_models(config, get_dataset(config.data).vocabulary())
-  return config, models, init_params(models, config.data.image_size, jax.random.key(0))
+  return config, models, jit_one_off(lambda r: init_params(models, config.data.image_size, r))(jax.random.key(0))
 
 
 def caption_ids(models, batch: int):

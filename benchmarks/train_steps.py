@@ -1,14 +1,15 @@
 r"""How long does `launch/train_shapes.sh` take on this machine? Times one jitted train step per stage.
 
   python benchmarks/train_steps.py [--repeats=5] [--stages=tokenizer,generator,selector,features] \
-      [--config=configs/scenes.py]
+      [--config=configs/scenes.py] [--compute_dtype=bfloat16]
 
 For each stage of the config (default configs/shapes.py): the trainer's own `train_step` (real loss,
 optimiser, frozen parts, and for the generator and selector the image codes the trainer encodes once before
 its first step), jitted on one device with the stage's batch size, on a batch of the dataset's first test
-records (the dataset is built if needed) and random weights (speed does not depend on them). Reports the median step time after warm-up, the step's
-FLOPs from XLA's cost analysis (so achieved GFLOP/s), and steps x step time = the projected stage time.
-The LAST line printed is one JSON object.
+records (the dataset is built if needed) and random weights (speed does not depend on them). Reports the
+median step time after warm-up, the step's FLOPs from XLA's cost analysis, achieved GFLOP/s, the MFU (that rate
+over this machine's matmul peak in the compute dtype, measured in the same run), and steps x step time = the
+projected stage time. The LAST line printed is one JSON object.
 """
 
 import argparse
@@ -18,13 +19,15 @@ import json
 import jax
 import numpy as np
 from flax.training import train_state
+from timing import matmul_peak_gflops, median_seconds
 
 from tcts_jax.api import load_config
 from tcts_jax.data import get_dataset, pipeline
 from tcts_jax.models import build_models, init_params
 from tcts_jax.training.stages import image_tokens, make_stage
 from tcts_jax.training.trainer import make_optimizer, train_step
-from timing import median_seconds
+from tcts_jax.utils.compilation import jit_one_off
+from tcts_jax.utils.precision import COMPUTE_DTYPES
 
 # What each stage holds frozen (the rest of init_params is unused by it).
 FROZEN_PARTS = {
@@ -50,19 +53,19 @@ def synthetic_batch(config, dataset, models, stage, frozen):
   return batch
 
 
-def time_stage(config_path, name, repeats):
+def time_stage(config_path, name, repeats, compute_dtype, peak_gflops):
   config = load_config(f'{config_path}:{name}')
   dataset = get_dataset(config.data)
   models = build_models(config, dataset.vocabulary())
   stage = make_stage(config, models)
   rng = jax.random.key(0)
-  all_params = init_params(models, config.data.image_size, rng)
+  all_params = jit_one_off(lambda r: init_params(models, config.data.image_size, r))(rng)
   frozen = {part: all_params[part] for part in FROZEN_PARTS[name]}
   batch = synthetic_batch(config, dataset, models, stage, frozen)
   state = train_state.TrainState.create(
-    apply_fn=None, params=jax.jit(stage.init)(rng, batch), tx=make_optimizer(config.train)
+    apply_fn=None, params=jit_one_off(stage.init)(rng, batch), tx=make_optimizer(config.train)
   )
-  step = jax.jit(functools.partial(train_step, stage))
+  step = jax.jit(functools.partial(train_step, stage, compute_dtype=compute_dtype))
   cost = step.lower(state, frozen, batch, rng).compile().cost_analysis()
   flops = (cost[0] if isinstance(cost, list) else cost).get('flops', 0.0)
   seconds = median_seconds(lambda: step(state, frozen, batch, rng)[1], repeats)
@@ -72,6 +75,7 @@ def time_stage(config_path, name, repeats):
     'batch': config.train.batch_size,
     'gflop_per_step': round(flops / 1e9, 2),
     'gflop_per_s': round(flops / 1e9 / seconds, 1),
+    'mfu': round(flops / 1e9 / seconds / peak_gflops, 3),
     'projected_min': round(seconds * config.train.num_steps / 60, 1),
   }
 
@@ -81,6 +85,7 @@ def main():
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--stages', default='tokenizer,generator,selector,features')
   parser.add_argument('--config', default='configs/shapes.py')
+  parser.add_argument('--compute_dtype', default='float32', choices=sorted(COMPUTE_DTYPES))
   args = parser.parse_args()
   stages = [s for s in args.stages.split(',') if s]
   unknown = sorted(set(stages) - set(FROZEN_PARTS))
@@ -88,18 +93,29 @@ def main():
     parser.error(f'unknown stage(s) {unknown}; expected some of {sorted(FROZEN_PARTS)}')
 
   results = {}
-  print(f'device: {jax.devices()[0].device_kind}')
-  print(f'{"stage":<11}{"step s":>8}{"steps":>7}{"GFLOP":>8}{"GFLOP/s":>9}{"min":>7}')
+  peak = matmul_peak_gflops(dtype=COMPUTE_DTYPES[args.compute_dtype])
+  print(f'device: {jax.devices()[0].device_kind}; {args.compute_dtype} matmul peak {peak:.1f} GFLOP/s')
+  print(f'{"stage":<11}{"step s":>8}{"steps":>7}{"GFLOP":>8}{"GFLOP/s":>9}{"MFU":>6}{"min":>7}')
   for name in stages:
-    r = results[name] = time_stage(args.config, name, args.repeats)
+    r = results[name] = time_stage(args.config, name, args.repeats, args.compute_dtype, peak)
     print(
       f'{name:<11}{r["step_s"]:>8.3f}{r["steps"]:>7}{r["gflop_per_step"]:>8.1f}{r["gflop_per_s"]:>9.1f}'
-      f'{r["projected_min"]:>7.1f}',
+      f'{r["mfu"]:>6.2f}{r["projected_min"]:>7.1f}',
       flush=True,
     )
   total = round(sum(r['projected_min'] for r in results.values()), 1)
   print(f'projected training time of these stages: {total} min (train steps only)')
-  print(json.dumps({'stages': results, 'projected_total_min': total, 'device': jax.devices()[0].device_kind}))
+  print(
+    json.dumps(
+      {
+        'stages': results,
+        'projected_total_min': total,
+        'compute_dtype': args.compute_dtype,
+        'matmul_peak_gflop_per_s': round(peak, 1),
+        'device': jax.devices()[0].device_kind,
+      }
+    )
+  )
 
 
 if __name__ == '__main__':

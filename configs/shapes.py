@@ -235,6 +235,9 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
     temperature=1.0,
     top_k=0,
     top_p=1.0,
+    # 'bfloat16': the generator, text encoder and selector run on bfloat16 copies of the weights (GPU/TPU);
+    # logits, guidance, truncation and the draw stay float32, and so does decoding.
+    compute_dtype='float32',
     # 'keep': x̂ = x at every visible position (a revocable strategy re-masks tokens but never changes a kept
     # one in place); 'redraw': revocable strategies redraw visible tokens at every step (fixed ones never do).
     visible_tokens='keep',

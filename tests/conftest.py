@@ -77,6 +77,20 @@ def tiny_model(tiny_config):
   return tiny_config, models, params
 
 
+def dot_operand_dtypes(jaxpr) -> set:
+  """{(lhs dtype, rhs dtype)} of every dot_general (matmul, einsum) in a jaxpr and the jaxprs inside it."""
+  found = set()
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == 'dot_general':
+      found.add(tuple(str(v.aval.dtype) for v in eqn.invars))
+    for param in eqn.params.values():
+      for inner in param if isinstance(param, (list, tuple)) else [param]:
+        inner = getattr(inner, 'jaxpr', None)
+        if inner is not None:
+          found |= dot_operand_dtypes(getattr(inner, 'jaxpr', inner))
+  return found
+
+
 def make_sampler(models, cfg, **kwargs):
   """The sampler of our `models` (generator and selector handed over as functions)."""
   from tcts_jax.sampling.sampler import Sampler

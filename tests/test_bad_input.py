@@ -94,6 +94,7 @@ CASES = [
   ('sample-weight', 'sample', [*SAMPLE, PROMPT, '--config.sampler.persistent_weight=-1'], ['persistent_weight']),
   ('sample-guidance-inf', 'sample', [*SAMPLE, PROMPT, '--config.sampler.guidance_scale=inf'], ['guidance_scale']),
   ('sample-temperature', 'sample', [*SAMPLE, PROMPT, '--config.sampler.temperature=0'], ['temperature']),
+  ('sample-dtype', 'sample', [*SAMPLE, PROMPT, '--config.sampler.compute_dtype=float16'], ["'float16'"]),
   ('sample-remdm-eta', 'sample', [*SAMPLE, PROMPT, '--config.sampler.remdm_eta=1.5'], ['remdm_eta', '1.5']),
   ('sample-remdm-schedule', 'sample', [*SAMPLE, PROMPT, '--config.sampler.remdm_schedule=loop'], ["'loop'"]),
   ('sample-eb-gamma', 'sample', [*SAMPLE, PROMPT, '--config.sampler.eb_gamma=-1.0'], ['eb_gamma', '-1']),

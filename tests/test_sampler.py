@@ -5,14 +5,16 @@ with random reference tokens)."""
 import collections
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from tcts_jax.sampling import schedules
-from tcts_jax.sampling.sampler import program_key, sampler_config, strategy_per_step
+from tcts_jax.sampling.sampler import as_float32, program_key, sampler_config, strategy_per_step
 from tcts_jax.sampling.strategies import PRESETS, STRATEGIES, make_strategy
 from tcts_jax.utils.config import load_config
-from tests.conftest import make_sampler
+from tcts_jax.utils.precision import cast_floating
+from tests.conftest import dot_operand_dtypes, make_sampler
 
 PROMPTS = [
   'a large red circle in the middle',
@@ -343,3 +345,26 @@ def test_completion_never_changes_locked_tokens(tiny_model, strategy):
   assert (kept[0] >= (~region).sum(-1)).all()
   with pytest.raises(ValueError, match='locked positions must hold tokens'):
     sampler(params, ids, jax.random.key(0), init_tokens=init, locked=np.ones_like(region))
+
+
+def test_bfloat16_compute_runs_every_matmul_in_bfloat16_and_samples_from_float32_logits(tiny_model):
+  config, models, params = tiny_model
+  ids = models.word_tokenizer.encode_batch(PROMPTS)
+  for dtype in ('float32', 'bfloat16'):  # generator, text encoder and selector (tcts_fas uses all three)
+    sampler = make_sampler(models, sampler_config(config.sampler, strategy='tcts_fas', compute_dtype=dtype))
+    jaxpr = jax.make_jaxpr(sampler._sample_impl)(*sampler.arguments(params, ids, jax.random.key(0)))
+    assert dot_operand_dtypes(jaxpr.jaxpr) == {(dtype, dtype)}
+  out = sampler(params, ids, jax.random.key(0))
+  assert (np.asarray(out.tokens) != models.mask_id).all() and out.images.dtype == np.float32
+  # The bfloat16 forward gives the float32 forward's logits to bfloat16 precision.
+  m = models.masked_generator()
+  canvas = np.where(np.arange(models.num_tokens) % 3 == 0, REFERENCE, models.mask_id)
+  canvas = np.concatenate([canvas, canvas])
+  exact = m.logits(params, canvas, m.encode_text(params, ids, None), None)[0]
+  half = cast_floating(params, jnp.bfloat16)
+  rounded = as_float32(m.logits(half, canvas, m.encode_text(half, ids, None), None)[0])
+  assert rounded.dtype == np.float32
+  error = np.abs(np.asarray(rounded) - np.asarray(exact)).max() / np.asarray(exact).std()
+  assert 0 < error < 0.1, error
+  with pytest.raises(ValueError, match="compute_dtype must be one of \\['bfloat16', 'float32'\\], got 'float16'"):
+    make_sampler(models, sampler_config(config.sampler, compute_dtype='float16'))

@@ -22,9 +22,11 @@ def heads_first_scores(spec: str, query, key):
 
 
 def heads_first_weighted_sum(spec: str, weights, value):
-  """flax's '...hqk,...khd->...qhd' as a matmul of (..., heads, q, k) by (..., heads, k, d) operands."""
+  """flax's '...hqk,...khd->...qhd' as a matmul of (..., heads, q, k) by (..., heads, k, d) operands. The weights
+  are cast to the values' dtype: flax's force_fp32_for_softmax leaves them float32, which under bfloat16
+  compute would turn this matmul and everything after it float32."""
   assert spec == '...hqk,...khd->...qhd', spec
-  return jnp.swapaxes(weights @ jnp.swapaxes(value, -3, -2), -3, -2)
+  return jnp.swapaxes(weights.astype(value.dtype) @ jnp.swapaxes(value, -3, -2), -3, -2)
 
 
 # The einsums `Attention` hands to flax's dot_product_attention; benchmarks/attention_layout.py sets both to None

@@ -57,7 +57,7 @@ class Selector(nn.Module):
   def logits(self, tokens, ratio, context: Context, sow_attention=False):
     x = self.token_embedding(tokens) + self.pos_embedding
     ratio = jnp.broadcast_to(jnp.asarray(ratio, jnp.float32), tokens.shape[:1])
-    r = self.ratio_in(sinusoidal_embedding(ratio, self.width))
+    r = self.ratio_in(sinusoidal_embedding(ratio, self.width).astype(x.dtype))  # bfloat16 compute stays bfloat16
     x = x + self.ratio_out(nn.silu(r))[:, None]
     for block, keys_values in zip(self.blocks, context.keys_values):
       x = block(x, context_keys_values=keys_values, context_mask=context.mask, sow_attention=sow_attention)

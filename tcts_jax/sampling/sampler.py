@@ -25,6 +25,7 @@ from tcts_jax.sampling import schedules
 from tcts_jax.sampling import strategies as strat
 from tcts_jax.sampling.model import MaskedGenerator, TokenSelector, guided_selector_logits
 from tcts_jax.sampling.select import draw_categorical, gumbel_top_k
+from tcts_jax.utils.precision import COMPUTE_DTYPES, cast_floating
 
 VISIBLE_TOKENS = ('keep', 'redraw')
 # Sampler settings that only change the per-step arrays the compiled program reads. A sampler runs any config
@@ -310,6 +311,11 @@ class Sampler:
     m, cfg = self.model, self.cfg
     b, n = text_ids.shape[0], m.num_tokens
     per_step = dict(per_step, step=jnp.arange(cfg.steps, dtype=jnp.int32))
+    # bfloat16 compute: the generator, text side and selector run on bfloat16 copies of the params (float32:
+    # on the params as stored). What they return is float32 from here on; decoding reads the stored params.
+    stored_params = params
+    if cfg.get('compute_dtype', 'float32') != 'float32':
+      params = cast_floating(params, COMPUTE_DTYPES[cfg.compute_dtype])
     mask_ratio_after = per_step.pop('mask_ratio_after')
     if init_tokens is None:
       x0 = jnp.full((b, n), m.mask_id, jnp.int32)
@@ -338,7 +344,7 @@ class Sampler:
       x, rng, midpoint = carry
       rng, r_draw, r_select = jax.random.split(rng, 3)
       kept = x != m.mask_id
-      logits, maps = m.logits(params, jnp.concatenate([x, x]), text, attention_layer)
+      logits, maps = as_float32(m.logits(params, jnp.concatenate([x, x]), text, attention_layer))
       cond, uncond = logits[:b], logits[b:]
       guided = (cond + per_step['guidance'] * (cond - uncond)) / per_step['temperature']
       # Purity reads the distribution before truncation (truncation keeps its max token but renormalises).
@@ -362,7 +368,9 @@ class Sampler:
         cross = jnp.zeros((b, n))
       # The selector scores the x̂ the strategy chooses from (after the visible-token rule), in this same step.
       scores = (
-        guided_selector_logits(self.selector, params, x_hat, per_step['ratio'], selector_text, self.selector_guidance)
+        as_float32(
+          guided_selector_logits(self.selector, params, x_hat, per_step['ratio'], selector_text, self.selector_guidance)
+        )
         if self.needs_selector
         else jnp.zeros((b, n))
       )
@@ -403,13 +411,18 @@ class Sampler:
 
     midpoint = jnp.zeros((b, n), jnp.int32) if self.diagnostics else None
     (tokens, _, midpoint), out = jax.lax.scan(step, (x0, rng, midpoint), per_step)
-    images = m.decode(params, tokens) if self.decode_images else None
+    images = m.decode(stored_params, tokens) if self.decode_images else None
     traj = out.get('trajectory')
     if self.trajectory and self.decode_images:
       t = cfg.steps
-      traj['images'] = m.decode(params, traj['tokens'].reshape(t * b, n)).reshape((t, b) + images.shape[1:])
+      traj['images'] = m.decode(stored_params, traj['tokens'].reshape(t * b, n)).reshape((t, b) + images.shape[1:])
     diagnostics = dict(out['diagnostics'], midpoint_tokens=midpoint) if self.diagnostics else None
     return SampleOutput(tokens=tokens, images=images, trajectory=traj, diagnostics=diagnostics)
+
+
+def as_float32(tree):
+  """Floating-point leaves of `tree` as float32 (the sampler's math after a lower-precision forward)."""
+  return cast_floating(tree, jnp.float32)
 
 
 def _cross_logits(layer_maps: dict):
@@ -439,6 +452,8 @@ def validate(cfg, model: MaskedGenerator, selector: Optional[TokenSelector] = No
       raise ValueError(f'{key} must be finite, got {value}')
   if not 1 <= cfg.steps <= n:
     raise ValueError(f'steps must be in [1, {n}] (the number of image tokens), got {cfg.steps}')
+  if cfg.get('compute_dtype', 'float32') not in COMPUTE_DTYPES:
+    raise ValueError(f'compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, got {cfg.compute_dtype!r}')
   if cfg.get('visible_tokens', 'keep') not in VISIBLE_TOKENS:
     raise ValueError(f'visible_tokens must be one of {VISIBLE_TOKENS}, got {cfg.visible_tokens!r}')
   if cfg.get('fas_map', 'self_attention') not in strat.FAS_MAPS:

@@ -19,18 +19,19 @@ import threading
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 from clu import metric_writers, periodic_actions
 from flax.training import train_state
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
 from tcts_jax.data import Dataset, get_dataset, pipeline, require_fields
 from tcts_jax.training.stages import stage_for
 from tcts_jax.utils import checkpoint, compilation, sharding
+from tcts_jax.utils.precision import COMPUTE_DTYPES, cast_floating
 
 
 class TrainingDiverged(RuntimeError):
@@ -72,14 +73,6 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
     0.0, cfg.learning_rate, cfg.warmup_steps, max(cfg.num_steps, cfg.warmup_steps + 1), cfg.learning_rate * 0.05
   )
   return optax.chain(optax.clip_by_global_norm(cfg.grad_clip), optax.adamw(schedule, weight_decay=cfg.weight_decay))
-
-
-COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-
-
-def cast_floating(tree, dtype):
-  """Floating-point leaves of `tree` as `dtype` (integer leaves unchanged)."""
-  return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
 
 def train_step(stage, state, frozen, batch, rng, *, compute_dtype='float32', gathered=None):
