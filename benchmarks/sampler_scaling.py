@@ -79,20 +79,26 @@ def fit(rows) -> np.ndarray:
 
 
 def plot(rows, coefficients, path: pathlib.Path):
-  fig, axes = plt.subplots(1, len(SWEEP), figsize=(4 * len(SWEEP), 3.4))
-  for ax, (factor, values) in zip(axes, SWEEP.items()):
+  """Top row: seconds per sampler call against each factor (the others at BASE), measured and the cost model's;
+  bottom row: peak memory."""
+  fig, axes = plt.subplots(2, len(SWEEP), figsize=(4 * len(SWEEP), 6.4))
+  for column, (factor, values) in enumerate(SWEEP.items()):
     chosen = [r for r in rows if all(r[f] == BASE[f] for f in SWEEP if f != factor)]
     chosen.sort(key=lambda r: r[factor])
     xs = [r[factor] for r in chosen]
-    ax.plot(xs, [r['seconds'] for r in chosen], 'o', label='measured')
+    time_ax, memory_ax = axes[0, column], axes[1, column]
+    time_ax.plot(xs, [r['seconds'] for r in chosen], 'o', label='measured')
     predicted = features(chosen) @ coefficients * np.array([r['steps'] for r in chosen])
-    ax.plot(xs, predicted, '-', label='cost model')
-    ax.set_xscale('log', base=2)
-    ax.set_yscale('log')
-    ax.set_xlabel({'grid': 'grid side (tokens N = side^2)'}.get(factor, factor))
-    ax.set_ylabel('seconds per sample call')
-    ax.set_xticks(values, [str(v) for v in values])
-  axes[0].legend()
+    time_ax.plot(xs, predicted, '-', label='cost model')
+    time_ax.set_ylabel('seconds per sampler call')
+    memory_ax.plot(xs, [r['peak_mib'] for r in chosen], 's-', color='tab:green')
+    memory_ax.set_ylabel('peak memory (MiB)')
+    memory_ax.set_xlabel({'grid': 'grid side (tokens N = side²)'}.get(factor, factor))
+    for ax in (time_ax, memory_ax):
+      ax.set_xscale('log', base=2)
+      ax.set_yscale('log')
+      ax.set_xticks(values, [str(v) for v in values])
+  axes[0, 0].legend()
   fig.suptitle(f'sampler time; base: {BASE} ({jax.devices()[0].device_kind})', fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
@@ -125,11 +131,11 @@ def main():
     'device': jax.devices()[0].device_kind,
     'strategy': args.strategy,
     'cost_model': 'seconds/step = c0 + c1 B N + c2 B N^2 + c3 B N K',
-    'coefficients': {
-      'c0_s': float(f'{coefficients[0]:.3g}'),
-      'c1_ns': float(f'{coefficients[1] * 1e9:.3g}'),
-      'c2_ps': float(f'{coefficients[2] * 1e12:.3g}'),
-      'c3_ps': float(f'{coefficients[3] * 1e12:.3g}'),
+    'coefficients': {  # c0 in ms; c1 in µs per image-token; c2 in ns per image-token²; c3 in ns per token-code
+      'c0_ms': float(f'{coefficients[0] * 1e3:.3g}'),
+      'c1_us': float(f'{coefficients[1] * 1e6:.3g}'),
+      'c2_ns': float(f'{coefficients[2] * 1e9:.3g}'),
+      'c3_ns': float(f'{coefficients[3] * 1e9:.3g}'),
     },
     'max_abs_relative_error': max(abs(r['model_relative_error']) for r in rows),
     'points': rows,
