@@ -67,11 +67,15 @@ def sampler_config(base, **overrides):
   return cfg
 
 
+def static_settings(cfg) -> dict:
+  """The settings of sampler config `cfg` that its compiled program holds fixed: all but `PER_STEP_SETTINGS`."""
+  return {k: v for k, v in cfg.to_dict().items() if k not in PER_STEP_SETTINGS}
+
+
 def program_key(cfg) -> tuple:
-  """What of sampler config `cfg` decides the compiled program: every setting outside `PER_STEP_SETTINGS`, and the
-  set of strategies it uses. Configs with equal keys run on one `Sampler` (`settings=`)."""
-  static = {k: v for k, v in cfg.to_dict().items() if k not in PER_STEP_SETTINGS}
-  return json.dumps(static, sort_keys=True, default=str), tuple(sorted(set(strategy_per_step(cfg))))
+  """What of sampler config `cfg` decides the compiled program: its static settings and the set of strategies
+  it uses. Configs with equal keys run on one `Sampler` (`settings=`)."""
+  return json.dumps(static_settings(cfg), sort_keys=True, default=str), tuple(sorted(set(strategy_per_step(cfg))))
 
 
 def strategy_per_step(cfg) -> list[str]:
@@ -214,9 +218,9 @@ class Sampler:
   def schedules_for(self, cfg) -> Schedules:
     """The per-step arrays of sampler config `cfg`, for this compiled program. A one-line error if `cfg` differs
     from the sampler's own config outside `PER_STEP_SETTINGS` or uses a strategy it was not built for."""
-    own, other = self.cfg.to_dict(), cfg.to_dict()
-    changed = sorted(k for k in own.keys() | other.keys() if k not in PER_STEP_SETTINGS and own.get(k) != other.get(k))
-    if changed:  # what program_key compares, named
+    own, other = static_settings(self.cfg), static_settings(cfg)
+    changed = sorted(k for k in own.keys() | other.keys() if own.get(k) != other.get(k))
+    if changed:
       raise ValueError(f'settings differ from the compiled sampler in {changed}: build a Sampler for them')
     names = strategy_per_step(cfg)
     missing = [n for n in dict.fromkeys(names) if n not in self.strategy_names]
@@ -285,7 +289,7 @@ class Sampler:
     used = {int(i) for i in sch.strategy_index}
     expected = (np.shape(text_ids)[0], self.model.num_tokens)
     if reference_tokens is None and any(self.strategies[i].needs_reference for i in used):
-      strategy = (settings or self.cfg).strategy
+      strategy = (self.cfg if settings is None else settings).strategy
       raise ValueError(f'strategy {strategy!r} needs reference_tokens (the tokens of a real image per prompt)')
     if reference_tokens is not None and np.shape(reference_tokens) != expected:
       raise ValueError(f'reference_tokens must have shape {expected}, got {np.shape(reference_tokens)}')
