@@ -22,11 +22,22 @@ if 'TCTS_JAX_TEST_XLA_CACHE' not in os.environ:  # the run's first process; xdis
 os.environ['JAX_COMPILATION_CACHE_DIR'] = os.environ['TCTS_JAX_TEST_XLA_CACHE']
 os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.2'
 
-# For the tests that only check that a whole command or notebook runs as documented (not what values it
-# computes): XLA:CPU compiles ~25% faster at backend optimisation level 0 (measured on the documented commands:
-# 531 s -> 405 s of command time). Values differ in float rounding only, so tests that compare bits with a
-# recording (tests/test_shipped_model.py) run at the default level, as users do.
-FAST_COMPILE_ENV = {'XLA_FLAGS': '--xla_backend_optimization_level=0'}
+# The suite compiles at XLA:CPU's backend optimisation level 0: compilation is most of a small test, and the
+# whole suite ran 1804 s -> 1513 s (documented commands 531 s -> 405 s of command time). Values differ from the
+# default level's in float rounding only, so the one test that compares bits with a recording made at the
+# default level (tests/test_shipped_model.py) remakes them in a process at that level (`DEFAULT_LEVEL_ENV`), as
+# users run. Set before JAX starts; inherited by xdist workers and every subprocess (`xla_flags` keeps it).
+FAST_COMPILE_FLAG = '--xla_backend_optimization_level=0'
+USER_XLA_FLAGS = os.environ.get('TCTS_JAX_TEST_USER_XLA_FLAGS', os.environ.get('XLA_FLAGS', ''))
+os.environ['TCTS_JAX_TEST_USER_XLA_FLAGS'] = USER_XLA_FLAGS
+if os.environ.get('TCTS_JAX_TEST_XLA_LEVEL') != 'default':  # not a process started with DEFAULT_LEVEL_ENV
+  os.environ['XLA_FLAGS'] = f'{USER_XLA_FLAGS} {FAST_COMPILE_FLAG}'.strip()
+DEFAULT_LEVEL_ENV = {**os.environ, 'XLA_FLAGS': USER_XLA_FLAGS, 'TCTS_JAX_TEST_XLA_LEVEL': 'default'}
+
+
+def xla_flags(*flags: str) -> str:
+  """The suite's XLA_FLAGS with `flags` added (e.g. a host device count for a subprocess)."""
+  return ' '.join([os.environ['XLA_FLAGS'], *flags])
 
 
 # Files that take minutes, in the order they start (longest first; the rest follow in their usual order), so
@@ -129,7 +140,7 @@ def _run_processes(module, *args, processes=2, devices_per_process=4, timeout=90
     port = s.getsockname()[1]
   env = {
     **os.environ,
-    'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices_per_process}',
+    'XLA_FLAGS': xla_flags(f'--xla_force_host_platform_device_count={devices_per_process}'),
     'JAX_PLATFORMS': 'cpu',
     'PYTHONUNBUFFERED': '1',
   }

@@ -23,7 +23,7 @@ import PIL.Image
 import pytest
 
 from tcts_jax.data import shapes
-from tests.conftest import FAST_COMPILE_ENV, REPO, run_cli_batch
+from tests.conftest import REPO, run_cli_batch
 from tests.test_coco_cub import write_coco, write_cub
 
 DOCS = [
@@ -181,7 +181,7 @@ def doc_runs(inputs):
   assert len(seen) >= 25 and set(chains) == {'shipped', 'shapes', 'folder'}, (len(seen), chains.keys())
   todo = [(c, name, command, runnable(command, inputs)) for c, commands in chains.items() for name, command in commands]
   runs = [(args[0], args[1:], inputs['root'] / 'cwd', c) for c, _, _, args in todo]
-  done = run_cli_batch(runs, jobs=2, timeout=3000, env=FAST_COMPILE_ENV)
+  done = run_cli_batch(runs, jobs=2, timeout=3000)
   return [(r.seconds, name, command, args, r) for (_, name, command, args), r in zip(todo, done, strict=True)]
 
 

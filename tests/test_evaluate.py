@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import REPO, run_cli, run_cli_processes
+from tests.conftest import REPO, run_cli, run_cli_processes, xla_flags
 
 SMOKE = '--config=configs/shapes.py:eval,smoke,tiny'
 CLIP_DIR = REPO / 'tests' / 'fixtures' / 'tiny_clip'
@@ -168,7 +168,7 @@ def test_sharded_generation_matches_one_device(smoke_run, tiny_weights, tiny_dat
       '--config.eval.reference_rows=False',
       '--config.eval.refinement.base=',
     ),
-    env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'},
+    env={'XLA_FLAGS': xla_flags('--xla_force_host_platform_device_count=8')},
   )
   assert r.returncode == 0, r.stderr[-3000:]
   results = json.loads((workdir / 'results.json').read_text())

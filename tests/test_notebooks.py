@@ -7,15 +7,13 @@ import nbclient
 import nbformat
 import pytest
 
-from tests.conftest import FAST_COMPILE_ENV, REPO
+from tests.conftest import REPO
 
 NOTEBOOKS = sorted((REPO / 'colabs').glob('*.ipynb'))
 
 
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_runs(path: pathlib.Path, monkeypatch):
-  for name, value in FAST_COMPILE_ENV.items():  # the kernel inherits it
-    monkeypatch.setenv(name, value)
+def test_notebook_runs(path: pathlib.Path):
   nb = nbformat.read(path, as_version=4)
   nbclient.NotebookClient(
     nb, timeout=900, kernel_name='python3', resources={'metadata': {'path': str(path.parent)}}

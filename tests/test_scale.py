@@ -13,7 +13,7 @@ from jax.sharding import PartitionSpec as P
 
 from tcts_jax.utils import checkpoint, sharding
 
-from tests.conftest import REPO, run_cli_processes
+from tests.conftest import REPO, run_cli_processes, xla_flags
 from tests.test_train import tiny
 
 STEPS = 3
@@ -130,7 +130,7 @@ def test_without_axis_drops_only_that_axis():
 def test_data_parallel_and_fsdp_on_eight_devices_match_one_device(one_device, tiny_data_dir, tiny_weights, tmp_path):
   """8 host devices, pure data parallel and a 2 x 4 data x fsdp mesh (params and Adam moments split over
   4 devices): the losses and parameters of one device, and the fsdp state really is split."""
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8', 'JAX_PLATFORMS': 'cpu'}
+  env = {**os.environ, 'XLA_FLAGS': xla_flags('--xla_force_host_platform_device_count=8'), 'JAX_PLATFORMS': 'cpu'}
   code = f"""
 import json, jax
 from tests.test_scale import generator_config

@@ -12,13 +12,16 @@ step diverges (seen: 402 of 512 tokens on an AVX2 machine with unchanged code); 
 the tiny model (tests/test_sampler.py, tests/test_strategies.py).
 """
 
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import pytest
 
 from tcts_jax import editing
 from tcts_jax.api import TextToImage
-from tests.conftest import REPO
+from tests.conftest import DEFAULT_LEVEL_ENV, REPO
 
 PROMPTS = [
   'a large red circle in the middle',
@@ -29,36 +32,56 @@ PROMPTS = [
 REFERENCE = np.load(REPO / 'tests' / 'fixtures' / 'shipped_samples.npz')
 
 
+def shipped_tokens() -> dict:
+  """Every recorded run made again with today's code: {the recording's key: tokens}."""
+  t2i = TextToImage.load()
+  out = {}
+  for strategy in ('uniform', 'purity', 'random_revoke'):
+    # The fixture's revocable samples redrew visible tokens at every step, today's visible_tokens='redraw'.
+    overrides = dict(visible_tokens='redraw') if strategy == 'random_revoke' else {}
+    out[f'sample__{strategy}'] = t2i.generate(PROMPTS, num_samples=2, seed=3, strategy=strategy, **overrides).tokens
+  out['sample__purity_negative_linear'] = t2i.generate(
+    PROMPTS[:2], num_samples=2, seed=5, negative_prompt='a red circle', strategy='purity', guidance_schedule='linear'
+  ).tokens
+  base = REFERENCE['sample__purity'][:4].astype(np.int32)
+  out['refine__revision'] = editing.refine_revision(t2i, base, PROMPTS[0], jax.random.key(0)).tokens
+  out['edit__word'] = editing.edit(t2i, base[:1], 'a large blue circle in the middle', 'blue', jax.random.key(0)).tokens
+  region = np.zeros(64, bool)
+  region[:20] = True
+  out['edit__inpaint'] = editing.inpaint(t2i, base, PROMPTS[0], region, jax.random.key(0)).tokens
+  return out
+
+
 @pytest.fixture(scope='module')
-def t2i():
-  return TextToImage.load()
+def remade(tmp_path_factory):
+  """`shipped_tokens()` in a process compiling at XLA's default optimisation level, as users run and as the
+  recording was made (the suite compiles at level 0: tests/conftest.py)."""
+  out = tmp_path_factory.mktemp('shipped') / 'tokens.npz'
+  code = f'import numpy as np; from tests.test_shipped_model import shipped_tokens; np.savez({str(out)!r}, **shipped_tokens())'
+  r = subprocess.run(
+    [sys.executable, '-c', code], cwd=REPO, env=DEFAULT_LEVEL_ENV, capture_output=True, text=True, timeout=900
+  )
+  assert r.returncode == 0, r.stderr[-3000:]
+  return dict(np.load(out))
 
 
 @pytest.mark.parametrize('strategy', ['uniform', 'purity', 'random_revoke'])
-def test_samples_are_bit_identical_to_before(t2i, strategy):
-  # The fixture's revocable samples redrew visible tokens at every step, today's visible_tokens='redraw'.
-  overrides = dict(visible_tokens='redraw') if strategy == 'random_revoke' else {}
-  tokens = t2i.generate(PROMPTS, num_samples=2, seed=3, strategy=strategy, **overrides).tokens
-  np.testing.assert_array_equal(tokens, REFERENCE[f'sample__{strategy}'])
+def test_samples_are_bit_identical_to_before(remade, strategy):
+  np.testing.assert_array_equal(remade[f'sample__{strategy}'], REFERENCE[f'sample__{strategy}'])
 
 
-def test_guidance_schedule_and_negative_prompt_are_bit_identical(t2i):
-  tokens = t2i.generate(
-    PROMPTS[:2], num_samples=2, seed=5, negative_prompt='a red circle', strategy='purity', guidance_schedule='linear'
-  ).tokens
-  np.testing.assert_array_equal(tokens, REFERENCE['sample__purity_negative_linear'])
+def test_guidance_schedule_and_negative_prompt_are_bit_identical(remade):
+  np.testing.assert_array_equal(remade['sample__purity_negative_linear'], REFERENCE['sample__purity_negative_linear'])
 
 
-def test_refinement_and_editing_are_bit_identical(t2i):
-  base = REFERENCE['sample__purity'][:4].astype(np.int32)
-  revised = editing.refine_revision(t2i, base, PROMPTS[0], jax.random.key(0)).tokens
-  np.testing.assert_array_equal(revised, REFERENCE['refine__revision'])
-  edited = editing.edit(t2i, base[:1], 'a large blue circle in the middle', 'blue', jax.random.key(0)).tokens
-  np.testing.assert_array_equal(edited, REFERENCE['edit__word'])
-  region = np.zeros(64, bool)
-  region[:20] = True
-  inpainted = editing.inpaint(t2i, base, PROMPTS[0], region, jax.random.key(0)).tokens
-  np.testing.assert_array_equal(inpainted, REFERENCE['edit__inpaint'])
+def test_refinement_and_editing_are_bit_identical(remade):
+  for key in ('refine__revision', 'edit__word', 'edit__inpaint'):
+    np.testing.assert_array_equal(remade[key], REFERENCE[key], err_msg=key)
+
+
+@pytest.fixture(scope='module')
+def t2i():
+  return TextToImage.load()
 
 
 def test_a_new_guidance_temperature_or_schedule_compiles_nothing(t2i):
