@@ -52,4 +52,4 @@ def caption_ids(models, batch: int):
   prompts = [
     shapes.caption(shapes.sample_scene(np.random.default_rng(i)), np.random.default_rng(i)) for i in range(batch)
   ]
-  return jnp.asarray(models.word_tokenizer.encode_batch(prompts))
+  return jnp.asarray(models.text_tokenizer.encode_batch(prompts))

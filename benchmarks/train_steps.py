@@ -43,7 +43,7 @@ def synthetic_batch(config, dataset, models, stage, frozen):
   encodes once up front for `needs_codes` stages."""
   source = dataset.source('test')
   examples = [
-    pipeline.example_to_numpy(source[i], dataset.fields, models.word_tokenizer.encode if stage.needs_text else None)
+    pipeline.example_to_numpy(source[i], dataset.fields, models.text_tokenizer.encode if stage.needs_text else None)
     for i in range(config.train.batch_size)
   ]
   batch = pipeline.collate(examples)

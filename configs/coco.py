@@ -7,14 +7,16 @@ first try (a few steps of each stage on any COCO-layout directory, e.g. the fake
   python -m tcts_jax.data.coco --folder=COCO_ROOT --year=2014 --split_file=dataset_coco.json --image_size=256
   python -m tcts_jax.train --config=configs/coco.py:tokenizer --config.data.folder=COCO_ROOT --workdir=...
   python -m tcts_jax.train --config=configs/coco.py:generator --config.data.folder=COCO_ROOT --workdir=... \
-      --config.tokenizer_checkpoint=... --config.train.mesh.fsdp=8          # on a TPU slice: launch/README.md
+      --config.tokenizer_checkpoint=... --config.text.clip_dir=CLIP_DIR \
+      --config.train.mesh.fsdp=8                                            # on a TPU slice: launch/README.md
 
-Where we differ from the paper, said plainly: the paper conditions on frozen CLIP ViT-B/32 text features and
-uses VQ-Diffusion's pretrained VQ-VAE; here the text encoder is our learned word-level one (width 512, 77
-words; CLIP conditioning is not built yet) and the VQ tokenizer is trained by our tokenizer stage. The
-generator's size is matched to the paper's parameter count (benchmarks/paper_size.py: 309.8M with CLIP's
-512-wide text features; the learned text encoder adds its own parameters). Nothing here has been trained at
-this size: launch/README.md estimates what it would cost.
+Text conditioning is the paper's: the frozen CLIP ViT-B/32 text tower (77 tokens, width 512), read from a HF
+CLIP directory the user has (--config.text.clip_dir=CLIP_DIR: config.json, model.safetensors, tokenizer
+files); `,smoke` uses the tiny random CLIP the tests ship. --config.text.encoder=learned trains our word-level
+encoder instead (width 512, 77 words). Where we differ from the paper, said plainly: the paper uses
+VQ-Diffusion's pretrained VQ-VAE; here the VQ tokenizer is trained by our tokenizer stage. The generator's
+size is matched to the paper's parameter count (benchmarks/paper_size.py: 309.8M with CLIP's 512-wide text
+features). Nothing here has been trained at this size: launch/README.md estimates what it would cost.
 
 `configs/coco.py:STAGE,cub` is CUB-200 (data.name 'cub', the 83M generator, Reed et al.'s captions).
 `:eval` is the paper's protocol: 30,000 images for the test split's captions (Karpathy's test with
@@ -44,7 +46,10 @@ PAPER = {
 }
 # 256 px -> 32 x 32 tokens (3 downsamplings), VQ-Diffusion's codebook size.
 TOKENIZER = dict(channels=(64, 128, 256), codebook_size=2886)
+# The learned encoder's size, for --config.text.encoder=learned (CLIP's own otherwise).
 TEXT = dict(width=512, num_layers=4, num_heads=8, max_length=77, unknown_words='unk')
+# A CLIP ViT-B/32 directory on the user's disk (no download at run time); ,smoke: the tests' tiny random CLIP.
+SMOKE_CLIP_DIR, SMOKE_CLIP_LENGTH = 'tests/fixtures/tiny_clip', 16
 SELECTOR = dict(width=512, num_layers=6, num_heads=8)
 BATCH, EPOCHS = 256, 200
 TRAIN = dict(
@@ -78,7 +83,10 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
       image_size=32 if smoke else 256,
     )
     c.text.unknown_words = 'unk'  # a prompt may use words the training captions never did
-    if not smoke:
+    c.text.encoder = 'learned' if stage == 'tokenizer' else 'clip'  # the tokenizer stage reads no text
+    if smoke:
+      c.text.update(clip_dir=SMOKE_CLIP_DIR, max_length=SMOKE_CLIP_LENGTH)
+    else:
       c.tokenizer.update(TOKENIZER)
       c.text.update(TEXT)
       c.generator.update(paper['generator'])

@@ -162,8 +162,12 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
   )
 
   c.text = dict(
+    # 'learned' (a word-level encoder trained with the generator; width, num_layers, num_heads are its size)
+    # or 'clip' (a frozen CLIP text tower from clip_dir, a HF CLIP dir; its own size and tokenizer).
+    encoder='learned',
+    clip_dir=ml_collections.FieldReference(None, field_type=str),
     **size['text'],
-    max_length=40,
+    max_length=40,  # words, or CLIP tokens with encoder='clip' (at most the tower's positions)
     # Words outside the vocabulary: 'error' (the CLI refuses them) or 'unk' (mapped to [UNK]).
     unknown_words='error',
   )

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from tcts_jax.models import Models, abstract_params, build_models, image_tokens
+from tcts_jax.models import Models, abstract_params, build_models, exported_clip_dir, frozen_text, image_tokens
 from tcts_jax.sampling.sampler import Sampler, program_key, sampler_config
 from tcts_jax.utils import checkpoint
 from tcts_jax.utils.config import load_config, resolve_path
@@ -28,7 +28,7 @@ __all__ = ['TextToImage', 'Generation', 'PromptTruncated', 'load_config', 'resol
 
 
 class PromptTruncated(UserWarning):
-  """A prompt had more words than the text encoder reads: the rest was cut."""
+  """A prompt had more words (or tokens) than the text encoder reads: the rest was cut."""
 
 
 # Parts a weights dir may lack: without selector.safetensors the model loads, and only the strategies
@@ -104,7 +104,10 @@ class TextToImage:
     weights_dir = resolve_path(weights or config.weights)
     if not weights_dir.is_dir():
       raise FileNotFoundError(f'weights directory not found: {weights_dir}')
-    models = build_models(config, read_vocabulary(weights_dir))
+    if frozen_text(config):  # the CLIP tokenizer and config export copied (the weights are text.safetensors)
+      models = build_models(config, (), clip_dir=exported_clip_dir(weights_dir))
+    else:
+      models = build_models(config, read_vocabulary(weights_dir))
     expected = abstract_params(models, config.data.image_size)
     sources = {part: weights_dir for part in expected}
     if selector is not None and 'selector' in expected:
@@ -122,16 +125,13 @@ class TextToImage:
     for p in prompts:
       if not p.strip():
         raise ValueError('empty prompt')
-    words = self.models.word_tokenizer
-    dropped = [len(words.split(p)) - words.max_length for p in prompts]
-    warn_if_truncated(prompts, dropped, words.max_length, 'words')
-    return words.encode_batch(prompts, strict=strict)
+    tokenizer = self.models.text_tokenizer
+    warn_if_truncated(prompts, tokenizer.dropped(prompts), tokenizer.max_length, tokenizer.unit)
+    return tokenizer.encode_batch(prompts, strict=strict)
 
   def word_mask(self, prompt: str, word) -> np.ndarray:
     """(L,) bool: the text positions of `word` (a word, or a word number) in the encoded `prompt`."""
-    from tcts_jax.editing.operations import word_mask  # pylint: disable=import-outside-toplevel
-
-    return word_mask(self.models.word_tokenizer, prompt, word)
+    return self.models.text_tokenizer.word_mask(prompt, word)
 
   def tokenize_images(self, images) -> np.ndarray:
     """(B, S, S, 3) uint8 images at the config's image size -> (B, N) int32 VQ token ids."""

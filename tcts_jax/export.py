@@ -4,7 +4,8 @@ r"""Exports trained stages to a weights directory (what the repo ships and the s
       --tokenizer=workdirs/shapes/tokenizer --generator=workdirs/shapes/generator --out=weights/shapes
 
 Writes <part>.safetensors for tokenizer, text and generator, and vocab.json (the text vocabulary the
-model was trained with: the dataset's). With --selector=workdirs/shapes/selector also selector.safetensors
+model was trained with: the dataset's); for a CLIP-conditioned model (text.encoder='clip') text.safetensors is
+the frozen CLIP text tower and clip_text/ holds its config and tokenizer files instead of vocab.json. With --selector=workdirs/shapes/selector also selector.safetensors
 (TCTS), and with --features=workdirs/shapes/features also features.safetensors (the FID-shapes network).
 """
 
@@ -14,7 +15,8 @@ import pathlib
 from absl import flags
 
 from tcts_jax.data import get_dataset
-from tcts_jax.models import abstract_params, build_models
+from tcts_jax.models import abstract_params, build_models, exported_clip_dir, frozen_text, load_text_params
+from tcts_jax.models.text import copy_clip_text_files
 from tcts_jax.models.features import abstract_feature_params, build_feature_net
 from tcts_jax.utils import checkpoint
 from tcts_jax.utils.cli import define_config_flag, run_main
@@ -28,13 +30,15 @@ def main(argv):
   config, out = FLAGS.config, pathlib.Path(FLAGS.out)
   if out.exists() and not out.is_dir():
     raise ValueError(f'--out {out} exists and is not a directory')
-  vocabulary = get_dataset(config.data).vocabulary()
+  clip = frozen_text(config)
+  vocabulary = [] if clip else get_dataset(config.data).vocabulary()
   models = build_models(config, vocabulary)
   expected = abstract_params(models, config.data.image_size)
-  sources = {'tokenizer': FLAGS.tokenizer, 'text': FLAGS.generator, 'generator': FLAGS.generator}
+  sources = {'tokenizer': FLAGS.tokenizer, 'generator': FLAGS.generator}
   if FLAGS.selector:
     sources['selector'] = FLAGS.selector
   params = {part: checkpoint.load_part(src, part, expected[part]) for part, src in sources.items()}
+  params['text'] = load_text_params(config, FLAGS.generator, expected['text'])
   if FLAGS.features:  # not part of the text-to-image model: its own architecture (config.features)
     net = build_feature_net(config)
     params['features'] = checkpoint.load_part(
@@ -43,16 +47,21 @@ def main(argv):
   out.mkdir(parents=True, exist_ok=True)
   for part, p in params.items():
     checkpoint.save_weights(out / f'{part}.safetensors', p)
-  with atomic_write(out / 'vocab.json', 'w') as f:
-    json.dump(vocabulary, f)
-  sizes = {p.name: p.stat().st_size for p in out.iterdir()}
+  if clip:  # the tokenizer and config the CLIP text tower needs; its weights are text.safetensors
+    copy_clip_text_files(config.text.clip_dir, exported_clip_dir(out))
+  else:
+    with atomic_write(out / 'vocab.json', 'w') as f:
+      json.dump(vocabulary, f)
+  sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
   print(f'exported to {out}: ' + ', '.join(f'{k} {v / 1e6:.2f} MB' for k, v in sorted(sizes.items())))
 
 
 if __name__ == '__main__':
   define_config_flag('config', 'configs/shapes.py', 'Config file.')
   flags.DEFINE_string('tokenizer', None, 'Tokenizer workdir (or weights dir).', required=True)
-  flags.DEFINE_string('generator', None, 'Generator workdir (or weights dir); holds text + generator.', required=True)
+  flags.DEFINE_string(
+    'generator', None, 'Generator workdir (or weights dir); holds text (unless frozen CLIP) + generator.', required=True
+  )
   flags.DEFINE_string('out', None, 'Output weights directory.', required=True)
   flags.DEFINE_string('selector', None, 'Optional TCTS selector workdir (or weights dir).')
   flags.DEFINE_string('features', None, 'Optional FID-shapes feature network workdir (or weights dir).')

@@ -73,6 +73,19 @@ CASES = [
     [*GENERATOR, f'--config.tokenizer_checkpoint={REPO}/weights/scenes'],
     ['does not match the config'],
   ),
+  ('train-text-encoder', 'train', [*GENERATOR, '--config.text.encoder=bert'], ["'bert'", 'text.encoder']),
+  (
+    'train-clip-dir-missing',
+    'train',
+    [*GENERATOR, '--config.text.encoder=clip', '--config.text.clip_dir=MISSING'],
+    ['CLIP directory', 'MISSING'],
+  ),
+  (
+    'train-clip-length',
+    'train',
+    [*GENERATOR, '--config.text.encoder=clip', f'--config.text.clip_dir={REPO}/tests/fixtures/tiny_clip'],
+    ['text.max_length', 'got 40'],
+  ),
   (
     'train-folder-missing',
     'train',
@@ -99,6 +112,7 @@ CASES = [
   ('sample-remdm-schedule', 'sample', [*SAMPLE, PROMPT, '--config.sampler.remdm_schedule=loop'], ["'loop'"]),
   ('sample-eb-gamma', 'sample', [*SAMPLE, PROMPT, '--config.sampler.eb_gamma=-1.0'], ['eb_gamma', '-1']),
   ('sample-num-samples', 'sample', [*SAMPLE, PROMPT, '--num_samples=0'], ['num_samples', '0']),
+  ('sample-no-clip-files', 'sample', [*SAMPLE, PROMPT, '--config.text.encoder=clip'], ['CLIP directory', 'clip_text']),
   ('sample-model-size', 'sample', [*SAMPLE, PROMPT, '--config.generator.width=64'], ['does not match the config']),
   ('sample-weights-missing', 'sample', [TINY, '--weights=MISSING', '--out=OUT/x.png', PROMPT], ['MISSING']),
   ('sample-weights-corrupt', 'sample', [TINY, '--weights=CORRUPT', '--out=OUT/x.png', PROMPT], ['corrupt']),
@@ -136,7 +150,7 @@ CASES = [
     'export-wrong-stage',
     'export',
     [TINY, '--tokenizer=WORKDIR', '--generator=WORKDIR', '--out=OUT/e'],
-    ["no 'text' weights"],
+    ["no 'generator' weights"],
   ),
   ('export-out-is-file', 'export', [*EXPORT, '--out=FILE'], ['FILE']),
   # evaluate

@@ -199,6 +199,9 @@ def test_paper_size_configs_match_the_paper_and_their_smoke_variants_train(tmp_p
 
   for arg, expected in (('generator', 310e6), ('generator,cub', 83e6)):
     config = load_config(f'configs/coco.py:{arg}')
+    assert config.text.encoder == 'clip' and config.text.clip_dir is None  # the user's CLIP ViT-B/32 directory
+    with config.unlocked():  # no real CLIP here: the learned encoder has CLIP B/32's width, 512
+      config.text.encoder = 'learned'
     params = abstract_params(build_models(config, ['word']), config.data.image_size)
     count = sum(x.size for x in jax.tree.leaves(params['generator']))
     assert abs(count - expected) < 0.01 * expected, (arg, count)

@@ -100,15 +100,15 @@ def test_choose_top_k_without_noise_and_never_a_zero_weight():
 
 
 def test_word_mask_errors(t2i):
-  words = t2i.models.word_tokenizer
-  assert np.flatnonzero(editing.word_mask(words, NEW_PROMPT, 'BLUE')).tolist() == [2]
-  assert np.flatnonzero(editing.word_mask(words, NEW_PROMPT, 4)).tolist() == [4]
+  words = t2i.models.text_tokenizer
+  assert np.flatnonzero(words.word_mask(NEW_PROMPT, 'BLUE')).tolist() == [2]
+  assert np.flatnonzero(words.word_mask(NEW_PROMPT, 4)).tolist() == [4]
   with pytest.raises(ValueError, match="word 'green' is not in the prompt"):
-    editing.word_mask(words, NEW_PROMPT, 'green')
+    words.word_mask(NEW_PROMPT, 'green')
   with pytest.raises(ValueError, match='one word'):
-    editing.word_mask(words, NEW_PROMPT, 'blue circle')
+    words.word_mask(NEW_PROMPT, 'blue circle')
   with pytest.raises(ValueError, match='out of range'):
-    editing.word_mask(words, NEW_PROMPT, 7)
+    words.word_mask(NEW_PROMPT, 7)
 
 
 # --------------------------------------------------------------------- refinement and editing

@@ -145,7 +145,7 @@ def test_a_strategy_of_ones_own_is_one_module(plugins, tiny_model):
   sampler = make_sampler(
     models, sampler_config(config.sampler, strategy='my_plugins.strategies.least_confident', steps=4), trajectory=True
   )
-  out = sampler(params, models.word_tokenizer.encode_batch(['a red circle', 'a blue square']), jax.random.key(0))
+  out = sampler(params, models.text_tokenizer.encode_batch(['a red circle', 'a blue square']), jax.random.key(0))
   np.testing.assert_array_equal(
     np.asarray(out.trajectory['kept']).sum(-1), np.broadcast_to(sampler.schedules.keep_counts[:, None], (4, 2))
   )

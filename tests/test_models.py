@@ -23,7 +23,7 @@ def test_tokenizer_round_trip_shapes(tiny_model):
 
 def test_generator_logits_and_attention_maps(tiny_model):
   config, models, params = tiny_model
-  ids = models.word_tokenizer.encode_batch(['a red circle', 'a small blue square at the top'])
+  ids = models.text_tokenizer.encode_batch(['a red circle', 'a small blue square at the top'])
   text, mask = models.text_encoder.apply({'params': params['text']}, ids)
   tokens = jnp.full((2, models.num_tokens), models.mask_id).at[:, :5].set(3)
   logits, self_attn, cross_attn = generator_forward(
@@ -44,7 +44,7 @@ def test_generator_logits_and_attention_maps(tiny_model):
 
 def test_caption_dropout_ignores_the_caption(tiny_model):
   _, models, params = tiny_model
-  ids = models.word_tokenizer.encode_batch(['a red circle', 'a small blue square at the top'])
+  ids = models.text_tokenizer.encode_batch(['a red circle', 'a small blue square at the top'])
   text, mask = models.text_encoder.apply({'params': params['text']}, ids)
   tokens = jnp.full((2, models.num_tokens), models.mask_id)
   logits = models.generator.apply({'params': params['generator']}, tokens, text, mask, jnp.array([True, True]))
@@ -75,8 +75,8 @@ def test_corruption_default_ratio_follows_the_cosine_schedule():
   assert abs(np.median(frac) - np.cos(np.pi / 4)) < 0.03
 
 
-def test_word_tokenizer(tiny_model):
-  words = tiny_model[1].word_tokenizer
+def test_text_tokenizer(tiny_model):
+  words = tiny_model[1].text_tokenizer
   ids = words.encode('A Large RED circle')
   assert ids.shape == (words.max_length,) and (ids[:4] > 1).all() and (ids[4:] == 0).all()
   assert words.decode(ids) == 'a large red circle'

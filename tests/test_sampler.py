@@ -38,7 +38,7 @@ def run(tiny_model):
   the strategy's own one does (test_diagnostics_and_extra_strategies_do_not_change_the_samples). Every run gets
   REFERENCE as the oracle strategies' reference tokens."""
   config, models, params = tiny_model
-  ids = models.word_tokenizer.encode_batch(PROMPTS)
+  ids = models.text_tokenizer.encode_batch(PROMPTS)
   samplers = {}
 
   def _run(seed=0, negative=None, ids=ids, **overrides):
@@ -146,9 +146,9 @@ def test_diagnostics_and_extra_strategies_do_not_change_the_samples(run, tiny_mo
   for strategy in ('tcts_fas', 'ivqd_purity', 'uniform', 'random_revoke'):
     with_diagnostics, _ = run(seed=11, strategy=strategy)
     plain = make_sampler(models, sampler_config(config.sampler, strategy=strategy))
-    tokens = plain(params, models.word_tokenizer.encode_batch(PROMPTS), jax.random.key(11)).tokens
+    tokens = plain(params, models.text_tokenizer.encode_batch(PROMPTS), jax.random.key(11)).tokens
     np.testing.assert_array_equal(np.asarray(tokens), with_diagnostics.tokens)
-    assert plain(params, models.word_tokenizer.encode_batch(PROMPTS), jax.random.key(11)).diagnostics is None
+    assert plain(params, models.text_tokenizer.encode_batch(PROMPTS), jax.random.key(11)).diagnostics is None
 
 
 def test_random_revoke_revokes(run):
@@ -221,7 +221,7 @@ def test_schedule_string(tiny_config):
 def test_guidance_zero_is_the_conditional_path(run, tiny_model):
   # With scale 0 the unconditional branch must not matter: a different negative prompt changes nothing.
   _, models, _ = tiny_model
-  negative = models.word_tokenizer.encode_batch(['a purple triangle'] * len(PROMPTS))
+  negative = models.text_tokenizer.encode_batch(['a purple triangle'] * len(PROMPTS))
   a, _ = run(seed=6, guidance_scale=0.0, strategy='purity')
   b, _ = run(seed=6, guidance_scale=0.0, strategy='purity', negative=negative)
   np.testing.assert_array_equal(a.tokens, b.tokens)
@@ -232,7 +232,7 @@ def test_guidance_zero_is_the_conditional_path(run, tiny_model):
 def test_one_scan_with_static_length(tiny_model):
   config, models, params = tiny_model
   sampler = make_sampler(models, sampler_config(config.sampler, strategy='fas'))
-  ids = models.word_tokenizer.encode_batch(PROMPTS[:2])
+  ids = models.text_tokenizer.encode_batch(PROMPTS[:2])
   jaxpr = jax.make_jaxpr(sampler._sample_impl)(*sampler.arguments(params, ids, jax.random.key(0)))
   scans = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == 'scan']
   assert len(scans) == 1 and scans[0].params['length'] == config.sampler.steps
@@ -244,13 +244,13 @@ def test_no_recompilation_across_prompts_and_seeds(tiny_model):
   config, models, params = tiny_model
   sampler = make_sampler(models, sampler_config(config.sampler, strategy='random_revoke', steps=4))
   for seed, prompts in enumerate([PROMPTS[:2], PROMPTS[2:]]):
-    sampler(params, models.word_tokenizer.encode_batch(prompts), jax.random.key(seed))
+    sampler(params, models.text_tokenizer.encode_batch(prompts), jax.random.key(seed))
   assert sampler._sample._cache_size() == 1
 
 
 def test_per_step_settings_reuse_the_compiled_program_and_others_are_refused(tiny_model):
   config, models, params = tiny_model
-  ids = models.word_tokenizer.encode_batch(PROMPTS[:2])
+  ids = models.text_tokenizer.encode_batch(PROMPTS[:2])
   cfg = sampler_config(config.sampler, strategy='uniform', steps=4)
   sampler = make_sampler(models, cfg, strategies=('purity',))
   other = sampler_config(
@@ -331,7 +331,7 @@ def test_completion_never_changes_locked_tokens(tiny_model, strategy):
   # Inpainting: tokens outside the region are locked; the region is generated; counts follow the schedule.
   config, models, params = tiny_model
   sampler = make_sampler(models, sampler_config(config.sampler, strategy=strategy, steps=6), trajectory=True)
-  ids = models.word_tokenizer.encode_batch(PROMPTS[:2])
+  ids = models.text_tokenizer.encode_batch(PROMPTS[:2])
   rng = np.random.default_rng(0)
   original = rng.integers(0, models.generator.codebook_size, (2, models.num_tokens))
   region = np.zeros((2, models.num_tokens), bool)
@@ -349,7 +349,7 @@ def test_completion_never_changes_locked_tokens(tiny_model, strategy):
 
 def test_bfloat16_compute_runs_every_matmul_in_bfloat16_and_samples_from_float32_logits(tiny_model):
   config, models, params = tiny_model
-  ids = models.word_tokenizer.encode_batch(PROMPTS)
+  ids = models.text_tokenizer.encode_batch(PROMPTS)
   for dtype in ('float32', 'bfloat16'):  # generator, text encoder and selector (tcts_fas uses all three)
     sampler = make_sampler(models, sampler_config(config.sampler, strategy='tcts_fas', compute_dtype=dtype))
     jaxpr = jax.make_jaxpr(sampler._sample_impl)(*sampler.arguments(params, ids, jax.random.key(0)))

@@ -37,7 +37,7 @@ PROMPTS = [
 def run(tiny_model):
   """run(seed=0, **sampler overrides) -> (SampleOutput as numpy, sampler), with trajectory; cached."""
   config, models, params = tiny_model
-  ids = models.word_tokenizer.encode_batch(PROMPTS)
+  ids = models.text_tokenizer.encode_batch(PROMPTS)
   cache = {}
 
   def _run(seed=0, **overrides):
@@ -66,7 +66,7 @@ def weights_dir(tmp_path_factory, tiny_model):
 
 def test_selector_logits_and_cross_attention(tiny_model):
   config, models, params = tiny_model
-  ids = models.word_tokenizer.encode_batch(['a red circle', 'a small blue square at the top'])
+  ids = models.text_tokenizer.encode_batch(['a red circle', 'a small blue square at the top'])
   text, mask = models.text_encoder.apply({'params': params['text']}, ids)
   tokens = jax.random.randint(jax.random.key(0), (2, models.num_tokens), 0, models.mask_id + 1)  # [MASK] too
   drop = jnp.array([False, True])
@@ -113,7 +113,7 @@ def train_selector(tiny_data_dir, weights_dir, variant='', steps=30):
   stage = SelectorStage(config, models)
   frozen = stage.frozen()
   loader = pipeline.make_loader(
-    get_dataset(config.data), 'train', config.train.batch_size, tokenize=models.word_tokenizer.encode
+    get_dataset(config.data), 'train', config.train.batch_size, tokenize=models.text_tokenizer.encode
   )
   arrays = lambda b: {k: jnp.asarray(b[k]) for k in ('image', 'text_ids')}
   held_out = arrays(next(loader))
@@ -163,7 +163,7 @@ def examples(tiny_model):
   """examples(variant, **selector overrides) -> the selector stage's training examples (numpy) of the same
   EXAMPLE_ROWS random code grids and rng (so the same corruption), drawn by the tiny random generator; cached."""
   _, models, params = tiny_model
-  ids = np.asarray(models.word_tokenizer.encode_batch(PROMPTS))
+  ids = np.asarray(models.text_tokenizer.encode_batch(PROMPTS))
   codes = jax.random.randint(jax.random.key(1), (EXAMPLE_ROWS, models.num_tokens), 0, models.generator.codebook_size)
   batch = {'codes': codes, 'text_ids': jnp.asarray(np.resize(ids, (EXAMPLE_ROWS, ids.shape[1])))}
   cache = {}
@@ -299,7 +299,7 @@ def test_tcts_keeps_the_lowest_selector_scores_without_noise(run):
 def _direct_scores(tiny_model, tokens, ratio, drop_all):
   """Selector logits of x̂ computed outside the sampler, with the prompts (or null text if drop_all)."""
   _, models, params = tiny_model
-  text, mask = models.text_encoder.apply({'params': params['text']}, models.word_tokenizer.encode_batch(PROMPTS))
+  text, mask = models.text_encoder.apply({'params': params['text']}, models.text_tokenizer.encode_batch(PROMPTS))
   drop = jnp.full(len(PROMPTS), drop_all)
   return np.asarray(
     models.selector.apply({'params': params['selector']}, tokens, jnp.full(len(PROMPTS), ratio), text, mask, drop)
@@ -365,7 +365,7 @@ def test_tcts_without_selector_is_a_clear_error(tiny_model):
   sampler = make_sampler(models, sampler_config(config.sampler, strategy='tcts_fas'))
   no_selector = {k: v for k, v in params.items() if k != 'selector'}
   with pytest.raises(ValueError, match='needs TCTS selector weights'):
-    sampler(no_selector, models.word_tokenizer.encode_batch(PROMPTS[:1]), jax.random.key(0))
+    sampler(no_selector, models.text_tokenizer.encode_batch(PROMPTS[:1]), jax.random.key(0))
 
 
 def test_api_loads_weights_with_and_without_selector(tiny_config, tiny_model, weights_dir, tmp_path):

@@ -358,7 +358,7 @@ def check_attention_logits(model, params, tokens, text, layers):
 def test_our_generator_gives_cross_attention_logits(tiny_model):
   config, models, params = tiny_model
   model = models.masked_generator()
-  ids = models.word_tokenizer.encode_batch(['a red circle', 'a big blue square at the top left'])
+  ids = models.text_tokenizer.encode_batch(['a red circle', 'a big blue square at the top left'])
   text = model.encode_text(params, ids, None)
   tokens = jnp.asarray(np.random.default_rng(0).integers(0, model.mask_id + 1, (4, model.num_tokens)), jnp.int32)
   check_attention_logits(model, params, tokens, text, (0, 1))

@@ -65,7 +65,7 @@ def test_generator_loss_is_the_weighted_smoothed_cross_entropy(tiny_model, varia
   _, models, params = tiny_model
   config = load_config(f'configs/shapes.py:generator,tiny{variant}')
   k = models.generator.codebook_size
-  ids = jnp.asarray(models.word_tokenizer.encode_batch(['a large red circle', 'a small blue square at the top'] * 4))
+  ids = jnp.asarray(models.text_tokenizer.encode_batch(['a large red circle', 'a small blue square at the top'] * 4))
   codes = jax.random.randint(jax.random.key(0), (8, models.num_tokens), 0, k)
   rng = jax.random.key(1)
   loss, _ = jax.jit(GeneratorStage(config, models).loss)(params, {}, {'codes': codes, 'text_ids': ids}, rng)

@@ -27,7 +27,6 @@ from tcts_jax.editing.operations import (
   selector_cross_attention,
   selector_logits,
   word_attention,
-  word_mask,
 )
 
 __all__ = [
@@ -55,5 +54,4 @@ __all__ = [
   'selector_cross_attention',
   'selector_logits',
   'word_attention',
-  'word_mask',
 ]

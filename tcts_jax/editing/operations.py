@@ -71,27 +71,6 @@ def count_for(fraction: float, num_tokens: int, name: str = 'fraction') -> int:
   return max(1, int(round(fraction * num_tokens)))
 
 
-def word_mask(word_tokenizer, prompt: str, word: Union[str, int]) -> np.ndarray:
-  """(L,) bool: the text positions of `word` in `prompt` (every occurrence), or of word number `word`."""
-  words = word_tokenizer.split(prompt)
-  limit = min(len(words), word_tokenizer.max_length)
-  mask = np.zeros(word_tokenizer.max_length, bool)
-  if isinstance(word, (int, np.integer)):
-    if not 0 <= word < limit:
-      raise ValueError(f'word index {word} out of range: the prompt {prompt!r} has {limit} words')
-    mask[word] = True
-    return mask
-  parts = word_tokenizer.split(word)
-  if len(parts) != 1:
-    raise ValueError(f'the word to edit must be one word, got {word!r}')
-  hits = [i for i, w in enumerate(words[:limit]) if w == parts[0]]
-  if not hits:
-    where = f' (within its first {limit} words)' if parts[0] in words else ''
-    raise ValueError(f'word {word!r} is not in the prompt {prompt!r}{where}')
-  mask[hits] = True
-  return mask
-
-
 # ------------------------------------------------------------------------- model pieces (jitted)
 
 

@@ -356,7 +356,7 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
   scorers = evaluators.build(classes, evaluators.EvalContext(config, dataset, held_out), unavailable)
   notes += [f'{name} skipped: {why}.' for name, why in unavailable.items()]
   missing_keys = [c.key for name in unavailable for c in classes[name].columns]
-  unknown = sorted({w for c in held_out.captions for w in t2i.models.word_tokenizer.unknown_words(c)})
+  unknown = sorted({w for c in held_out.captions for w in t2i.models.text_tokenizer.unknown_words(c)})
   if unknown:
     notes.append(
       f'{len(unknown)} words of the held-out captions are not in the model vocabulary and are read as '

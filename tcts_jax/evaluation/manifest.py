@@ -21,10 +21,12 @@ def file_sha256(path: pathlib.Path) -> str:
 
 
 def weights_files(directory) -> dict:
-  """{file name: sha256} of the weight and vocabulary files of a weights dir (empty for a trainer workdir)."""
+  """{file name: sha256} of the weight and vocabulary files of a weights dir, clip_text/'s tokenizer files
+  included (empty for a trainer workdir)."""
   directory = pathlib.Path(directory)
-  files = sorted(p for p in directory.glob('*') if p.is_file() and p.suffix in ('.safetensors', '.json', '.npz'))
-  return {p.name: file_sha256(p) for p in files}
+  suffixes = ('.safetensors', '.json', '.npz', '.txt')
+  files = [p for p in [*directory.glob('*'), *directory.glob('clip_text/*')] if p.is_file() and p.suffix in suffixes]
+  return {str(p.relative_to(directory)): file_sha256(p) for p in sorted(files)}
 
 
 def code_version() -> dict:

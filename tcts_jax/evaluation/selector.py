@@ -30,7 +30,7 @@ def evaluate_selector(
   stage = SelectorStage(config, models)
   batch_size = batch_size or config.train.batch_size
   loader = pipeline.make_loader(
-    dataset, 'test', batch_size, seed=seed, shuffle=False, num_epochs=1, tokenize=models.word_tokenizer.encode
+    dataset, 'test', batch_size, seed=seed, shuffle=False, num_epochs=1, tokenize=models.text_tokenizer.encode
   )
 
   @jax.jit

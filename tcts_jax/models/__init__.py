@@ -5,7 +5,8 @@ functions it takes (`tcts_jax.sampling.model`); params are the dict of `init_par
 """
 
 import dataclasses
-from typing import Optional, Sequence
+import pathlib
+from typing import Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +15,18 @@ from tcts_jax.models.generator import Generator, generator_context, generator_in
 from tcts_jax.models.layers import attention_maps
 from tcts_jax.models.selector import Selector
 from tcts_jax.sampling.model import MaskedGenerator, TokenSelector
-from tcts_jax.models.text import TextEncoder, WordTokenizer
+from tcts_jax.models.text import (
+  TEXT_ENCODERS,
+  ClipTextEncoder,
+  ClipTokenizer,
+  TextEncoder,
+  WordTokenizer,
+  load_clip_text,
+  load_clip_text_params,
+)
 from tcts_jax.models.vqgan import VQTokenizer
+from tcts_jax.utils import checkpoint
+from tcts_jax.utils.config import resolve_path
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,8 +34,8 @@ class Models:
   """The modules of a text-to-image MGM (flax modules are stateless: params live elsewhere)."""
 
   tokenizer: VQTokenizer
-  word_tokenizer: WordTokenizer
-  text_encoder: TextEncoder
+  text_tokenizer: Union[WordTokenizer, ClipTokenizer]  # config.text.encoder: 'learned' | 'clip'
+  text_encoder: Union[TextEncoder, ClipTextEncoder]
   generator: Generator
   grid_size: int  # tokens per side
   selector: Optional[Selector] = None  # the TCTS selector, when the config has a `selector` section
@@ -115,36 +126,67 @@ def image_tokens(models: Models, tokenizer_params, images_uint8):
   return grid.reshape(grid.shape[0], -1)
 
 
-def build_models(config, vocabulary: Sequence[str]) -> Models:
-  t, x, g = config.tokenizer, config.text, config.generator
+def build_models(config, vocabulary: Sequence[str], clip_dir: Optional[str] = None) -> Models:
+  """The modules of `config`. The text side is `config.text.encoder`'s: a word tokenizer over `vocabulary`
+  and a learned encoder, or a CLIP tokenizer and frozen text tower read from `clip_dir` (default
+  config.text.clip_dir; a weights dir holds its own copy, see `exported_clip_dir`)."""
+  t, g = config.tokenizer, config.generator
   downsample = 2 ** len(t.channels)
   if config.data.image_size % downsample:
     raise ValueError(f'image_size {config.data.image_size} is not divisible by the tokenizer downsampling {downsample}')
   grid = config.data.image_size // downsample
-  words = WordTokenizer.from_vocabulary(vocabulary, x.max_length)
+  text_tokenizer, text_encoder = _build_text_side(config.text, vocabulary, clip_dir)
+  width = text_encoder.width
   return Models(
     tokenizer=VQTokenizer(tuple(t.channels), t.num_res_blocks, t.codebook_size, t.code_dim, t.commitment_cost),
-    word_tokenizer=words,
-    text_encoder=TextEncoder(words.vocab_size, x.max_length, x.width, x.num_layers, x.num_heads),
-    generator=Generator(t.codebook_size, grid * grid, g.width, g.num_layers, g.num_heads, x.width, g.mlp_ratio),
+    text_tokenizer=text_tokenizer,
+    text_encoder=text_encoder,
+    generator=Generator(t.codebook_size, grid * grid, g.width, g.num_layers, g.num_heads, width, g.mlp_ratio),
     grid_size=grid,
-    selector=_build_selector(config, grid * grid),
+    selector=_build_selector(config, grid * grid, width),
   )
 
 
-def _build_selector(config, num_tokens: int) -> Optional[Selector]:
+def _build_text_side(x, vocabulary, clip_dir):
+  if x.get('encoder', 'learned') == 'clip':
+    return load_clip_text(clip_dir or x.clip_dir, x.max_length)
+  if x.get('encoder', 'learned') != 'learned':
+    raise ValueError(f'unknown text.encoder {x.encoder!r}; expected one of {TEXT_ENCODERS}')
+  words = WordTokenizer.from_vocabulary(vocabulary, x.max_length)
+  return words, TextEncoder(words.vocab_size, x.max_length, x.width, x.num_layers, x.num_heads)
+
+
+def frozen_text(config) -> bool:
+  """True when the text encoder is a pretrained one that no stage trains (text.encoder='clip')."""
+  return config.text.get('encoder', 'learned') == 'clip'
+
+
+def exported_clip_dir(weights_dir) -> pathlib.Path:
+  """Where export copies the CLIP tokenizer files and config of a CLIP-conditioned model."""
+  return pathlib.Path(weights_dir) / 'clip_text'
+
+
+def load_text_params(config, source, expected) -> dict:
+  """The text encoder's params: from `source` (a weights dir, or a generator workdir of the learned encoder),
+  else, for a frozen CLIP encoder that a workdir does not hold, from config.text.clip_dir."""
+  if frozen_text(config) and not (resolve_path(source) / 'text.safetensors').is_file():
+    return load_clip_text_params(config.text.clip_dir)  # checked against its own config.json, which built `expected`
+  return checkpoint.load_part(source, 'text', expected)
+
+
+def _build_selector(config, num_tokens: int, text_width: int) -> Optional[Selector]:
   if 'selector' not in config:
     return None
   s = config.selector
   return Selector(
-    config.tokenizer.codebook_size, num_tokens, s.width, s.num_layers, s.num_heads, config.text.width, s.mlp_ratio
+    config.tokenizer.codebook_size, num_tokens, s.width, s.num_layers, s.num_heads, text_width, s.mlp_ratio
   )
 
 
 def init_selector(models: Models, rng, text_width: int) -> dict:
   """Freshly initialised selector params (the text embeddings only matter through their width)."""
   tokens = jnp.zeros((1, models.num_tokens), jnp.int32)
-  text = jnp.zeros((1, models.word_tokenizer.max_length, text_width))
+  text = jnp.zeros((1, models.text_tokenizer.max_length, text_width))
   mask = jnp.ones(text.shape[:2], bool)
   return models.selector.init(rng, tokens, jnp.zeros(1), text, mask, jnp.zeros(1, bool))['params']
 
@@ -152,7 +194,7 @@ def init_selector(models: Models, rng, text_width: int) -> dict:
 def init_params(models: Models, image_size: int, rng) -> dict:
   """Freshly initialised params of every part: {'tokenizer', 'text', 'generator'} (+ 'selector' if built)."""
   r_tok, r_text, r_gen = jax.random.split(rng, 3)
-  ids = jnp.zeros((1, models.word_tokenizer.max_length), jnp.int32)
+  ids = jnp.zeros((1, models.text_tokenizer.max_length), jnp.int32)
   text_params = models.text_encoder.init(r_text, ids)['params']
   text, mask = models.text_encoder.apply({'params': text_params}, ids)
   tokens = jnp.zeros((1, models.num_tokens), jnp.int32)

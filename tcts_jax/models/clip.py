@@ -42,6 +42,7 @@ __all__ = [
   'CLIPTextTower',
   'CLIPVisionTower',
   'load_clip_from_safetensors',
+  'load_clip_config',
   'encode_text',
   'encode_image',
   'preprocess_images',
@@ -414,6 +415,15 @@ def _read_tensors(path_or_dir: str):
 def _prefix(tensors, tower: str, marker: str) -> str:
   """'text_model.' / 'vision_model.' if the checkpoint uses it for this tower, else ''."""
   return f'{tower}.' if f'{tower}.{marker}' in tensors else ''
+
+
+def load_clip_config(directory) -> CLIPConfig:
+  """The CLIPConfig of a HF CLIP directory's config.json (no weights read)."""
+  path = os.path.join(directory, 'config.json')
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'no CLIP config.json in {directory}')
+  with open(path) as fh:
+    return _config_from_hf(json.load(fh))
 
 
 def load_clip_from_safetensors(path_or_dir: str):

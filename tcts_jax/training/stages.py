@@ -16,9 +16,12 @@ from tcts_jax.models import (
   Models,
   abstract_params,
   build_models,
+  frozen_text,
   image_tokens,
   images_to_model,
   init_selector,
+  load_clip_text_params,
+  load_text_params,
   model_to_images,
 )
 from tcts_jax.data import get_dataset
@@ -72,7 +75,7 @@ class OurModelStage:
     return self.models.num_tokens
 
   def tokenize(self, caption: str):
-    return self.models.word_tokenizer.encode(caption)
+    return self.models.text_tokenizer.encode(caption)
 
   def encode_images(self, frozen, images):
     return image_tokens(self.models, frozen['tokenizer'], images)
@@ -113,27 +116,37 @@ class TokenizerStage(OurModelStage):
 
 
 class GeneratorStage(OurModelStage):
-  """Text encoder + masked generator on frozen tokenizer codes (docs/design.md §2.4 training corruption)."""
+  """Text encoder + masked generator on frozen tokenizer codes (docs/design.md §2.4 training corruption). A
+  pretrained text encoder (text.encoder='clip') is frozen: loaded from text.clip_dir, never trained or saved."""
 
-  parts = ('text', 'generator')
   needs_text = True
   needs_codes = True
   needs_fields = ()
+
+  @property
+  def parts(self) -> tuple:
+    return ('generator',) if frozen_text(self.config) else ('text', 'generator')
 
   def frozen(self):
     if not self.config.tokenizer_checkpoint:
       raise ValueError('the generator stage needs --config.tokenizer_checkpoint (a tokenizer workdir or weights dir)')
     expected = abstract_params(self.models, self.config.data.image_size)['tokenizer']
-    return {'tokenizer': checkpoint.load_part(self.config.tokenizer_checkpoint, 'tokenizer', expected)}
+    frozen = {'tokenizer': checkpoint.load_part(self.config.tokenizer_checkpoint, 'tokenizer', expected)}
+    if frozen_text(self.config):
+      frozen['text'] = load_clip_text_params(self.config.text.clip_dir)
+    return frozen
 
   def init(self, rng, batch):
-    m = self.models
+    m, ids = self.models, batch['text_ids']
     r_text, r_gen = jax.random.split(rng)
-    text_params = m.text_encoder.init(r_text, batch['text_ids'])['params']
-    text, mask = m.text_encoder.apply({'params': text_params}, batch['text_ids'])
-    tokens = jnp.zeros((batch['text_ids'].shape[0], m.num_tokens), jnp.int32)
-    gen_params = m.generator.init(r_gen, tokens, text, mask, jnp.zeros(tokens.shape[0], bool))['params']
-    return {'text': text_params, 'generator': gen_params}
+    params = {}
+    if 'text' in self.parts:
+      params['text'] = m.text_encoder.init(r_text, ids)['params']
+    # Only the shapes of the text features matter to the generator's initial values.
+    text, mask = jnp.zeros((*ids.shape, m.text_encoder.width)), jnp.ones(ids.shape, bool)
+    tokens = jnp.zeros((ids.shape[0], m.num_tokens), jnp.int32)
+    params['generator'] = m.generator.init(r_gen, tokens, text, mask, jnp.zeros(tokens.shape[0], bool))['params']
+    return params
 
   def loss(self, params, frozen, batch, rng):
     m, g = self.models, self.config.generator
@@ -142,7 +155,8 @@ class GeneratorStage(OurModelStage):
     inputs, masked, _ = corrupt(
       r_corrupt, target, mask_id=m.mask_id, codebook_size=m.generator.codebook_size, corrupt_prob=g.corrupt_prob
     )
-    text, text_mask = m.text_encoder.apply({'params': params['text']}, batch['text_ids'])
+    text_params = frozen['text'] if 'text' in frozen else params['text']
+    text, text_mask = m.text_encoder.apply({'params': text_params}, batch['text_ids'])
     drop = jax.random.uniform(r_drop, (target.shape[0],)) < g.caption_dropout
     logits = m.generator.apply({'params': params['generator']}, inputs, text, text_mask, drop)
     # Masked and visible positions are smoothed separately: a generator meant to copy visible tokens (the
@@ -295,7 +309,10 @@ def load_frozen_generator(config, models: Models) -> dict:
   if not source:
     raise ValueError('the selector stage needs --config.generator_checkpoint (a weights dir or generator workdir)')
   expected = abstract_params(models, config.data.image_size)
-  frozen = {part: checkpoint.load_part(source, part, expected[part]) for part in ('text', 'generator')}
+  frozen = {
+    'text': load_text_params(config, source, expected['text']),
+    'generator': checkpoint.load_part(source, 'generator', expected['generator']),
+  }
   try:
     frozen['tokenizer'] = checkpoint.load_part(source, 'tokenizer', expected['tokenizer'])
   except checkpoint.CheckpointError:

@@ -27,6 +27,7 @@ from tcts_jax.models.amused.transformer import UVit2D, load_uvit2d
 from tcts_jax.models.amused.vqgan import VQModel, load_vqgan
 from tcts_jax.models.clip import CLIPTextTower, load_clip_from_safetensors
 from tcts_jax.models.selector import Selector
+from tcts_jax.models.text import ClipTokenizer
 from tcts_jax.sampling.model import MaskedGenerator, TokenSelector
 from tcts_jax.utils.config import resolve_path
 
@@ -66,38 +67,21 @@ class Amused:
   def max_length(self) -> int:
     return self.tokenizer.model_max_length
 
+  @property
+  def prompt_tokenizer(self) -> ClipTokenizer:
+    return ClipTokenizer(self.tokenizer, self.max_length)
+
   def tokens_dropped(self, prompts) -> list[int]:
     """Per prompt, how many of its CLIP tokens fall beyond what the text encoder reads (0 for most)."""
-    return [max(0, len(ids) - self.max_length) for ids in self.tokenizer(list(prompts)).input_ids]
+    return self.prompt_tokenizer.dropped(prompts)
 
   def encode_prompts(self, prompts) -> np.ndarray:
     """(B, max_length) CLIP ids, padded and truncated as the pipeline does."""
-    ids = self.tokenizer(list(prompts), padding='max_length', max_length=self.max_length, truncation=True).input_ids
-    return np.asarray(ids, np.int32)
+    return self.prompt_tokenizer.encode_batch(prompts)
 
   def word_mask(self, prompt: str, word) -> np.ndarray:
-    """(max_length,) bool: the CLIP token positions of `word` in `prompt` (every occurrence), or of word number
-    `word` (words split at whitespace; CLIP's BPE never merges across words, so each word's tokens follow the
-    previous word's)."""
-    words = prompt.split()
-    if isinstance(word, (int, np.integer)):
-      if not 0 <= word < len(words):
-        raise ValueError(f'word index {word} out of range: the prompt {prompt!r} has {len(words)} words')
-      hits = [int(word)]
-    else:
-      if len(word.split()) != 1:
-        raise ValueError(f'the word to edit must be one word, got {word!r}')
-      hits = [i for i, w in enumerate(words) if w.lower().strip('.,;:!?') == word.lower()]
-      if not hits:
-        raise ValueError(f'word {word!r} is not in the prompt {prompt!r}')
-    lengths = [len(ids) for ids in self.tokenizer(words, add_special_tokens=False).input_ids]
-    starts = np.cumsum([1] + lengths)  # position 0 is the start-of-text token
-    mask = np.zeros(self.max_length, bool)
-    for i in hits:
-      mask[min(starts[i], self.max_length) : min(starts[i] + lengths[i], self.max_length)] = True
-    if not mask.any():
-      raise ValueError(f'word {word!r} falls beyond the {self.max_length} tokens the text encoder reads')
-    return mask
+    """(max_length,) bool: the CLIP token positions of `word` in `prompt` (ClipTokenizer.word_mask)."""
+    return self.prompt_tokenizer.word_mask(prompt, word)
 
   @property
   def empty_ids(self) -> np.ndarray:
