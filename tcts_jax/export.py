@@ -4,9 +4,10 @@ r"""Exports trained stages to a weights directory (what the repo ships and the s
       --tokenizer=workdirs/shapes/tokenizer --generator=workdirs/shapes/generator --out=weights/shapes
 
 Writes <part>.safetensors for tokenizer, text and generator, and vocab.json (the text vocabulary the
-model was trained with: the dataset's); for a CLIP-conditioned model (text.encoder='clip') text.safetensors is
-the frozen CLIP text tower and clip_text/ holds its config and tokenizer files instead of vocab.json. With --selector=workdirs/shapes/selector also selector.safetensors
-(TCTS), and with --features=workdirs/shapes/features also features.safetensors (the FID-shapes network).
+model was trained with: the dataset's). For a CLIP-conditioned model (text.encoder='clip') text.safetensors is
+the frozen CLIP text tower, and clip_text/ holds its config and tokenizer files instead of vocab.json. With
+--selector=workdirs/shapes/selector also selector.safetensors (TCTS), and with --features=workdirs/shapes/features
+also features.safetensors (the FID-shapes network).
 """
 
 import json

@@ -189,11 +189,13 @@ def test_bad_year_and_karpathy_on_2017(tmp_path):
 
 def test_paper_size_configs_match_the_paper_and_their_smoke_variants_train(tmp_path):
   """configs/coco.py: the generator has the paper's parameter count (310M on MS-COCO, 83M on CUB; built
-  abstractly); its `,smoke` variant trains the tokenizer and generator stages for 2 steps each on the fake COCO
-  directory, through the train CLI."""
+  abstractly); its `,smoke` variant, through the CLIs on the fake COCO directory: trains the tokenizer and the
+  CLIP-conditioned generator for 2 steps each, exports, samples, and evaluates with CLIP-S and MID (the tiny
+  CLIP as eval.clip_weights)."""
   import jax
 
   from tcts_jax.models import abstract_params, build_models
+  from tcts_jax.utils import checkpoint
   from tcts_jax.utils.config import load_config
   from tests.conftest import REPO, run_cli_batch
 
@@ -233,6 +235,45 @@ def test_paper_size_configs_match_the_paper_and_their_smoke_variants_train(tmp_p
       'c',
     ),
   ]
-  for r in run_cli_batch(runs):
+  weights = tmp_path / 'weights'
+  runs += [
+    (
+      'tcts_jax.export',
+      ['--config=configs/coco.py:sample,smoke', f'--tokenizer={tmp_path / "tok"}', f'--generator={tmp_path / "gen"}']
+      + [f'--out={weights}'],
+      REPO,
+      'c',
+    ),
+    (
+      'tcts_jax.sample',
+      ['--config=configs/coco.py:sample,smoke', f'--weights={weights}', '--prompt=a zebra', f'--out={tmp_path}/z.png'],
+      REPO,
+      'c',
+    ),
+    (
+      'tcts_jax.evaluate',
+      [
+        '--config=configs/coco.py:eval,smoke',
+        f'--weights={weights}',
+        *common[:3],
+        f'--workdir={tmp_path / "eval"}',
+        f'--config.eval.clip_weights={REPO / "tests/fixtures/tiny_clip"}',
+        "--config.eval.grid=('purity@8',)",
+        '--config.eval.refinement.base=',
+        '--config.eval.bootstrap=10',
+      ],
+      REPO,
+      'c',
+    ),
+  ]
+  done = run_cli_batch(runs)
+  for r in done:
     assert r.returncode == 0, r.stderr[-3000:]
-    assert '[generator] step 2/2' in r.stdout or '[tokenizer] step 2/2' in r.stdout
+  assert '[tokenizer] step 2/2' in done[0].stdout and '[generator] step 2/2' in done[1].stdout
+  # The generator stage trained the generator alone: the CLIP text tower is frozen, and export wrote it.
+  assert set(checkpoint.latest_params(tmp_path / 'gen')) == {'generator'}
+  assert (weights / 'text.safetensors').is_file() and (weights / 'clip_text' / 'tokenizer_config.json').is_file()
+  assert PIL.Image.open(tmp_path / 'z.png').size[0] >= 32
+  results = json.loads((tmp_path / 'eval' / 'results.json').read_text())
+  row = results['rows'][[r['name'] for r in results['rows']].index('purity@8')]
+  assert row['metrics']['clip_score'] is not None and row['metrics']['mid'] is not None, results['notes']
