@@ -187,7 +187,7 @@ def test_bad_year_and_karpathy_on_2017(tmp_path):
     get_dataset(cfg).num_records('train')
 
 
-def test_paper_size_configs_match_the_paper_and_their_smoke_variants_train(tmp_path):
+def test_paper_size_configs_match_the_paper_and_their_smoke_recipe_runs(tmp_path):
   """configs/coco.py: the generator has the paper's parameter count (310M on MS-COCO, 83M on CUB; built
   abstractly); its `,smoke` variant, through the CLIs on the fake COCO directory: trains the tokenizer and the
   CLIP-conditioned generator for 2 steps each, exports, samples, and evaluates with CLIP-S and MID (the tiny
