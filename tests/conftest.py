@@ -28,13 +28,15 @@ os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.2'
 # default level (tests/test_shipped_model.py) remakes them in a process at that level (`DEFAULT_LEVEL_ENV`), as
 # users run. Set before JAX starts; inherited by xdist workers and every subprocess (`xla_flags` keeps it).
 FAST_COMPILE_FLAG = '--xla_backend_optimization_level=0'
-USER_XLA_FLAGS = os.environ.get('TCTS_JAX_TEST_USER_XLA_FLAGS', os.environ.get('XLA_FLAGS', ''))
-os.environ['TCTS_JAX_TEST_USER_XLA_FLAGS'] = USER_XLA_FLAGS
 _flags = os.environ.get('XLA_FLAGS', '')
 # Not in a process started with DEFAULT_LEVEL_ENV; a subprocess's own flags (a device count) are kept.
 if os.environ.get('TCTS_JAX_TEST_XLA_LEVEL') != 'default' and FAST_COMPILE_FLAG not in _flags:
   os.environ['XLA_FLAGS'] = f'{_flags} {FAST_COMPILE_FLAG}'.strip()
-DEFAULT_LEVEL_ENV = {**os.environ, 'XLA_FLAGS': USER_XLA_FLAGS, 'TCTS_JAX_TEST_XLA_LEVEL': 'default'}
+DEFAULT_LEVEL_ENV = {
+  **os.environ,
+  'XLA_FLAGS': os.environ['XLA_FLAGS'].replace(FAST_COMPILE_FLAG, '').strip(),
+  'TCTS_JAX_TEST_XLA_LEVEL': 'default',
+}
 
 
 def xla_flags(*flags: str) -> str:

@@ -135,7 +135,7 @@ def build_models(config, vocabulary: Sequence[str], clip_dir: Optional[str] = No
   if config.data.image_size % downsample:
     raise ValueError(f'image_size {config.data.image_size} is not divisible by the tokenizer downsampling {downsample}')
   grid = config.data.image_size // downsample
-  text_tokenizer, text_encoder = _build_text_side(config.text, vocabulary, clip_dir)
+  text_tokenizer, text_encoder = _build_text_side(config, vocabulary, clip_dir)
   width = text_encoder.width
   return Models(
     tokenizer=VQTokenizer(tuple(t.channels), t.num_res_blocks, t.codebook_size, t.code_dim, t.commitment_cost),
@@ -147,8 +147,9 @@ def build_models(config, vocabulary: Sequence[str], clip_dir: Optional[str] = No
   )
 
 
-def _build_text_side(x, vocabulary, clip_dir):
-  if x.get('encoder', 'learned') == 'clip':
+def _build_text_side(config, vocabulary, clip_dir):
+  x = config.text
+  if frozen_text(config):
     return load_clip_text(clip_dir or x.clip_dir, x.max_length)
   if x.get('encoder', 'learned') != 'learned':
     raise ValueError(f'unknown text.encoder {x.encoder!r}; expected one of {TEXT_ENCODERS}')
