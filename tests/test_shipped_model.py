@@ -5,7 +5,8 @@ generator directly, with the text side inside every step) for these prompts, see
 random_revoke row, re-recorded when the token draw became two-level (docs/design.md §2.1) and attention
 heads-first (models/layers.py): it differs from the old recording in 1 of 512 tokens, a last-step draw whose
 uniform sat within float rounding of a CDF boundary. Bit-equality
-holds on the x86-64 CPUs we develop and test on; another processor may round differently. The fixture's FAS
+holds on the x86-64 CPUs we develop and test on, except that the redrawing random_revoke row can diverge in
+one image (its test says why); another processor may round differently. The fixture's FAS
 rows (fas, tcts_fas) are not checked: a FAS map compares attention sums with exactly 1.0, so one rounding
 difference between CPUs (AVX-512 vs AVX2 reduction order) flips a position near the threshold and every later
 step diverges (seen: 402 of 512 tokens on an AVX2 machine with unchanged code); FAS's properties are tested on
@@ -65,9 +66,18 @@ def remade(tmp_path_factory):
   return dict(np.load(out))
 
 
-@pytest.mark.parametrize('strategy', ['uniform', 'purity', 'random_revoke'])
+@pytest.mark.parametrize('strategy', ['uniform', 'purity'])
 def test_samples_are_bit_identical_to_before(remade, strategy):
   np.testing.assert_array_equal(remade[f'sample__{strategy}'], REFERENCE[f'sample__{strategy}'])
+
+
+def test_redrawing_random_revoke_is_bit_identical_in_all_but_a_rounding_divergence(remade):
+  """Redrawing random revoke draws all 64 tokens of an image at every step, so ONE draw whose uniform sits within
+  float rounding of a CDF boundary changes the rest of that image. Across x86-64 CPUs with the same ISA (an Intel
+  and an AMD EPYC, both AVX-512) one image of 8 diverged this way (18 of its 64 tokens); a change of the math
+  changes every image. So: at least 6 of the 8 images bit-identical."""
+  same = np.all(remade['sample__random_revoke'] == REFERENCE['sample__random_revoke'], axis=-1)
+  assert same.sum() >= 6, f'only images {np.flatnonzero(same).tolist()} of 8 are bit-identical'
 
 
 def test_guidance_schedule_and_negative_prompt_are_bit_identical(remade):
