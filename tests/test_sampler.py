@@ -301,6 +301,14 @@ def test_keep_counts():
     assert (np.diff(k) >= 1).all()
   with pytest.raises(ValueError):
     schedules.keep_counts(65, 64)
+  # A hold (ReMDM's loop): round((stop - start) T) steps keep the count, after the first round(start T) decoding
+  # steps; the decoding steps are the schedule of T - L steps.
+  decoding = schedules.keep_counts(6, 64)
+  held = schedules.keep_counts(16, 64, hold=(0.25, 0.875))
+  np.testing.assert_array_equal(held, np.concatenate([decoding[:4], np.full(10, decoding[3]), decoding[4:]]))
+  for bad in [(0.5, 0.25), (0.0, 1.0), (-0.1, 0.5)]:
+    with pytest.raises(ValueError, match='hold'):
+      schedules.keep_counts(16, 64, hold=bad)
 
 
 def test_schedules_stay_numpy_inside_a_jit_trace(tiny_model):

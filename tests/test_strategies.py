@@ -12,6 +12,7 @@ from tcts_jax.sampling import select
 from tcts_jax.sampling import strategies as strat
 from tcts_jax.sampling.model import MaskedGenerator, TokenSelector
 from tcts_jax.sampling.sampler import Sampler, cross_attention_map, purity_of, sampler_config
+from tcts_jax.sampling.schedules import keep_counts
 
 N, K, B = 16, 8, 3  # toy canvas, codebook, batch
 PREFERRED = np.arange(N) % K  # the token each toy position prefers
@@ -167,8 +168,26 @@ def test_remdm_sigma_caps_or_rescales_the_most_that_keeps_the_marginals():
   sigma_max = np.array([0.0, 1.0, 0.2, 0.0])  # min(1, (1 - after) / before), 0 with nothing visible
   np.testing.assert_allclose(strat.remdm_sigma(before, after, 'cap', 0.3), np.minimum(0.3, sigma_max), rtol=1e-6)
   np.testing.assert_allclose(strat.remdm_sigma(before, after, 'rescale', 0.3), 0.3 * sigma_max, rtol=1e-6)
+  # 'loop': only where the step holds the visible count (the loop), capped like 'cap'; plain decoding elsewhere.
+  held = jnp.array([0.5, 0.9, 0.25])
+  np.testing.assert_allclose(strat.remdm_sigma(held, held, 'loop', 0.3), [0.3, 1 / 9, 0.3], rtol=1e-6)
+  np.testing.assert_array_equal(strat.remdm_sigma(before, after, 'loop', 0.3), np.zeros(4))
   with pytest.raises(ValueError, match='ReMDM schedule'):
-    strat.remdm('loop')
+    strat.remdm('spiral')
+
+
+def test_remdm_loop_holds_the_kept_count_and_remasks_only_inside_the_loop(cfg):
+  steps = 10
+  out, sampler = run(toy_model(PEAKS), cfg, 'remdm', steps=steps, remdm_schedule='loop', remdm_eta=0.5)
+  k = sampler.schedules.keep_counts
+  # (0.45, 0.95) of 10 steps: 5 held steps after the first 4 (rounded) of the 5 decoding steps.
+  np.testing.assert_array_equal(k, np.concatenate([keep_counts(5, N)[:4], np.full(5, keep_counts(5, N)[3]), [N]]))
+  kept = out.trajectory['kept']
+  assert (kept.sum(-1) == k[:, None]).all() and kept[-1].all()
+  revoked = out.diagnostics['revoked']  # (T, B)
+  assert revoked[4:9].sum() > 0 and revoked[:4].sum() == 0 and revoked[9].sum() == 0
+  uniform, _ = run(toy_model(PEAKS), cfg, 'remdm', steps=steps, remdm_schedule='loop', remdm_eta=0.0)
+  assert uniform.diagnostics['revoked'].sum() == 0
 
 
 @pytest.mark.parametrize('schedule, eta', [('cap', 0.1), ('rescale', 0.5)])

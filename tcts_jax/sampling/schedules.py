@@ -22,13 +22,30 @@ def mask_ratio(progress, schedule: str = 'cosine'):
   raise ValueError(f'unknown mask schedule {schedule!r}; expected one of {MASK_SCHEDULES}')
 
 
-def keep_counts(steps: int, num_tokens: int, schedule: str = 'cosine', rule: str = 'reserve') -> np.ndarray:
+def keep_counts(
+  steps: int, num_tokens: int, schedule: str = 'cosine', rule: str = 'reserve', hold: tuple = (0.0, 0.0)
+) -> np.ndarray:
   """k_t: tokens kept after step t = 0..steps-1; strictly increasing, k_{T-1} = num_tokens.
 
   rule 'reserve' (ours): N - floor(N r_t), at least one new token per step and room left for every later
   step. 'amused': exactly diffusers' `AmusedScheduler` (float32 arithmetic, at least one new token per step
   and at least one still masked before the last step; the last step unmasks the rest).
+
+  `hold` = (start, stop), fractions of the steps (ReMDM's loop): L = round((stop - start) T) steps that decode
+  nothing new (k_t = k_{t-1}) are inserted after the first round(start T) decoding steps; the other T - L steps
+  follow the schedule. Then k_t is increasing, strictly outside the held steps.
   """
+  start, stop = hold
+  if not 0 <= start <= stop <= 1:
+    raise ValueError(f'a hold must be fractions 0 <= start <= stop <= 1 of the steps, got {tuple(hold)}')
+  held = round((stop - start) * steps)
+  if held:
+    decoding = steps - held
+    first = min(max(round(start * steps), 1), decoding - 1) if decoding > 1 else 0
+    if decoding < 1 or first < 1:
+      raise ValueError(f'a hold of {held} of {steps} steps leaves too few decoding steps around it')
+    k = keep_counts(decoding, num_tokens, schedule, rule)
+    return np.concatenate([k[:first], np.full(held, k[first - 1]), k[first:]]).astype(np.int32)
   if not 1 <= steps <= num_tokens:
     raise ValueError(f'steps must be in [1, {num_tokens}] (the number of tokens), got {steps}')
   if rule == 'amused':

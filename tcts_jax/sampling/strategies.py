@@ -27,7 +27,7 @@ ORACLE_LOGIT = 10.0
 # The authors' cross-attention FAS averages the first 13 of their generator's 19 blocks.
 CROSS_ATTENTION_LAYER_FRACTION = 13 / 19
 FAS_MAPS = ('self_attention', 'cross_attention')
-REMDM_SCHEDULES = ('cap', 'rescale')
+REMDM_SCHEDULES = ('cap', 'rescale', 'loop')
 # ReMDM's keep logit of a token it re-masks: below every masked position's 0 + Gumbel noise, so a re-masked
 # position is decoded again in the same step only when the masked ones cannot fill k_t.
 REMASKED_LOGIT = -1e4
@@ -231,7 +231,9 @@ def halton() -> Strategy:
 def remdm_sigma(visible_before, visible_after, schedule: str, eta: float):
   """ReMDM's re-masking probability of a visible token (Wang et al. 2025), from the visible fractions
   before (α_t) and after (α_s) the step: σ_max = min(1, (1 - α_s) / α_t) is the most that keeps the
-  marginals; 'cap' uses min(eta, σ_max), 'rescale' eta * σ_max. 0 when nothing is visible."""
+  marginals; 'cap' uses min(eta, σ_max), 'rescale' eta * σ_max, 'loop' min(eta, σ_max) in the loop's steps
+  (those that hold the visible count, α_s = α_t: `schedules.keep_counts(hold=...)`) and 0 elsewhere (plain MDM
+  decoding before and after the loop). 0 when nothing is visible."""
   sigma_max = jnp.where(
     visible_before > 0, jnp.clip((1.0 - visible_after) / jnp.maximum(visible_before, 1e-9), 0.0, 1.0), 0.0
   )
@@ -239,13 +241,16 @@ def remdm_sigma(visible_before, visible_after, schedule: str, eta: float):
     return jnp.minimum(eta, sigma_max)
   if schedule == 'rescale':
     return eta * sigma_max
+  if schedule == 'loop':
+    return jnp.where(visible_after <= visible_before, jnp.minimum(eta, sigma_max), 0.0)
   raise ValueError(f'unknown ReMDM schedule {schedule!r}; expected one of {REMDM_SCHEDULES}')
 
 
 def remdm(schedule: str = 'cap', eta: float = 0.05) -> Strategy:
   """ReMDM remasking (Wang et al. 2025): each visible token is re-masked with probability σ_t
   (`remdm_sigma`); the schedule's k_t is then filled with the surviving tokens and masked positions drawn
-  uniformly (MDM's unmasking). Surviving tokens keep their values. eta = 0 is `uniform`."""
+  uniformly (MDM's unmasking). Surviving tokens keep their values. eta = 0 is `uniform`. With 'loop' the sampler
+  holds k_t over the steps of `remdm_loop` (the loop re-masks and re-decodes at a constant visible count)."""
   if schedule not in REMDM_SCHEDULES:
     raise ValueError(f'unknown ReMDM schedule {schedule!r}; expected one of {REMDM_SCHEDULES}')
 
