@@ -33,7 +33,7 @@ the command line, e.g. `--config.generator.num_layers=2`.
 
 import ml_collections
 
-STAGES = ('tokenizer', 'generator', 'selector', 'sample', 'features', 'eval')
+STAGES = ('tokenizer', 'generator', 'selector', 'self_guidance', 'sample', 'features', 'eval')
 VARIANTS = ('tiny', 'smoke', 'copy')  # smoke: eval only
 REFINE_METHODS = ('revision:selector', 'revision:random', 'masked:selector', 'masked:random')
 
@@ -113,6 +113,8 @@ TRAIN_STAGES = {
   'tokenizer': dict(num_steps=1200),
   'generator': dict(learning_rate=2e-3, weight_decay=0.01),
   'selector': dict(num_steps=400, warmup_steps=100, weight_decay=0.01, image_every=500),
+  # Only the adapter trains; the authors' own fine-tuning converges within an epoch (their Fig. 5d).
+  'self_guidance': dict(num_steps=1500, warmup_steps=100, image_every=500),
   'features': dict(num_steps=1500, learning_rate=2e-3, warmup_steps=100, image_every=0),
 }
 # Tests: a few steps of everything.
@@ -120,6 +122,7 @@ TINY_TRAIN = dict(batch_size=16, num_steps=20, warmup_steps=5, log_every=5, imag
 TINY_TRAIN_STAGES = {
   'generator': dict(learning_rate=1e-3),
   'selector': dict(image_every=10),
+  'self_guidance': dict(image_every=10),
   'features': dict(image_every=0),
 }
 
@@ -209,6 +212,12 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
     **recipe['selector'],
   )
 
+  # Self-guidance (docs/design.md §15, Hur et al. 2024): an auxiliary model = the frozen generator plus a low-rank
+  # adapter (rank, alpha: W + alpha/rank A B on its attention and MLP kernels), trained by the self_guidance stage
+  # on error-token correction: substitution_rate of the visible tokens replaced by the generator's own samples,
+  # the clean tokens predicted at masked and substituted positions. Sampled with sampler.self_guidance_scale > 0.
+  c.self_guidance = dict(rank=8, alpha=8.0, substitution_rate=0.3, label_smoothing=0.1)
+
   c.sampler = dict(
     # A strategy name (tcts_jax.sampling.strategies.STRATEGIES: uniform, purity, ivqd_purity, confidence,
     # random_revoke, persistent, fas, tcts, tcts_fas, tcts_persistent, oracle, oracle_fas, halton, remdm,
@@ -236,6 +245,8 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
     confidence_noise=(2.0, 0.0),
     guidance_scale=3.0,
     guidance_schedule='constant',
+    # Self-guidance scale s (needs self_guidance weights): logits + s (logits - aux) on top of the guidance above.
+    self_guidance_scale=0.0,
     temperature=1.0,
     top_k=0,
     top_p=1.0,
@@ -251,10 +262,13 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
     tcts_sharpness=1.0,
     tcts_noise=1.0,
     # ReMDM (remdm): a visible token is re-masked with probability min(eta, sigma_max) ('cap') or
-    # eta * sigma_max ('rescale'). EB-sampler (entropy_bounded): a step decodes the lowest-entropy masked
+    # eta * sigma_max ('rescale'); 'loop': plain decoding, then a loop of steps that hold the visible count and
+    # re-mask with min(eta, sigma_max), then decoding again, over the step fractions remdm_loop = (start, stop)
+    # (ReMDM's t_on = 0.55, t_off = 0.05). EB-sampler (entropy_bounded): a step decodes the lowest-entropy masked
     # tokens while their entropies, less the largest, sum to <= eb_gamma nats. Neither is tuned (our choice).
     remdm_schedule='cap',
     remdm_eta=0.05,
+    remdm_loop=(0.45, 0.95),
     eb_gamma=1.0,
   )
   # Selector examples are drawn as the sampler draws (docs/design.md §4.2): these follow the sampler's values

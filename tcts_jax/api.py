@@ -20,6 +20,7 @@ import numpy as np
 
 from tcts_jax.models import Models, abstract_params, build_models, exported_clip_dir, frozen_text, image_tokens
 from tcts_jax.sampling.sampler import Sampler, program_key, sampler_config
+from tcts_jax.sampling.windows import windowed_generator, windowed_selector
 from tcts_jax.utils import checkpoint
 from tcts_jax.utils.config import load_config, resolve_path
 from tcts_jax.utils.visualize import to_uint8
@@ -32,8 +33,8 @@ class PromptTruncated(UserWarning):
 
 
 # Parts a weights dir may lack: without selector.safetensors the model loads, and only the strategies
-# that need the selector (tcts, tcts_fas) refuse to run.
-OPTIONAL_PARTS = ('selector',)
+# that need the selector (tcts, tcts_fas) refuse to run; without self_guidance.safetensors, self-guidance.
+OPTIONAL_PARTS = ('selector', 'self_guidance')
 
 
 def read_vocabulary(weights_dir) -> list[str]:
@@ -47,9 +48,17 @@ def read_vocabulary(weights_dir) -> list[str]:
 tokens_from_images = jax.jit(image_tokens, static_argnums=0)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def images_from_tokens(models: Models, tokenizer_params, tokens):
-  return models.decode_tokens(tokenizer_params, tokens)
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def images_from_tokens(models: Models, tokenizer_params, tokens, grid: Optional[int] = None):
+  return models.decode_tokens(tokenizer_params, tokens, grid)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def resized_tokens(models: Models, tokenizer_params, tokens, grid: int):
+  """(B, N) tokens of the model's grid -> (B, grid²) through the VQ codebook (`VQTokenizer.resize`)."""
+  g = models.grid_size
+  resized = models.tokenizer.apply({'params': tokenizer_params}, tokens.reshape(-1, g, g), grid, method='resize')
+  return resized.reshape(resized.shape[0], -1)
 
 
 @dataclasses.dataclass
@@ -133,17 +142,44 @@ class TextToImage:
     """(L,) bool: the text positions of `word` (a word, or a word number) in the encoded `prompt`."""
     return self.models.text_tokenizer.word_mask(prompt, word)
 
+  @property
+  def grid_size(self) -> int:
+    """Tokens per side of the canvas this model samples (the trained grid; larger for `at_grid`)."""
+    return self.models.grid_size
+
+  @property
+  def image_size(self) -> int:
+    """Pixels per side of the images it samples."""
+    return self.config.data.image_size * self.grid_size // self.models.grid_size
+
+  def at_grid(self, grid: int, stride: Optional[int] = None) -> 'TextToImage':
+    """This model on a `grid` x `grid` token canvas (high resolution, docs/design.md §16): overlapping windows of
+    the trained grid every `stride` tokens (default half a window), their predictions merged per position. The
+    view shares the weights; `generate` samples at that size and the editing operations refine at it."""
+    return CanvasView(self, grid, stride)
+
+  def upsample_tokens(self, tokens, grid: int) -> np.ndarray:
+    """(B, N) tokens of the trained grid -> (B, grid²): the code embeddings resized bilinearly and re-quantised to
+    the nearest code (the start of `editing.refine_upsampled`)."""
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2 or tokens.shape[1] != self.models.num_tokens:
+      raise ValueError(f'expected tokens of shape (B, {self.models.num_tokens}), got {tokens.shape}')
+    if grid < self.models.grid_size:
+      raise ValueError(f'grid {grid} is smaller than the model grid {self.models.grid_size}')
+    return np.asarray(resized_tokens(self.models, self.params['tokenizer'], jnp.asarray(tokens, jnp.int32), grid))
+
   def tokenize_images(self, images) -> np.ndarray:
-    """(B, S, S, 3) uint8 images at the config's image size -> (B, N) int32 VQ token ids."""
+    """(B, S, S, 3) uint8 images at `image_size` -> (B, N) int32 VQ token ids."""
     images = np.asarray(images)
-    size = self.config.data.image_size
+    size = self.image_size
     if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
       raise ValueError(f'expected uint8 images of shape (B, {size}, {size}, 3), got {images.dtype} {images.shape}')
     return np.asarray(tokens_from_images(self.models, self.params['tokenizer'], images))
 
   def decode_tokens(self, tokens) -> np.ndarray:
     """(B, N) token ids -> (B, S, S, 3) uint8 images."""
-    return to_uint8(images_from_tokens(self.models, self.params['tokenizer'], jnp.asarray(tokens, jnp.int32)))
+    tokens = jnp.asarray(tokens, jnp.int32)
+    return to_uint8(images_from_tokens(self.models, self.params['tokenizer'], tokens, self.grid_size))
 
   def sampler(self, trajectory: bool = False, diagnostics: bool = False, **overrides) -> Sampler:
     """The compiled sampler for these settings (built once and cached)."""
@@ -180,6 +216,28 @@ class TextToImage:
     traj = jax.tree.map(np.asarray, out.trajectory) if trajectory else None
     diag = jax.tree.map(np.asarray, out.diagnostics) if diagnostics else None
     return Generation(expanded, to_uint8(out.images), np.asarray(out.tokens), traj, diag)
+
+
+class CanvasView(TextToImage):
+  """A loaded model on a larger token canvas (`TextToImage.at_grid`): its generator and selector read the canvas as
+  overlapping windows of the trained grid (`sampling.windows`); everything else is the model's."""
+
+  def __init__(self, base: TextToImage, grid: int, stride: Optional[int] = None):
+    if not isinstance(base.models, Models):
+      raise ValueError('high resolution runs on our models (e.g. configs/shapes.py), not on an external checkpoint')
+    super().__init__(base.config, base.models, base.params)
+    window = base.models.grid_size
+    self._grid, self.stride = grid, window // 2 if stride is None else stride
+
+    def decode(params, tokens):
+      return base.models.decode_tokens(params['tokenizer'], tokens, grid)
+
+    self.model = windowed_generator(self.model, grid, self.stride, decode)
+    self.selector = None if self.selector is None else windowed_selector(self.selector, window, grid, self.stride)
+
+  @property
+  def grid_size(self) -> int:
+    return self._grid
 
 
 class AmusedTextToImage(TextToImage):

@@ -6,8 +6,9 @@ r"""Exports trained stages to a weights directory (what the repo ships and the s
 Writes <part>.safetensors for tokenizer, text and generator, and vocab.json (the text vocabulary the
 model was trained with: the dataset's). For a CLIP-conditioned model (text.encoder='clip') text.safetensors is
 the frozen CLIP text tower, and clip_text/ holds its config and tokenizer files instead of vocab.json. With
---selector=workdirs/shapes/selector also selector.safetensors (TCTS), and with --features=workdirs/shapes/features
-also features.safetensors (the FID-shapes network).
+--selector=workdirs/shapes/selector also selector.safetensors (TCTS), with --self_guidance=workdirs/shapes/self_guidance
+also self_guidance.safetensors (self-guidance's adapter), and with --features=workdirs/shapes/features also
+features.safetensors (the FID-shapes network).
 """
 
 import json
@@ -36,8 +37,9 @@ def main(argv):
   models = build_models(config, vocabulary)
   expected = abstract_params(models, config.data.image_size)
   sources = {'tokenizer': FLAGS.tokenizer, 'generator': FLAGS.generator}
-  if FLAGS.selector:
-    sources['selector'] = FLAGS.selector
+  for part in ('selector', 'self_guidance'):
+    if getattr(FLAGS, part):
+      sources[part] = getattr(FLAGS, part)
   params = {part: checkpoint.load_part(src, part, expected[part]) for part, src in sources.items()}
   params['text'] = load_text_params(config, FLAGS.generator, expected['text'])
   if FLAGS.features:  # not part of the text-to-image model: its own architecture (config.features)
@@ -65,5 +67,6 @@ if __name__ == '__main__':
   )
   flags.DEFINE_string('out', None, 'Output weights directory.', required=True)
   flags.DEFINE_string('selector', None, 'Optional TCTS selector workdir (or weights dir).')
+  flags.DEFINE_string('self_guidance', None, 'Optional self-guidance adapter workdir (or weights dir).')
   flags.DEFINE_string('features', None, 'Optional FID-shapes feature network workdir (or weights dir).')
   run_main(main)

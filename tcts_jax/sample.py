@@ -7,12 +7,22 @@ config: --config.sampler.strategy=random_revoke --config.sampler.steps=16 ...
 With --trajectory, also writes one strip per prompt (<out>_trajectory_<i>.png), one numbered column per step:
 x̂, the kept tokens, the FAS high-frequency map and, for tcts* strategies, the selector's doubt; under each
 step the sampler's diagnostics: tokens newly kept (+), visible tokens revoked (-) and churn.
+
+High resolution (docs/design.md §16): --grid=16 samples a 16 x 16 token canvas (twice the shipped model's 8 x 8) in
+overlapping windows of the trained grid every --window_stride tokens; --high_res=upsample instead samples the
+trained grid, upsamples its tokens through the codebook and refines the canvas in windows (the selector's least
+aligned 60% re-masked):
+
+  python -m tcts_jax.sample --prompt="a large red circle in the middle" --grid=16 --out=large.png
+  python -m tcts_jax.sample --prompt="a large red circle in the middle" --grid=16 --high_res=upsample --out=large.png
 """
 
 import time
 
+import jax
 from absl import flags
 
+from tcts_jax import editing
 from tcts_jax.api import TextToImage
 from tcts_jax.utils import visualize
 from tcts_jax.utils.cli import define_config_flag, run_main
@@ -27,8 +37,12 @@ def main(argv):
     raise ValueError('give at least one --prompt')
   out = png_output(FLAGS.out)
   t2i = TextToImage.load(FLAGS.config, FLAGS.weights)
+  grid = FLAGS.grid or t2i.grid_size
+  if FLAGS.high_res == 'upsample' and (FLAGS.trajectory or grid == t2i.grid_size):
+    raise ValueError('--high_res=upsample needs a --grid larger than the model grid, and no --trajectory')
+  canvas = t2i if grid == t2i.grid_size else t2i.at_grid(grid, FLAGS.window_stride)
   start = time.perf_counter()
-  gen = t2i.generate(
+  gen = (t2i if FLAGS.high_res == 'upsample' else canvas).generate(
     FLAGS.prompt,
     FLAGS.num_samples,
     FLAGS.seed,
@@ -36,6 +50,12 @@ def main(argv):
     negative_prompt=FLAGS.negative_prompt,
     diagnostics=FLAGS.trajectory,
   )
+  if FLAGS.high_res == 'upsample':
+    chooser = 'selector' if editing.has_selector(t2i) else 'random'
+    refined = editing.refine_upsampled(
+      t2i, gen.tokens, gen.prompts, grid, jax.random.key(FLAGS.seed), FLAGS.window_stride, chooser=chooser
+    )
+    gen.images, gen.tokens = refined.images, refined.tokens
   seconds = time.perf_counter() - start
   visualize.save_png(out, visualize.caption_grid(gen.images, gen.prompts, cols=FLAGS.num_samples))
   print(
@@ -43,7 +63,7 @@ def main(argv):
     f'{FLAGS.config.sampler.steps} steps, {seconds:.1f} s incl. compilation)'
   )
   if FLAGS.trajectory:
-    g = t2i.models.grid_size
+    g = canvas.grid_size
     for i, prompt in enumerate(FLAGS.prompt):
       j = i * FLAGS.num_samples  # the first sample of each prompt
       traj = gen.trajectory
@@ -72,4 +92,9 @@ if __name__ == '__main__':
   flags.DEFINE_string('weights', None, 'Weights directory (default: config.weights, the shipped model).')
   flags.DEFINE_string('negative_prompt', None, 'Text for the unconditional branch of guidance.')
   flags.DEFINE_bool('trajectory', False, 'Also write a per-step trajectory strip per prompt.')
+  flags.DEFINE_integer('grid', None, 'Tokens per side of the canvas (default: the model grid); larger = high resolution.')
+  flags.DEFINE_integer('window_stride', None, 'High resolution: tokens between windows (default: half the model grid).')
+  flags.DEFINE_enum(
+    'high_res', 'windows', ['windows', 'upsample'], 'High resolution: sample the canvas in windows, or upsample + refine.'
+  )
   run_main(main)

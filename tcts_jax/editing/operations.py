@@ -7,6 +7,7 @@ change. Only the choice differs:
 
   refine_revision  R rounds, each re-masking the tokens the selector finds least aligned (or random ones)
   refine_masked    the 60% lowest-scoring tokens at once, regenerated with uniform sampling
+  refine_upsampled refine_masked on a larger canvas, from tokens upsampled through the codebook (high resolution)
   edit             weights = generator cross-attention to one word of the NEW prompt x selector score
   inpaint          a given region (inpainting) or its complement (outpainting)
 
@@ -271,6 +272,28 @@ def refine_masked(
   remask = np.asarray(choose(r_choose, logits, count, 1.0 if chooser == 'random' else noise))
   out = regenerate(t2i, tokens, remask, ids, r_sample, strategy=strategy, steps=steps)
   return EditResult(np.asarray(out.tokens), to_uint8(out.images), remask, weights)
+
+
+def refine_upsampled(
+  t2i,
+  tokens,
+  prompts,
+  grid: int,
+  rng,
+  stride: Optional[int] = None,
+  fraction: float = 0.6,
+  chooser: str = 'selector',
+  noise: float = 0.0,
+  strategy: str = 'uniform',
+  steps: int = 8,
+) -> EditResult:
+  """High resolution (b), paper §4.4 (docs/design.md §16.2): `tokens` of the trained grid upsampled to `grid` x
+  `grid` through the codebook (`TextToImage.upsample_tokens`), then refinement (b) on that canvas in overlapping
+  windows (`TextToImage.at_grid`): the selector's least aligned round(fraction N) tokens (or random ones)
+  re-masked and regenerated, the rest locked."""
+  canvas = t2i.at_grid(grid, stride)
+  big = t2i.upsample_tokens(_check_tokens(t2i, tokens), grid)
+  return refine_masked(canvas, big, prompts, rng, fraction, chooser, noise, strategy, steps)
 
 
 def edit(

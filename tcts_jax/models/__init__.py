@@ -11,6 +11,7 @@ from typing import Optional, Sequence, Union
 import jax
 import jax.numpy as jnp
 
+from tcts_jax.models import lora
 from tcts_jax.models.generator import Generator, generator_context, generator_intermediates, generator_logits
 from tcts_jax.models.layers import attention_maps
 from tcts_jax.models.selector import Selector
@@ -39,6 +40,10 @@ class Models:
   generator: Generator
   grid_size: int  # tokens per side
   selector: Optional[Selector] = None  # the TCTS selector, when the config has a `selector` section
+  # Self-guidance (docs/design.md §15): the rank and scale of the generator's low-rank adapter (0: none), when
+  # the config has a `self_guidance` section.
+  self_guidance_rank: int = 0
+  self_guidance_alpha: float = 1.0
 
   @property
   def num_tokens(self) -> int:
@@ -57,9 +62,10 @@ class Models:
     drop = jnp.concatenate([jnp.zeros(b, bool), jnp.full(b, negative_ids is None)])
     return text, text_mask, drop
 
-  def decode_tokens(self, tokenizer_params, tokens):
-    """(B, N) token ids -> (B, H, W, 3) images in [0, 1]."""
-    g = self.grid_size
+  def decode_tokens(self, tokenizer_params, tokens, grid: Optional[int] = None):
+    """(B, N) token ids of a `grid` x `grid` canvas (default the model's grid) -> (B, H, W, 3) images in [0, 1]
+    (the decoder is convolutional: any grid decodes, at the tokenizer's pixels per token)."""
+    g = grid or self.grid_size
     images = self.tokenizer.apply({'params': tokenizer_params}, tokens.reshape(-1, g, g), method='decode')
     return model_to_images(images)
 
@@ -77,6 +83,14 @@ class Models:
         return logits, tuple(attention_maps(inter, layer) for layer in attention_layer)
       return logits, attention_maps(inter, attention_layer)
 
+    def aux_logits(params, tokens, context):
+      if 'self_guidance' not in params:
+        raise ValueError(
+          'self-guidance needs adapter weights, but none are loaded (no self_guidance.safetensors in the weights '
+          'dir; train them with the self_guidance stage)'
+        )
+      return generator_logits(self.generator, self.self_guided_params(params), tokens, context)[0]
+
     return MaskedGenerator(
       num_tokens=self.num_tokens,
       codebook_size=self.generator.codebook_size,
@@ -85,7 +99,12 @@ class Models:
       encode_text=encode_text,
       logits=logits,
       decode=lambda params, tokens: self.decode_tokens(params['tokenizer'], tokens),
+      aux_logits=aux_logits if self.self_guidance_rank else None,
     )
+
+  def self_guided_params(self, params) -> dict:
+    """The auxiliary model's generator params: the frozen generator's with the self-guidance adapter merged."""
+    return lora.merge(params['generator'], params['self_guidance'], self.self_guidance_alpha)
 
   def token_selector(self) -> Optional[TokenSelector]:
     """The TCTS selector as the sampler takes it (None without a selector config section)."""
@@ -137,6 +156,7 @@ def build_models(config, vocabulary: Sequence[str], clip_dir: Optional[str] = No
   grid = config.data.image_size // downsample
   text_tokenizer, text_encoder = _build_text_side(config, vocabulary, clip_dir)
   width = text_encoder.width
+  self_guidance = config.get('self_guidance') or {}
   return Models(
     tokenizer=VQTokenizer(tuple(t.channels), t.num_res_blocks, t.codebook_size, t.code_dim, t.commitment_cost),
     text_tokenizer=text_tokenizer,
@@ -144,6 +164,8 @@ def build_models(config, vocabulary: Sequence[str], clip_dir: Optional[str] = No
     generator=Generator(t.codebook_size, grid * grid, g.width, g.num_layers, g.num_heads, width, g.mlp_ratio),
     grid_size=grid,
     selector=_build_selector(config, grid * grid, width),
+    self_guidance_rank=self_guidance.get('rank', 0),
+    self_guidance_alpha=self_guidance.get('alpha', 1.0),
   )
 
 
@@ -192,8 +214,15 @@ def init_selector(models: Models, rng, text_width: int) -> dict:
   return models.selector.init(rng, tokens, jnp.zeros(1), text, mask, jnp.zeros(1, bool))['params']
 
 
+def init_self_guidance(models: Models, generator_params, rng) -> dict:
+  """A fresh self-guidance adapter for `generator_params` (or their shapes): the auxiliary model starts equal
+  to the generator."""
+  return lora.init(rng, generator_params, models.self_guidance_rank)
+
+
 def init_params(models: Models, image_size: int, rng) -> dict:
-  """Freshly initialised params of every part: {'tokenizer', 'text', 'generator'} (+ 'selector' if built)."""
+  """Freshly initialised params of every part: {'tokenizer', 'text', 'generator'} (+ 'selector' and
+  'self_guidance' if built)."""
   r_tok, r_text, r_gen = jax.random.split(rng, 3)
   ids = jnp.zeros((1, models.text_tokenizer.max_length), jnp.int32)
   text_params = models.text_encoder.init(r_text, ids)['params']
@@ -207,6 +236,8 @@ def init_params(models: Models, image_size: int, rng) -> dict:
   if models.selector is not None:
     # fold_in, not a 4th split: the other parts keep the values they had before the selector existed.
     params['selector'] = init_selector(models, jax.random.fold_in(rng, 3), text.shape[-1])
+  if models.self_guidance_rank:
+    params['self_guidance'] = init_self_guidance(models, params['generator'], jax.random.fold_in(rng, 4))
   return params
 
 

@@ -88,6 +88,13 @@ class VQTokenizer(nn.Module):
     """Images (B, H, W, 3) in about [-1, 1] from token indices (B, h, w)."""
     return self.decoder(_l2_normalize(self.codebook)[indices])
 
+  def resize(self, indices, size: int):
+    """Token indices (B, h, w) -> (B, size, size): the code embeddings resized bilinearly and re-quantised to the
+    nearest code (high resolution, docs/design.md §16.2)."""
+    codes = _l2_normalize(self.codebook)
+    z = jax.image.resize(codes[indices], (indices.shape[0], size, size, codes.shape[-1]), 'bilinear')
+    return jnp.argmax(_l2_normalize(z) @ codes.T, axis=-1).astype(jnp.int32)
+
   def __call__(self, images):
     """Reconstruction and the VQ losses (codebook + commitment), for training."""
     indices, z, zq = self._quantize(self.encoder(images))

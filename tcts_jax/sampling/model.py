@@ -39,6 +39,8 @@ class MaskedGenerator:
       fas_map='cross_attention' asks for.
   decode(params, tokens (B, N)) -> images (B, H, W, 3) float in [0, 1]; None: tokens only.
   num_layers: how many attention layers `attention_layer` may name (FAS reads one of them).
+  aux_logits(params, tokens (B, N), text_state of B rows (the conditional half)) -> (B, N, codebook_size): the
+      self-guidance auxiliary model's "semantically smoothed" logits (docs/design.md §15); None: no such model.
   """
 
   num_tokens: int
@@ -48,6 +50,7 @@ class MaskedGenerator:
   encode_text: Callable[..., TextState]
   logits: Callable[..., tuple]
   decode: Optional[Callable[..., jax.Array]] = None
+  aux_logits: Optional[Callable[..., jax.Array]] = None
 
 
 @dataclasses.dataclass(frozen=True)

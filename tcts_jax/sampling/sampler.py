@@ -23,7 +23,7 @@ import numpy as np
 
 from tcts_jax.sampling import schedules
 from tcts_jax.sampling import strategies as strat
-from tcts_jax.sampling.model import MaskedGenerator, TokenSelector, guided_selector_logits
+from tcts_jax.sampling.model import MaskedGenerator, TokenSelector, conditional_rows, guided_selector_logits
 from tcts_jax.sampling.select import draw_categorical, gumbel_top_k
 from tcts_jax.utils.precision import COMPUTE_DTYPES, cast_floating
 
@@ -97,6 +97,14 @@ def strategy_per_step(cfg) -> list[str]:
   return [spec] * steps
 
 
+def held_steps(cfg) -> tuple:
+  """The (start, stop) step fractions in which the kept count holds (`schedules.keep_counts(hold=...)`): ReMDM's
+  loop, `remdm_loop`, when a remdm step of this config uses remdm_schedule='loop'; else none."""
+  if cfg.get('remdm_schedule', 'cap') == 'loop' and 'remdm' in strategy_per_step(cfg):
+    return tuple(cfg.get('remdm_loop', (0.45, 0.95)))
+  return (0.0, 0.0)
+
+
 def _truncate(logits, top_k: int, top_p: float):
   """Top-k / nucleus truncation of the logits (static settings; 0 and 1.0 switch them off)."""
   if top_k:
@@ -110,6 +118,13 @@ def _truncate(logits, top_k: int, top_p: float):
     cutoff = jnp.take_along_axis(sorted_logits, cutoff_idx, axis=-1)
     logits = jnp.where(logits < cutoff, -jnp.inf, logits)
   return logits
+
+
+def guided_logits(cond, uncond, guidance, aux=None, self_guidance=0.0):
+  """Classifier-free guidance `cond + g (cond - uncond)`, plus self-guidance `s (cond - aux)` when the auxiliary
+  model's logits `aux` are given (docs/design.md §15): with g = 0 this is Hur et al.'s aux + (1 + s)(cond - aux)."""
+  guided = cond + guidance * (cond - uncond)
+  return guided if aux is None else guided + self_guidance * (cond - aux)
 
 
 def high_frequency_map(self_attention, threshold: float):
@@ -213,6 +228,7 @@ class Sampler:
     self.needs_uniform = any(s.needs_uniform for s in self.strategies)
     self.adaptive_count = any(s.keep_count is not None for s in self.strategies)
     self.selector_guidance = float(cfg.get('selector_guidance', 1.0))
+    self.self_guidance = float(cfg.get('self_guidance_scale', 0.0))
     self._sample = jax.jit(self._sample_impl)
 
   def schedules_for(self, cfg) -> Schedules:
@@ -237,7 +253,7 @@ class Sampler:
       at = np.broadcast_to(self.strategies[i].token_logits_at(progress), progress.shape)
       token_transform[(index == i) & at] = j + 1
     keep_counts = schedules.keep_counts(
-      cfg.steps, self.model.num_tokens, cfg.mask_schedule, cfg.get('count_rule', 'reserve')
+      cfg.steps, self.model.num_tokens, cfg.mask_schedule, cfg.get('count_rule', 'reserve'), held_steps(cfg)
     )
     # 'keep': x̂ = x at every visible position, every strategy; 'redraw': revocable strategies redraw them.
     redraw = cfg.get('visible_tokens', 'keep') == 'redraw'
@@ -350,7 +366,9 @@ class Sampler:
       kept = x != m.mask_id
       logits, maps = as_float32(m.logits(params, jnp.concatenate([x, x]), text, attention_layer))
       cond, uncond = logits[:b], logits[b:]
-      guided = (cond + per_step['guidance'] * (cond - uncond)) / per_step['temperature']
+      # Self-guidance: the auxiliary model on the same canvas and the conditional text.
+      aux = as_float32(m.aux_logits(params, x, conditional_rows(text, b))) if self.self_guidance else None
+      guided = guided_logits(cond, uncond, per_step['guidance'], aux, self.self_guidance) / per_step['temperature']
       # Purity reads the distribution before truncation (truncation keeps its max token but renormalises).
       purity = purity_of(guided) if self.needs_purity else jnp.ones((b, n))
       guided = _truncate(guided, cfg.top_k, cfg.top_p)
@@ -487,9 +505,13 @@ def validate(cfg, model: MaskedGenerator, selector: Optional[TokenSelector] = No
     raise ValueError(f'fas_layer {cfg.fas_layer} out of range [0, {model.num_layers})')
   if cfg.guidance_scale < 0:
     raise ValueError(f'guidance_scale must be >= 0, got {cfg.guidance_scale}')
+  if cfg.get('self_guidance_scale', 0.0) < 0:
+    raise ValueError(f'self_guidance_scale must be >= 0, got {cfg.self_guidance_scale}')
+  if cfg.get('self_guidance_scale', 0.0) and model.aux_logits is None:
+    raise ValueError('self_guidance_scale > 0 needs a self-guidance model (a config with a self_guidance section)')
   schedules.guidance_scales(cfg.steps, cfg.guidance_scale, cfg.guidance_schedule)
   schedules.mask_ratio(0.0, cfg.mask_schedule)
-  schedules.keep_counts(cfg.steps, n, cfg.mask_schedule, cfg.get('count_rule', 'reserve'))
+  schedules.keep_counts(cfg.steps, n, cfg.mask_schedule, cfg.get('count_rule', 'reserve'), held_steps(cfg))
   if cfg.temperature <= 0:
     raise ValueError(f'temperature must be > 0, got {cfg.temperature}')
   if not 0 <= cfg.top_k <= model.codebook_size:

@@ -32,3 +32,14 @@ def corrupt(
   random_tokens = jax.random.randint(r_tok, (b, n), 0, codebook_size)
   out = jnp.where(replaced, random_tokens, tokens)
   return jnp.where(masked, mask_id, out), masked, replaced
+
+
+def substitute(rng, tokens, masked, samples, rate: float):
+  """Self-guidance's error tokens (docs/design.md §15.2): replace round(rate * visible count) of each row's
+  visible tokens (at least one where any is visible), at uniformly random positions, by `samples` (B, N) of
+  the generator. Returns (tokens with the substitutions, substituted (B, N) bool)."""
+  visible = ~masked
+  num_visible = jnp.sum(visible, axis=-1)
+  count = jnp.where(num_visible > 0, jnp.clip(jnp.round(rate * num_visible), 1, num_visible), 0).astype(jnp.int32)
+  substituted = gumbel_top_k(rng, jnp.where(visible, 0.0, -jnp.inf), count)
+  return jnp.where(substituted, samples, tokens), substituted

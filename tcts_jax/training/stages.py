@@ -20,6 +20,7 @@ from tcts_jax.models import (
   image_tokens,
   images_to_model,
   init_selector,
+  init_self_guidance,
   load_clip_text_params,
   load_text_params,
   model_to_images,
@@ -28,7 +29,7 @@ from tcts_jax.data import get_dataset
 from tcts_jax.models import features as feature_net
 from tcts_jax.sampling.sampler import _truncate as truncate_logits  # the sampler's own rule (private there)
 from tcts_jax.sampling.select import sample_categorical
-from tcts_jax.training.corruption import RATIO_DISTRIBUTIONS, corrupt
+from tcts_jax.training.corruption import RATIO_DISTRIBUTIONS, corrupt, substitute
 from tcts_jax.utils import checkpoint
 
 
@@ -307,7 +308,9 @@ def load_frozen_generator(config, models: Models) -> dict:
   workdir; a generator workdir has no tokenizer, which then comes from config.tokenizer_checkpoint)."""
   source = config.generator_checkpoint
   if not source:
-    raise ValueError('the selector stage needs --config.generator_checkpoint (a weights dir or generator workdir)')
+    raise ValueError(
+      f'the {config.stage} stage needs --config.generator_checkpoint (a weights dir or generator workdir)'
+    )
   expected = abstract_params(models, config.data.image_size)
   frozen = {
     'text': load_text_params(config, source, expected['text']),
@@ -401,6 +404,81 @@ class SelectorStage(OurModelStage):
     return selector_picture(batch['image'], model_to_images(x_hat), ex['labels'], logits)
 
 
+class SelfGuidanceStage(OurModelStage):
+  """Self-guidance's auxiliary model (docs/design.md §15): a low-rank adapter on the frozen generator, trained on
+  error-token correction. Only the adapter trains; tokenizer, text encoder and generator are frozen inputs."""
+
+  parts = ('self_guidance',)
+  needs_text = True
+  needs_codes = True
+  needs_fields = ()
+
+  def __init__(self, config, models: Models):
+    if not models.self_guidance_rank:
+      raise ValueError('the self_guidance stage needs a `self_guidance` config section with rank >= 1')
+    if not 0 < config.self_guidance.substitution_rate <= 1:
+      raise ValueError(
+        f'self_guidance.substitution_rate must be in (0, 1], got {config.self_guidance.substitution_rate}'
+      )
+    super().__init__(config, models)
+
+  def frozen(self):
+    return load_frozen_generator(self.config, self.models)
+
+  def init(self, rng, batch):
+    del batch
+    generator_shapes = abstract_params(self.models, self.config.data.image_size)['generator']
+    return {'self_guidance': init_self_guidance(self.models, generator_shapes, rng)}
+
+  def examples(self, frozen, batch, rng):
+    """Error-token correction inputs: real codes masked at the generator's training ratios, then a fraction of
+    the visible ones replaced by the frozen generator's own samples from the all-[MASK] canvas (as the authors
+    draw them: conditional text, temperature 1)."""
+    m = self.models
+    r_mask, r_draw, r_sub = jax.random.split(rng, 3)
+    target = batch_codes(m, frozen, batch)
+    inputs, masked, _ = corrupt(r_mask, target, mask_id=m.mask_id, codebook_size=m.generator.codebook_size, corrupt_prob=0)
+    text, text_mask = m.text_encoder.apply({'params': frozen['text']}, batch['text_ids'])
+    keep_text = jnp.zeros(target.shape[0], bool)
+    blank = jnp.full(target.shape, m.mask_id, jnp.int32)
+    samples = sample_categorical(r_draw, m.generator.apply({'params': frozen['generator']}, blank, text, text_mask, keep_text))
+    canvas, substituted = substitute(r_sub, inputs, masked, samples, self.config.self_guidance.substitution_rate)
+    return dict(
+      target=target, canvas=canvas, samples=samples, masked=masked, substituted=substituted, text=text, text_mask=text_mask
+    )
+
+  def aux_logits(self, params, frozen, ex):
+    generator = self.models.self_guided_params({**frozen, **params})
+    keep_text = jnp.zeros(ex['canvas'].shape[0], bool)
+    return self.models.generator.apply({'params': generator}, ex['canvas'], ex['text'], ex['text_mask'], keep_text)
+
+  def loss(self, params, frozen, batch, rng):
+    ex = self.examples(frozen, batch, rng)
+    logits = self.aux_logits(params, frozen, ex)
+    # The clean token at every position the canvas does not show truthfully: masked or substituted.
+    where = ex['masked'] | ex['substituted']
+    ce = smoothed_cross_entropy(logits, ex['target'], self.config.self_guidance.label_smoothing)
+    correct = jnp.argmax(logits, -1) == ex['target']
+    return jnp.sum(ce * where) / jnp.sum(where), {
+      'masked_accuracy': jnp.sum(correct & ex['masked']) / jnp.maximum(jnp.sum(ex['masked']), 1),
+      'substituted_accuracy': jnp.sum(correct & ex['substituted']) / jnp.maximum(jnp.sum(ex['substituted']), 1),
+    }
+
+  def images(self, params, frozen, batch):
+    """Rows: data; the corrupted canvas decoded, its masked positions shown as the generator's samples; the
+    auxiliary model's argmax prediction decoded."""
+    m, batch = self.models, jax.tree.map(lambda a: a[:8], batch)
+    ex = self.examples(frozen, batch, jax.random.key(0))
+    prediction = jnp.argmax(self.aux_logits(params, frozen, ex), -1)
+    g = m.grid_size
+
+    def decode(tokens):
+      return model_to_images(m.tokenizer.apply({'params': frozen['tokenizer']}, tokens.reshape(-1, g, g), method='decode'))
+
+    shown = jnp.where(ex['masked'], ex['samples'], ex['canvas'])
+    return image_grid([batch['image'].astype(jnp.float32) / 255.0, decode(shown), decode(prediction)])
+
+
 class FeaturesStage(OurModelStage):
   """The FID-shapes feature network (models/features.py): the dataset's per-cell (and per-image) classes +
   pooled-image regression."""
@@ -448,6 +526,7 @@ STAGES = {
   'tokenizer': TokenizerStage,
   'generator': GeneratorStage,
   'selector': SelectorStage,
+  'self_guidance': SelfGuidanceStage,
   'features': FeaturesStage,
 }
 
