@@ -92,9 +92,14 @@ if __name__ == '__main__':
   flags.DEFINE_string('weights', None, 'Weights directory (default: config.weights, the shipped model).')
   flags.DEFINE_string('negative_prompt', None, 'Text for the unconditional branch of guidance.')
   flags.DEFINE_bool('trajectory', False, 'Also write a per-step trajectory strip per prompt.')
-  flags.DEFINE_integer('grid', None, 'Tokens per side of the canvas (default: the model grid); larger = high resolution.')
+  flags.DEFINE_integer(
+    'grid', None, 'Tokens per side of the canvas (default: the model grid); larger = high resolution.'
+  )
   flags.DEFINE_integer('window_stride', None, 'High resolution: tokens between windows (default: half the model grid).')
   flags.DEFINE_enum(
-    'high_res', 'windows', ['windows', 'upsample'], 'High resolution: sample the canvas in windows, or upsample + refine.'
+    'high_res',
+    'windows',
+    ['windows', 'upsample'],
+    'High resolution: sample the canvas in windows, or upsample + refine.',
   )
   run_main(main)

@@ -146,7 +146,9 @@ def test_the_stage_trains_the_adapter_alone_and_export_samples_with_it(tiny_data
   )
   assert r.returncode == 0, r.stderr[-2000:]
   model = TextToImage.load(config, weights=str(out))
-  jax.tree.map(np.testing.assert_array_equal, model.params['self_guidance'], jax.device_get(state.params['self_guidance']))
+  jax.tree.map(
+    np.testing.assert_array_equal, model.params['self_guidance'], jax.device_get(state.params['self_guidance'])
+  )
   generation = model.generate(['a red circle', 'a blue square'], seed=3, steps=4, self_guidance_scale=2.0)
   assert generation.images.shape == (2, 32, 32, 3) and np.all(generation.tokens < model.model.codebook_size)
   unguided = model.generate(['a red circle', 'a blue square'], seed=3, steps=4)

@@ -69,7 +69,9 @@ def windowed_generator(model: MaskedGenerator, grid: int, stride: int, decode=No
 
   def logits(params, tokens, text_state, attention_layer):
     if attention_layer is not None:
-      raise ValueError('the high-resolution canvas has no attention maps: FAS and cross-attention maps need the model grid')
+      raise ValueError(
+        'the high-resolution canvas has no attention maps: FAS and cross-attention maps need the model grid'
+      )
     out, _ = model.logits(params, _windows(tokens, indices), _repeat_rows(text_state, num_windows), None)
     return _merge(out, indices, tokens.shape[0], grid), None
 

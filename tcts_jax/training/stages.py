@@ -437,14 +437,23 @@ class SelfGuidanceStage(OurModelStage):
     m = self.models
     r_mask, r_draw, r_sub = jax.random.split(rng, 3)
     target = batch_codes(m, frozen, batch)
-    inputs, masked, _ = corrupt(r_mask, target, mask_id=m.mask_id, codebook_size=m.generator.codebook_size, corrupt_prob=0)
+    inputs, masked, _ = corrupt(
+      r_mask, target, mask_id=m.mask_id, codebook_size=m.generator.codebook_size, corrupt_prob=0
+    )
     text, text_mask = m.text_encoder.apply({'params': frozen['text']}, batch['text_ids'])
     keep_text = jnp.zeros(target.shape[0], bool)
     blank = jnp.full(target.shape, m.mask_id, jnp.int32)
-    samples = sample_categorical(r_draw, m.generator.apply({'params': frozen['generator']}, blank, text, text_mask, keep_text))
+    blank_logits = m.generator.apply({'params': frozen['generator']}, blank, text, text_mask, keep_text)
+    samples = sample_categorical(r_draw, blank_logits)
     canvas, substituted = substitute(r_sub, inputs, masked, samples, self.config.self_guidance.substitution_rate)
     return dict(
-      target=target, canvas=canvas, samples=samples, masked=masked, substituted=substituted, text=text, text_mask=text_mask
+      target=target,
+      canvas=canvas,
+      samples=samples,
+      masked=masked,
+      substituted=substituted,
+      text=text,
+      text_mask=text_mask,
     )
 
   def aux_logits(self, params, frozen, ex):
@@ -473,7 +482,9 @@ class SelfGuidanceStage(OurModelStage):
     g = m.grid_size
 
     def decode(tokens):
-      return model_to_images(m.tokenizer.apply({'params': frozen['tokenizer']}, tokens.reshape(-1, g, g), method='decode'))
+      return model_to_images(
+        m.tokenizer.apply({'params': frozen['tokenizer']}, tokens.reshape(-1, g, g), method='decode')
+      )
 
     shown = jnp.where(ex['masked'], ex['samples'], ex['canvas'])
     return image_grid([batch['image'].astype(jnp.float32) / 255.0, decode(shown), decode(prediction)])
