@@ -95,7 +95,7 @@ class TextToImage:
     self.config, self.models, self.params = config, models, params
     # The model as the sampler sees it: pure functions (tcts_jax.sampling.model).
     self.model, self.selector = models.masked_generator(), models.token_selector()
-    self._samplers, self._programs = {}, {}
+    self._samplers, self._programs, self._canvases = {}, {}, {}
 
   @classmethod
   def load(
@@ -155,8 +155,11 @@ class TextToImage:
   def at_grid(self, grid: int, stride: Optional[int] = None) -> 'TextToImage':
     """This model on a `grid` x `grid` token canvas (high resolution, docs/design.md §16): overlapping windows of
     the trained grid every `stride` tokens (default half a window), their predictions merged per position. The
-    view shares the weights; `generate` samples at that size and the editing operations refine at it."""
-    return CanvasView(self, grid, stride)
+    view shares the weights (and is kept, with its compiled samplers); `generate` samples at that size and the
+    editing operations refine at it."""
+    if (grid, stride) not in self._canvases:
+      self._canvases[grid, stride] = CanvasView(self, grid, stride)
+    return self._canvases[grid, stride]
 
   def upsample_tokens(self, tokens, grid: int) -> np.ndarray:
     """(B, N) tokens of the trained grid -> (B, grid²): the code embeddings resized bilinearly and re-quantised to

@@ -25,7 +25,7 @@ def mask_ratio(progress, schedule: str = 'cosine'):
 def keep_counts(
   steps: int, num_tokens: int, schedule: str = 'cosine', rule: str = 'reserve', hold: tuple = (0.0, 0.0)
 ) -> np.ndarray:
-  """k_t: tokens kept after step t = 0..steps-1; strictly increasing, k_{T-1} = num_tokens.
+  """k_t: tokens kept after step t = 0..steps-1; strictly increasing (but over a `hold`), k_{T-1} = num_tokens.
 
   rule 'reserve' (ours): N - floor(N r_t), at least one new token per step and room left for every later
   step. 'amused': exactly diffusers' `AmusedScheduler` (float32 arithmetic, at least one new token per step
@@ -33,7 +33,7 @@ def keep_counts(
 
   `hold` = (start, stop), fractions of the steps (ReMDM's loop): L = round((stop - start) T) steps that decode
   nothing new (k_t = k_{t-1}) are inserted after the first round(start T) decoding steps; the other T - L steps
-  follow the schedule. Then k_t is increasing, strictly outside the held steps.
+  follow the schedule.
   """
   start, stop = hold
   if not 0 <= start <= stop <= 1:
