@@ -188,6 +188,8 @@ def test_remdm_loop_holds_the_kept_count_and_remasks_only_inside_the_loop(cfg):
   assert revoked[4:9].sum() > 0 and revoked[:4].sum() == 0 and revoked[9].sum() == 0
   uniform, _ = run(toy_model(PEAKS), cfg, 'remdm', steps=steps, remdm_schedule='loop', remdm_eta=0.0)
   assert uniform.diagnostics['revoked'].sum() == 0
+  with pytest.raises(ValueError, match='empty canvas only'):
+    sampler({}, np.zeros((B, 2), np.int32), jax.random.key(0), init_tokens=np.zeros((B, N), np.int32))
 
 
 @pytest.mark.parametrize('schedule, eta', [('cap', 0.1), ('rescale', 0.5)])

@@ -302,6 +302,9 @@ class Sampler:
       if np.any(np.asarray(locked) & (np.asarray(init_tokens) == self.model.mask_id)):
         raise ValueError('locked positions must hold tokens, not [MASK]')
     sch = self.schedules if settings is None else self.schedules_for(settings)
+    if init_tokens is not None and held_steps(self.cfg if settings is None else settings) != (0.0, 0.0):
+      # A started canvas counts its own masked tokens down the mask schedule, which has no hold.
+      raise ValueError("ReMDM's loop (remdm_schedule='loop') samples from an empty canvas only, not from init_tokens")
     used = {int(i) for i in sch.strategy_index}
     expected = (np.shape(text_ids)[0], self.model.num_tokens)
     if reference_tokens is None and any(self.strategies[i].needs_reference for i in used):
