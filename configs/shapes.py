@@ -23,6 +23,10 @@ The FID-shapes feature network (not Inception; see tcts_jax/metrics/fid_shapes.p
   python -m tcts_jax.evaluate --config=configs/shapes.py:eval --workdir=workdirs/shapes/eval
   python -m tcts_jax.evaluate --config=configs/shapes.py:eval,smoke --workdir=/tmp/eval_smoke   # ~1 min
 
+Muse's super-resolution stage (docs/design.md §17) trains on the same scenes at 64 px: its tokenizer with
+`tokenizer,x2`, then the `super_res` stage with --config.tokenizer_checkpoint (that tokenizer) on the frozen base
+model (super_res.base_weights, default weights/shapes); export with the super_res config writes weights/shapes_x2.
+
 launch/train_shapes.sh runs the whole recipe. The `tiny` variant (`configs/shapes.py:tokenizer,tiny`)
 shrinks everything for tests. The `copy` variant (`configs/shapes.py:generator,copy`, any stage, also with
 tiny) is the paper's regime: a generator that copies visible tokens and a selector trained on the inputs of
@@ -33,8 +37,9 @@ the command line, e.g. `--config.generator.num_layers=2`.
 
 import ml_collections
 
-STAGES = ('tokenizer', 'generator', 'selector', 'self_guidance', 'sample', 'features', 'eval')
-VARIANTS = ('tiny', 'smoke', 'copy')  # smoke: eval only
+STAGES = ('tokenizer', 'generator', 'selector', 'self_guidance', 'super_res', 'sample', 'features', 'eval')
+# smoke: eval only; x2: the same scenes at 64 px (the super_res stage's data, and its tokenizer's).
+VARIANTS = ('tiny', 'smoke', 'copy', 'x2')
 REFINE_METHODS = ('revision:selector', 'revision:random', 'masked:selector', 'masked:random')
 
 # Model sizes per variant (big_vision's `decode_variant` idea: one table, no per-field ternaries).
@@ -115,6 +120,8 @@ TRAIN_STAGES = {
   'selector': dict(num_steps=400, warmup_steps=100, weight_decay=0.01, image_every=500),
   # Only the adapter trains; the authors' own fine-tuning converges within an epoch (their Fig. 5d).
   'self_guidance': dict(num_steps=1500, warmup_steps=100, image_every=500),
+  # 256 tokens per image (4x the base generator's), so half the batch.
+  'super_res': dict(batch_size=32, num_steps=2000, learning_rate=2e-3, weight_decay=0.01, image_every=500),
   'features': dict(num_steps=1500, learning_rate=2e-3, warmup_steps=100, image_every=0),
 }
 # Tests: a few steps of everything.
@@ -123,6 +130,7 @@ TINY_TRAIN_STAGES = {
   'generator': dict(learning_rate=1e-3),
   'selector': dict(image_every=10),
   'self_guidance': dict(image_every=10),
+  'super_res': dict(learning_rate=1e-3, image_every=10),
   'features': dict(image_every=0),
 }
 
@@ -147,12 +155,14 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
   c.seed = 0
 
   # The dataset (tcts_jax/data/captioned_shapes.py): its TFDS config and where the TFDS files live.
+  x2 = 'x2' in variants or stage == 'super_res'
   c.data = dict(
     name='captioned_shapes',
-    # The TFDS config: tiny (512 / 128 records) for tests and the smoke eval, which then starts in seconds.
-    config_name='tiny' if tiny or 'smoke' in variants else 'default',
+    # The TFDS config: tiny (512 / 128 records) for tests and the smoke eval, which then starts in seconds; _x2:
+    # the same scenes at 64 px.
+    config_name=('tiny' if tiny or 'smoke' in variants else 'default') + ('_x2' if x2 else ''),
     data_dir=ml_collections.FieldReference(None, field_type=str),
-    image_size=32,
+    image_size=64 if x2 else 32,
   )
 
   c.tokenizer = dict(
@@ -217,6 +227,20 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
   # on error-token correction: substitution_rate of the visible tokens replaced by the generator's own samples,
   # the clean tokens predicted at masked and substituted positions. Sampled with sampler.self_guidance_scale > 0.
   c.self_guidance = dict(rank=8, alpha=8.0, substitution_rate=0.3, label_smoothing=0.1)
+
+  # Muse's super-resolution stage (docs/design.md §17): a masked transformer over the 64 px scenes' tokens
+  # (tokenizer: configs/shapes.py:tokenizer,x2, given as tokenizer_checkpoint) conditioned on the base model's
+  # 8 x 8 tokens of the same scene and the caption. base_config builds the base model (32 px), whose text
+  # encoder and VQ come frozen from base_weights (default: that config's weights). Its training corruption and
+  # caption dropout are the generator section's; it samples with `sampler` at super_res_steps.
+  c.super_res = dict(
+    **size['generator'],
+    mlp_ratio=4,
+    low_res_layers=2,
+    base_config='configs/shapes.py:sample' + (',tiny' if tiny else ''),
+    base_weights=ml_collections.FieldReference(None, field_type=str),
+    steps=8,  # Muse: the second stage needs few steps
+  )
 
   c.sampler = dict(
     # A strategy name (tcts_jax.sampling.strategies.STRATEGIES: uniform, purity, ivqd_purity, confidence,
@@ -287,7 +311,7 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
     c.eval = _eval_config(tiny, 'smoke' in variants)
 
   # The shipped weights, relative to the repository root (or an absolute path).
-  c.weights = recipe['weights']
+  c.weights = recipe['weights'] + ('_x2' if stage == 'super_res' else '')
   c.lock()
   return c
 

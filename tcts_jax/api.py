@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from tcts_jax.models import Models, abstract_params, build_models, exported_clip_dir, frozen_text, image_tokens
+from tcts_jax.models.super_res import build_super_res, pack_conditioning
 from tcts_jax.sampling.sampler import Sampler, program_key, sampler_config
 from tcts_jax.sampling.windows import windowed_generator, windowed_selector
 from tcts_jax.utils import checkpoint
@@ -241,6 +242,62 @@ class CanvasView(TextToImage):
   @property
   def grid_size(self) -> int:
     return self._grid
+
+
+class SuperResolution:
+  """Muse's two stages (docs/design.md §17): the base model samples its grid, then the super-resolution stage samples
+  the high-resolution tokens conditioned on them and the caption.
+
+  t2x = SuperResolution.load(load_config('configs/shapes.py:super_res'))
+  gen = t2x.generate(['a large red circle in the middle'], num_samples=4)   # gen.images (4, 64, 64, 3)
+  """
+
+  def __init__(self, config, base: TextToImage, models, params):
+    self.config, self.base, self.models, self.params = config, base, models, params
+    self.model = models.masked_generator()
+    self._samplers = {}
+
+  @classmethod
+  def load(cls, config, weights: Optional[str] = None, base: Optional[TextToImage] = None) -> 'SuperResolution':
+    """`config`: a super_res config; `weights`: a dir (or workdir) with super_res and the high-resolution
+    tokenizer (default config.weights); `base`: the loaded base model (default: super_res.base_config with its
+    weights, or super_res.base_weights)."""
+    base = base or TextToImage.load(load_config(config.super_res.base_config), config.super_res.base_weights)
+    base_models = base.models
+    models = build_super_res(config, base_models)
+    weights_dir = resolve_path(weights or config.weights)
+    if not weights_dir.is_dir():
+      raise FileNotFoundError(f'super-resolution weights not found: {weights_dir}')
+    size = config.data.image_size
+    expected = jax.eval_shape(
+      lambda: {
+        'tokenizer': models.tokenizer.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))['params'],
+        'super_res': models.model.init(
+          jax.random.key(0),
+          jnp.zeros((1, models.num_tokens), jnp.int32),
+          jnp.zeros((1, base_models.text_tokenizer.max_length, base_models.text_encoder.width)),
+          jnp.ones((1, base_models.text_tokenizer.max_length), bool),
+          jnp.zeros(1, bool),
+          jnp.zeros((1, base_models.num_tokens), jnp.int32),
+        )['params'],
+      }
+    )
+    params = {part: checkpoint.load_part(weights_dir, part, shape) for part, shape in expected.items()}
+    params['text'] = base.params['text']
+    return cls(config, base, models, jax.device_put(params))
+
+  def generate(self, prompts: Sequence[str], num_samples: int = 1, seed: int = 0, base_settings=None, **overrides):
+    """`num_samples` images per prompt at the high resolution: the base model's `generate` (with `base_settings`,
+    a dict of its sampler settings), then this stage (its sampler settings: config.sampler at super_res.steps,
+    with `overrides`) from the base tokens. `Generation.trajectory` holds the base images as 'base_images'."""
+    low = self.base.generate(prompts, num_samples, seed, **(base_settings or {}))
+    ids = pack_conditioning(self.base.encode_prompts(low.prompts), low.tokens)
+    cfg = sampler_config(self.config.sampler, **{'steps': self.config.super_res.steps, **overrides})
+    key = program_key(cfg)
+    if key not in self._samplers:
+      self._samplers[key] = Sampler(self.model, cfg)
+    out = self._samplers[key](self.params, ids, jax.random.fold_in(jax.random.key(seed), 1), settings=cfg)
+    return Generation(low.prompts, to_uint8(out.images), np.asarray(out.tokens), {'base_images': low.images})
 
 
 class AmusedTextToImage(TextToImage):

@@ -8,12 +8,15 @@ model was trained with: the dataset's). For a CLIP-conditioned model (text.encod
 the frozen CLIP text tower, and clip_text/ holds its config and tokenizer files instead of vocab.json. With
 --selector=workdirs/shapes/selector also selector.safetensors (TCTS), with --self_guidance=workdirs/shapes/self_guidance
 also self_guidance.safetensors (self-guidance's adapter), and with --features=workdirs/shapes/features also
-features.safetensors (the FID-shapes network).
+features.safetensors (the FID-shapes network). With a super_res config, --tokenizer (the 64 px one) and --super_res
+write that stage's weights dir instead (docs/design.md §17).
 """
 
 import json
 import pathlib
 
+import jax
+import jax.numpy as jnp
 from absl import flags
 
 from tcts_jax.data import get_dataset
@@ -32,6 +35,10 @@ def main(argv):
   config, out = FLAGS.config, pathlib.Path(FLAGS.out)
   if out.exists() and not out.is_dir():
     raise ValueError(f'--out {out} exists and is not a directory')
+  if config.stage == 'super_res':
+    return export_super_res(config, out)
+  if not FLAGS.generator:
+    raise ValueError('give --generator (a generator workdir or weights dir)')
   clip = frozen_text(config)
   vocabulary = [] if clip else get_dataset(config.data).vocabulary()
   models = build_models(config, vocabulary)
@@ -55,6 +62,32 @@ def main(argv):
   else:
     with atomic_write(out / 'vocab.json', 'w') as f:
       json.dump(vocabulary, f)
+  report(out)
+
+
+def export_super_res(config, out: pathlib.Path) -> None:
+  """The super-resolution stage's weights dir: its transformer and the high-resolution tokenizer (the base model's
+  text encoder and VQ stay in the base weights dir, super_res.base_weights)."""
+  from tcts_jax.training.super_res import SuperResStage  # pylint: disable=import-outside-toplevel
+
+  if not FLAGS.super_res:
+    raise ValueError('a super_res config exports --super_res=WORKDIR (and --tokenizer, the 64 px tokenizer)')
+  stage = SuperResStage(config)
+  with config.unlocked():
+    config.tokenizer_checkpoint = FLAGS.tokenizer
+  tokenizer = stage.frozen()['tokenizer']
+  shapes = jax.eval_shape(lambda: stage.init(jax.random.key(0), {'text_ids': jnp.zeros((1, 1), jnp.int32)}))
+  params = {
+    'tokenizer': tokenizer,
+    'super_res': checkpoint.load_part(FLAGS.super_res, 'super_res', shapes['super_res']),
+  }
+  out.mkdir(parents=True, exist_ok=True)
+  for part, p in params.items():
+    checkpoint.save_weights(out / f'{part}.safetensors', p)
+  report(out)
+
+
+def report(out: pathlib.Path) -> None:
   sizes = {p.name: p.stat().st_size for p in out.iterdir() if p.is_file()}
   print(f'exported to {out}: ' + ', '.join(f'{k} {v / 1e6:.2f} MB' for k, v in sorted(sizes.items())))
 
@@ -63,10 +96,11 @@ if __name__ == '__main__':
   define_config_flag('config', 'configs/shapes.py', 'Config file.')
   flags.DEFINE_string('tokenizer', None, 'Tokenizer workdir (or weights dir).', required=True)
   flags.DEFINE_string(
-    'generator', None, 'Generator workdir (or weights dir); holds text (unless frozen CLIP) + generator.', required=True
+    'generator', None, 'Generator workdir (or weights dir); holds text (unless frozen CLIP) + generator.'
   )
   flags.DEFINE_string('out', None, 'Output weights directory.', required=True)
   flags.DEFINE_string('selector', None, 'Optional TCTS selector workdir (or weights dir).')
   flags.DEFINE_string('self_guidance', None, 'Optional self-guidance adapter workdir (or weights dir).')
+  flags.DEFINE_string('super_res', None, 'With a super_res config: the super_res stage workdir (or weights dir).')
   flags.DEFINE_string('features', None, 'Optional FID-shapes feature network workdir (or weights dir).')
   run_main(main)

@@ -15,6 +15,8 @@ aligned 60% re-masked):
 
   python -m tcts_jax.sample --prompt="a large red circle in the middle" --grid=16 --out=large.png
   python -m tcts_jax.sample --prompt="a large red circle in the middle" --grid=16 --high_res=upsample --out=large.png
+
+Muse's super-resolution stage (docs/design.md §17): a super_res config samples the base model, then that stage.
 """
 
 import time
@@ -23,7 +25,7 @@ import jax
 from absl import flags
 
 from tcts_jax import editing
-from tcts_jax.api import TextToImage
+from tcts_jax.api import SuperResolution, TextToImage
 from tcts_jax.utils import visualize
 from tcts_jax.utils.cli import define_config_flag, run_main
 from tcts_jax.utils.files import png_output
@@ -36,6 +38,8 @@ def main(argv):
   if not FLAGS.prompt:
     raise ValueError('give at least one --prompt')
   out = png_output(FLAGS.out)
+  if FLAGS.config.stage == 'super_res':
+    return sample_super_res(out)
   t2i = TextToImage.load(FLAGS.config, FLAGS.weights)
   grid = FLAGS.grid or t2i.grid_size
   if FLAGS.high_res == 'upsample' and (FLAGS.trajectory or grid == t2i.grid_size):
@@ -81,6 +85,18 @@ def main(argv):
       path = out.with_name(f'{out.stem}_trajectory_{i}.png')
       visualize.save_png(path, strip)
       print(f'wrote {path}')
+
+
+def sample_super_res(out) -> None:
+  """Muse's two stages: the base model (super_res.base_config) at its grid, then the super-resolution stage."""
+  if FLAGS.grid or FLAGS.trajectory or FLAGS.negative_prompt:
+    raise ValueError('a super_res config takes no --grid, --trajectory or --negative_prompt')
+  t2x = SuperResolution.load(FLAGS.config, FLAGS.weights)
+  start = time.perf_counter()
+  gen = t2x.generate(FLAGS.prompt, FLAGS.num_samples, FLAGS.seed)
+  seconds = time.perf_counter() - start
+  visualize.save_png(out, visualize.caption_grid(gen.images, gen.prompts, cols=FLAGS.num_samples))
+  print(f'wrote {out} ({len(gen.images)} images, base then super-resolution, {seconds:.1f} s incl. compilation)')
 
 
 if __name__ == '__main__':

@@ -549,10 +549,14 @@ def make_stage(config, models: Models):
 
 
 def stage_for(config, dataset):
-  """The stage `config` trains: one of ours, or with `config.model == 'amused'` the selector on that frozen
-  generator."""
+  """The stage `config` trains: one of ours (the super_res stage on a base model of ours), or with
+  `config.model == 'amused'` the selector on that frozen generator."""
   if config.get('model') == 'amused':
     from tcts_jax.training.external import AmusedSelectorStage  # pylint: disable=import-outside-toplevel
 
     return AmusedSelectorStage(config)
+  if config.stage == 'super_res':
+    from tcts_jax.training.super_res import SuperResStage  # pylint: disable=import-outside-toplevel (cycle)
+
+    return SuperResStage(config)
   return make_stage(config, build_models(config, dataset.vocabulary()))
