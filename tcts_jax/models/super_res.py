@@ -15,6 +15,7 @@ import dataclasses
 import flax.linen as nn
 import jax.numpy as jnp
 
+from tcts_jax.models import model_to_images
 from tcts_jax.models.generator import Generator
 from tcts_jax.models.layers import Context, TransformerBlock, attention_maps, with_null_text
 from tcts_jax.models.text import TextEncoder, WordTokenizer
@@ -86,7 +87,7 @@ class SuperResModels:
   def decode_tokens(self, tokenizer_params, tokens):
     g = self.grid_size
     images = self.tokenizer.apply({'params': tokenizer_params}, tokens.reshape(-1, g, g), method='decode')
-    return jnp.clip((images + 1.0) / 2.0, 0.0, 1.0)
+    return model_to_images(images)
 
   def masked_generator(self) -> MaskedGenerator:
     """The stage as the sampler takes it; its text ids are `pack_conditioning`'s rows. Negative prompts are not

@@ -10,7 +10,8 @@ docs/design.md §2.4, cross-entropy, caption dropout for guidance (the text only
 import jax
 import jax.numpy as jnp
 
-from tcts_jax.models import abstract_params, build_models, image_tokens
+from tcts_jax.data import get_dataset
+from tcts_jax.models import abstract_params, build_models, image_tokens, images_to_model
 from tcts_jax.models.super_res import SuperResModels, build_super_res, pack_conditioning
 from tcts_jax.training.corruption import corrupt
 from tcts_jax.training.stages import image_grid, smoothed_cross_entropy
@@ -28,8 +29,6 @@ def downsample(images_uint8, factor: int = 2):
 def base_model(config):
   """(base config, base `Models`, base weights dir) of the super-resolution config `config`."""
   base = load_config(config.super_res.base_config)
-  from tcts_jax.data import get_dataset  # pylint: disable=import-outside-toplevel (data imports TF)
-
   models = build_models(base, get_dataset(base.data).vocabulary())
   return base, models, config.super_res.base_weights or base.weights
 
@@ -74,9 +73,7 @@ class SuperResStage:
     }
 
   def encode_images(self, frozen, images):
-    high = self.models.tokenizer.apply(
-      {'params': frozen['tokenizer']}, images.astype(jnp.float32) / 127.5 - 1.0, method='encode'
-    )
+    high = self.models.tokenizer.apply({'params': frozen['tokenizer']}, images_to_model(images), method='encode')
     low = image_tokens(self.base_models, frozen['base_tokenizer'], downsample(images))
     return jnp.concatenate([high.reshape(high.shape[0], -1), low], axis=1)
 
