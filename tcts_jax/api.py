@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 
 from tcts_jax.models import Models, abstract_params, build_models, exported_clip_dir, frozen_text, image_tokens
-from tcts_jax.models.super_res import build_super_res, pack_conditioning
+from tcts_jax.models import super_res
 from tcts_jax.sampling.sampler import Sampler, program_key, sampler_config
 from tcts_jax.sampling.windows import windowed_generator, windowed_selector
 from tcts_jax.utils import checkpoint
@@ -263,25 +263,11 @@ class SuperResolution:
     tokenizer (default config.weights); `base`: the loaded base model (default: super_res.base_config with its
     weights, or super_res.base_weights)."""
     base = base or TextToImage.load(load_config(config.super_res.base_config), config.super_res.base_weights)
-    base_models = base.models
-    models = build_super_res(config, base_models)
+    models = super_res.build_super_res(config, base.models)
     weights_dir = resolve_path(weights or config.weights)
     if not weights_dir.is_dir():
       raise FileNotFoundError(f'super-resolution weights not found: {weights_dir}')
-    size = config.data.image_size
-    expected = jax.eval_shape(
-      lambda: {
-        'tokenizer': models.tokenizer.init(jax.random.key(0), jnp.zeros((1, size, size, 3)))['params'],
-        'super_res': models.model.init(
-          jax.random.key(0),
-          jnp.zeros((1, models.num_tokens), jnp.int32),
-          jnp.zeros((1, base_models.text_tokenizer.max_length, base_models.text_encoder.width)),
-          jnp.ones((1, base_models.text_tokenizer.max_length), bool),
-          jnp.zeros(1, bool),
-          jnp.zeros((1, base_models.num_tokens), jnp.int32),
-        )['params'],
-      }
-    )
+    expected = super_res.abstract_params(models, config.data.image_size)
     params = {part: checkpoint.load_part(weights_dir, part, shape) for part, shape in expected.items()}
     params['text'] = base.params['text']
     return cls(config, base, models, jax.device_put(params))
@@ -291,7 +277,7 @@ class SuperResolution:
     a dict of its sampler settings), then this stage (its sampler settings: config.sampler at super_res.steps,
     with `overrides`) from the base tokens. `Generation.trajectory` holds the base images as 'base_images'."""
     low = self.base.generate(prompts, num_samples, seed, **(base_settings or {}))
-    ids = pack_conditioning(self.base.encode_prompts(low.prompts), low.tokens)
+    ids = super_res.pack_conditioning(self.base.encode_prompts(low.prompts), low.tokens)
     cfg = sampler_config(self.config.sampler, **{'steps': self.config.super_res.steps, **overrides})
     key = program_key(cfg)
     if key not in self._samplers:

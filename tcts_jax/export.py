@@ -15,13 +15,12 @@ write that stage's weights dir instead (docs/design.md §17).
 import json
 import pathlib
 
-import jax
-import jax.numpy as jnp
 from absl import flags
 
 from tcts_jax.data import get_dataset
 from tcts_jax.models import abstract_params, build_models, exported_clip_dir, frozen_text, load_text_params
 from tcts_jax.models.text import copy_clip_text_files
+from tcts_jax.models import super_res
 from tcts_jax.models.features import abstract_feature_params, build_feature_net
 from tcts_jax.utils import checkpoint
 from tcts_jax.utils.cli import define_config_flag, run_main
@@ -68,19 +67,14 @@ def main(argv):
 def export_super_res(config, out: pathlib.Path) -> None:
   """The super-resolution stage's weights dir: its transformer and the high-resolution tokenizer (the base model's
   text encoder and VQ stay in the base weights dir, super_res.base_weights)."""
-  from tcts_jax.training.super_res import SuperResStage  # pylint: disable=import-outside-toplevel
+  from tcts_jax.training.super_res import base_model  # pylint: disable=import-outside-toplevel (a training module)
 
   if not FLAGS.super_res:
     raise ValueError('a super_res config exports --super_res=WORKDIR (and --tokenizer, the 64 px tokenizer)')
-  stage = SuperResStage(config)
-  with config.unlocked():
-    config.tokenizer_checkpoint = FLAGS.tokenizer
-  tokenizer = stage.frozen()['tokenizer']
-  shapes = jax.eval_shape(lambda: stage.init(jax.random.key(0), {'text_ids': jnp.zeros((1, 1), jnp.int32)}))
-  params = {
-    'tokenizer': tokenizer,
-    'super_res': checkpoint.load_part(FLAGS.super_res, 'super_res', shapes['super_res']),
-  }
+  models = super_res.build_super_res(config, base_model(config)[1])
+  expected = super_res.abstract_params(models, config.data.image_size)
+  sources = {'tokenizer': FLAGS.tokenizer, 'super_res': FLAGS.super_res}
+  params = {part: checkpoint.load_part(src, part, expected[part]) for part, src in sources.items()}
   out.mkdir(parents=True, exist_ok=True)
   for part, p in params.items():
     checkpoint.save_weights(out / f'{part}.safetensors', p)

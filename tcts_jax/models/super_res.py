@@ -13,6 +13,7 @@ caption ids followed by the low-resolution tokens, one int32 row per image (`pac
 import dataclasses
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from tcts_jax.models import model_to_images
@@ -138,3 +139,26 @@ def build_super_res(config, base_models) -> SuperResModels:
     text_encoder=base_models.text_encoder,
     grid_size=grid,
   )
+
+
+def init_params(models: SuperResModels, image_size: int, rng) -> dict:
+  """Fresh params of the stage's own parts: {'tokenizer' (the high-resolution VQ at `image_size`), 'super_res'}
+  (the text encoder's are the base model's)."""
+  r_tok, r_model = jax.random.split(rng)
+  length, width = models.text_tokenizer.max_length, models.text_encoder.width
+  inputs = (
+    jnp.zeros((1, models.num_tokens), jnp.int32),
+    jnp.zeros((1, length, width)),
+    jnp.ones((1, length), bool),
+    jnp.zeros(1, bool),
+    jnp.zeros((1, models.model.low_num_tokens), jnp.int32),
+  )
+  return {
+    'tokenizer': models.tokenizer.init(r_tok, jnp.zeros((1, image_size, image_size, 3)))['params'],
+    'super_res': models.model.init(r_model, *inputs)['params'],
+  }
+
+
+def abstract_params(models: SuperResModels, image_size: int) -> dict:
+  """Shapes and dtypes of `init_params`, without computing anything."""
+  return jax.eval_shape(lambda: init_params(models, image_size, jax.random.key(0)))

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from tcts_jax.data import get_dataset
 from tcts_jax.models import abstract_params, build_models, image_tokens, images_to_model
+from tcts_jax.models import super_res
 from tcts_jax.models.super_res import SuperResModels, build_super_res, pack_conditioning
 from tcts_jax.training.corruption import corrupt
 from tcts_jax.training.stages import image_grid, smoothed_cross_entropy
@@ -62,10 +63,7 @@ class SuperResStage:
     if not self.config.tokenizer_checkpoint:
       raise ValueError('the super_res stage needs --config.tokenizer_checkpoint (the 64 px tokenizer, `tokenizer,x2`)')
     base = abstract_params(self.base_models, self.base_config.data.image_size)
-    size = self.config.data.image_size
-    high = jax.eval_shape(lambda: self.models.tokenizer.init(jax.random.key(0), jnp.zeros((1, size, size, 3))))[
-      'params'
-    ]
+    high = super_res.abstract_params(self.models, self.config.data.image_size)['tokenizer']
     return {
       'tokenizer': checkpoint.load_part(self.config.tokenizer_checkpoint, 'tokenizer', high),
       'base_tokenizer': checkpoint.load_part(self.base_weights, 'tokenizer', base['tokenizer']),
@@ -78,13 +76,8 @@ class SuperResStage:
     return jnp.concatenate([high.reshape(high.shape[0], -1), low], axis=1)
 
   def init(self, rng, batch):
-    ids = batch['text_ids']
-    b, n = ids.shape[0], self.models.num_tokens
-    text = jnp.zeros((*ids.shape, self.models.text_encoder.width))
-    low = jnp.zeros((b, self.base_models.num_tokens), jnp.int32)
-    tokens = jnp.zeros((b, n), jnp.int32)
-    args = (tokens, text, jnp.ones(ids.shape, bool), jnp.zeros(b, bool), low)
-    return {'super_res': self.models.model.init(rng, *args)['params']}
+    del batch
+    return {'super_res': super_res.init_params(self.models, self.config.data.image_size, rng)['super_res']}
 
   def split_codes(self, batch):
     codes = batch['codes']
