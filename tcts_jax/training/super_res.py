@@ -11,9 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from tcts_jax.data import get_dataset
-from tcts_jax.models import abstract_params, build_models, image_tokens, images_to_model
-from tcts_jax.models import super_res
-from tcts_jax.models.super_res import SuperResModels, build_super_res, pack_conditioning
+from tcts_jax.models import abstract_params, build_models, image_tokens, images_to_model, super_res
 from tcts_jax.training.corruption import corrupt
 from tcts_jax.training.stages import image_grid, smoothed_cross_entropy
 from tcts_jax.utils import checkpoint
@@ -50,7 +48,7 @@ class SuperResStage:
         f'the super_res stage trains on images twice the base size ({2 * self.base_config.data.image_size} px), '
         f'got data.image_size {config.data.image_size}'
       )
-    self.models: SuperResModels = build_super_res(config, self.base_models)
+    self.models: super_res.SuperResModels = super_res.build_super_res(config, self.base_models)
 
   @property
   def num_tokens(self) -> int:
@@ -92,7 +90,7 @@ class SuperResStage:
       r_corrupt, target, mask_id=generator.mask_id, codebook_size=generator.codebook_size, corrupt_prob=g.corrupt_prob
     )
     drop = jax.random.uniform(r_drop, (target.shape[0],)) < g.caption_dropout
-    context = m.encode({**frozen, **params}, pack_conditioning(batch['text_ids'], low), drop)
+    context = m.encode({**frozen, **params}, super_res.pack_conditioning(batch['text_ids'], low), drop)
     logits = m.model.apply({'params': params['super_res']}, inputs, context, method='logits')
     smoothing = jnp.where(masked, g.label_smoothing, g.visible_label_smoothing)
     ce = smoothed_cross_entropy(logits, target, smoothing)
@@ -112,7 +110,7 @@ class SuperResStage:
     _, low = self.split_codes(batch)
     cfg = sampler_config(self.config.sampler, steps=self.config.super_res.steps)
     out = Sampler(self.models.masked_generator(), cfg)(
-      {**frozen, **params}, pack_conditioning(batch['text_ids'], low), jax.random.key(0)
+      {**frozen, **params}, super_res.pack_conditioning(batch['text_ids'], low), jax.random.key(0)
     )
     low_images = self.base_models.decode_tokens(frozen['base_tokenizer'], low)
     upsampled = jnp.repeat(jnp.repeat(low_images, 2, axis=1), 2, axis=2)
