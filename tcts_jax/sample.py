@@ -16,7 +16,10 @@ aligned 60% re-masked):
   python -m tcts_jax.sample --prompt="a large red circle in the middle" --grid=16 --out=large.png
   python -m tcts_jax.sample --prompt="a large red circle in the middle" --grid=16 --high_res=upsample --out=large.png
 
-Muse's super-resolution stage (docs/design.md §17): a super_res config samples the base model, then that stage.
+Muse's super-resolution stage (docs/design.md §17): a super_res config samples the base model (weights/shapes),
+then that stage (weights/shapes_x2), 64 px:
+
+  python -m tcts_jax.sample --config=configs/shapes.py:super_res --prompt="a large red circle in the middle" --out=x2.png
 """
 
 import time

@@ -93,11 +93,17 @@ def main(argv):
   visualize.save_png(out / 'samples.png', visualize.caption_grid(np.concatenate(shown), labels, cols=4, scale=2))
   for name, r in results.items():
     print(
-      f'{name:>28}: object acc. {100 * r["object_accuracy"]["value"]:.1f} {r["object_accuracy"].get("ci95")}'
-      f', all correct {100 * r["all_correct"]["value"]:.1f}, FID-shapes (32 px) {r["fid_shapes_32px"]:.2f}'
+      f'{name:>28}: object acc. {percent(r["object_accuracy"])}, all correct {percent(r["all_correct"])}, '
+      f'FID-shapes (32 px) {r["fid_shapes_32px"]:.2f}'
     )
   for name, d in diffs.items():
-    print(f'{name}: object acc. {100 * d["object_accuracy"]["value"]:+.1f} {d["object_accuracy"].get("ci95")}')
+    print(f'{name}: object acc. {percent(d["object_accuracy"], signed=True)}')
+
+
+def percent(stat: dict, signed: bool = False) -> str:
+  """'63.6 [58.1, 68.2]' of a bootstrap statistic in [0, 1]."""
+  low, high = (100 * x for x in stat.get('ci95', [float('nan')] * 2))
+  return f'{100 * stat["value"]:{"+" if signed else ""}.1f} [{low:.1f}, {high:.1f}]'
 
 
 def t2x_decode(t2x: SuperResolution, images) -> np.ndarray:
