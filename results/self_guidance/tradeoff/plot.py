@@ -25,7 +25,7 @@ for (cfg, sg), label in GUIDANCE.items():
   y = [100 * r['metrics']['object_accuracy']['value'] for r in curve]
   ax.plot(x, y, marker='o', label=label)
   for r, xi, yi in zip(curve, x, y):
-    ax.annotate(f"T={r['settings']['temperature']:g}", (xi, yi), textcoords='offset points', xytext=(4, 4), fontsize=7)
+    ax.annotate(f'T={r["settings"]["temperature"]:g}', (xi, yi), textcoords='offset points', xytext=(4, 4), fontsize=7)
 ax.set_xlabel('FID-shapes (lower is better)')
 ax.set_ylabel('object accuracy (%)')
 ax.set_title('captioned shapes, uniform@16, 200 validation captions')
