@@ -65,9 +65,7 @@ class Models:
   def decode_tokens(self, tokenizer_params, tokens, grid: Optional[int] = None):
     """(B, N) token ids of a `grid` x `grid` canvas (default the model's grid) -> (B, H, W, 3) images in [0, 1]
     (the decoder is convolutional: any grid decodes, at the tokenizer's pixels per token)."""
-    g = grid or self.grid_size
-    images = self.tokenizer.apply({'params': tokenizer_params}, tokens.reshape(-1, g, g), method='decode')
-    return model_to_images(images)
+    return decode_token_grid(self.tokenizer, tokenizer_params, tokens, grid or self.grid_size)
 
   def masked_generator(self) -> MaskedGenerator:
     """The generator as the sampler takes it; its text state is the cross-attention context of every layer."""
@@ -132,6 +130,12 @@ class Models:
 def images_to_model(images_uint8):
   """uint8 images -> the tokenizer's input range [-1, 1]."""
   return images_uint8.astype(jnp.float32) / 127.5 - 1.0
+
+
+def decode_token_grid(tokenizer: VQTokenizer, tokenizer_params, tokens, grid: int):
+  """(B, grid²) token ids -> (B, H, W, 3) images in [0, 1] through the VQ decoder."""
+  images = tokenizer.apply({'params': tokenizer_params}, tokens.reshape(-1, grid, grid), method='decode')
+  return model_to_images(images)
 
 
 def model_to_images(x):

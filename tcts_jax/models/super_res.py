@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tcts_jax.models import model_to_images
+from tcts_jax.models import decode_token_grid
 from tcts_jax.models.generator import Generator
 from tcts_jax.models.layers import Context, TransformerBlock, attention_maps, with_null_text
 from tcts_jax.models.text import TextEncoder, WordTokenizer
@@ -86,9 +86,7 @@ class SuperResModels:
     return self.model.apply({'params': params['super_res']}, text, text_mask, drop, ids[:, length:], method='context')
 
   def decode_tokens(self, tokenizer_params, tokens):
-    g = self.grid_size
-    images = self.tokenizer.apply({'params': tokenizer_params}, tokens.reshape(-1, g, g), method='decode')
-    return model_to_images(images)
+    return decode_token_grid(self.tokenizer, tokenizer_params, tokens, self.grid_size)
 
   def masked_generator(self) -> MaskedGenerator:
     """The stage as the sampler takes it; its text ids are `pack_conditioning`'s rows. Negative prompts are not

@@ -479,15 +479,9 @@ class SelfGuidanceStage(OurModelStage):
     m, batch = self.models, jax.tree.map(lambda a: a[:8], batch)
     ex = self.examples(frozen, batch, jax.random.key(0))
     prediction = jnp.argmax(self.aux_logits(params, frozen, ex), -1)
-    g = m.grid_size
-
-    def decode(tokens):
-      return model_to_images(
-        m.tokenizer.apply({'params': frozen['tokenizer']}, tokens.reshape(-1, g, g), method='decode')
-      )
-
     shown = jnp.where(ex['masked'], ex['samples'], ex['canvas'])
-    return image_grid([batch['image'].astype(jnp.float32) / 255.0, decode(shown), decode(prediction)])
+    decoded = [m.decode_tokens(frozen['tokenizer'], tokens) for tokens in (shown, prediction)]
+    return image_grid([batch['image'].astype(jnp.float32) / 255.0, *decoded])
 
 
 class FeaturesStage(OurModelStage):
