@@ -92,18 +92,23 @@ def tiny_model(tiny_config):
   return tiny_config, models, params
 
 
-def dot_operand_dtypes(jaxpr) -> set:
-  """{(lhs dtype, rhs dtype)} of every dot_general (matmul, einsum) in a jaxpr and the jaxprs inside it."""
-  found = set()
+def dot_generals(jaxpr) -> list:
+  """Every dot_general (matmul, einsum) equation in a jaxpr and the jaxprs inside it."""
+  found = []
   for eqn in jaxpr.eqns:
     if eqn.primitive.name == 'dot_general':
-      found.add(tuple(str(v.aval.dtype) for v in eqn.invars))
+      found.append(eqn)
     for param in eqn.params.values():
       for inner in param if isinstance(param, (list, tuple)) else [param]:
         inner = getattr(inner, 'jaxpr', None)
         if inner is not None:
-          found |= dot_operand_dtypes(getattr(inner, 'jaxpr', inner))
+          found += dot_generals(getattr(inner, 'jaxpr', inner))
   return found
+
+
+def dot_operand_dtypes(jaxpr) -> set:
+  """{(lhs dtype, rhs dtype)} of every dot_general in a jaxpr and the jaxprs inside it."""
+  return {tuple(str(v.aval.dtype) for v in eqn.invars) for eqn in dot_generals(jaxpr)}
 
 
 def make_sampler(models, cfg, **kwargs):

@@ -3,6 +3,7 @@ properties hold for any generator, so no training is needed. Every strategy of S
 with random reference tokens)."""
 
 import collections
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -10,11 +11,19 @@ import numpy as np
 import pytest
 
 from tcts_jax.sampling import schedules
-from tcts_jax.sampling.sampler import as_float32, program_key, sampler_config, strategy_per_step
+from tcts_jax.sampling.sampler import (
+  Sampler,
+  as_float32,
+  guided_features,
+  guided_logits,
+  program_key,
+  sampler_config,
+  strategy_per_step,
+)
 from tcts_jax.sampling.strategies import PRESETS, STRATEGIES, make_strategy
 from tcts_jax.utils.config import load_config
 from tcts_jax.utils.precision import cast_floating
-from tests.conftest import dot_operand_dtypes, make_sampler
+from tests.conftest import dot_generals, dot_operand_dtypes, make_sampler
 
 PROMPTS = [
   'a large red circle in the middle',
@@ -227,6 +236,38 @@ def test_guidance_zero_is_the_conditional_path(run, tiny_model):
   np.testing.assert_array_equal(a.tokens, b.tokens)
   c, _ = run(seed=6, guidance_scale=3.0, strategy='purity', negative=negative)
   assert (a.tokens != c.tokens).any()
+
+
+def test_guidance_on_the_features_is_guidance_on_the_logits_with_the_head_on_half_the_rows(tiny_model):
+  config, models, params = tiny_model
+  m = models.masked_generator()
+  ids = models.text_tokenizer.encode_batch(PROMPTS)
+  b, k = len(PROMPTS), models.generator.codebook_size
+  canvas = np.where(np.arange(models.num_tokens) % 3 == 0, REFERENCE, models.mask_id)
+  canvas = np.concatenate([canvas, canvas])
+  text = m.encode_text(params, ids, None)
+  logits = np.asarray(m.logits(params, canvas, text, None)[0])
+  features = m.features(params, canvas, text, None)[0]
+  np.testing.assert_allclose(m.head(params, features), logits, atol=1e-5)
+  for g in (0.0, 1.0, 4.0):
+    expected = guided_logits(logits[:b], logits[b:], g)
+    guided = m.head(params, guided_features(features[:b], features[b:], jnp.float32(g)))
+    np.testing.assert_allclose(guided, expected, atol=2e-5 * (1 + g))
+  # The sampler takes that path: its one head matmul gives B rows of codebook logits, and it samples what the
+  # logits path samples.
+  cfg = sampler_config(config.sampler, strategy='purity')
+  sampler = make_sampler(models, cfg)
+  jaxpr = jax.make_jaxpr(sampler._sample_impl)(*sampler.arguments(params, ids, jax.random.key(0)))
+  heads = [
+    e.outvars[0].aval.shape for e in dot_generals(jaxpr.jaxpr) if e.outvars[0].aval.shape[1:] == (models.num_tokens, k)
+  ]
+  assert heads and all(shape[0] == b for shape in heads), heads
+  on_logits = Sampler(dataclasses.replace(m, features=None, head=None), cfg, models.token_selector())
+  assert sampler.guide_features and not on_logits.guide_features
+  same = np.asarray(sampler(params, ids, jax.random.key(1)).tokens) == np.asarray(
+    on_logits(params, ids, jax.random.key(1)).tokens
+  )
+  assert same.mean() > 0.9, same.mean()
 
 
 def test_one_scan_with_static_length(tiny_model):

@@ -4,7 +4,8 @@ tests/fixtures/shipped_samples.npz holds tokens made by commit 81613e3 (the samp
 generator directly, with the text side inside every step) for these prompts, seeds and settings, except the
 random_revoke row, re-recorded when the token draw became two-level (docs/design.md §2.1) and attention
 heads-first (models/layers.py): it differs from the old recording in 1 of 512 tokens, a last-step draw whose
-uniform sat within float rounding of a CDF boundary. Bit-equality
+uniform sat within float rounding of a CDF boundary; and again when guidance moved before the affine head
+(docs/design.md §2.3): 3 of its 8 images diverged (34 tokens), while every other row stayed bit-identical. Bit-equality
 holds on the x86-64 CPUs we develop and test on, except that the redrawing random_revoke row can diverge in
 one image (its test says why); another processor may round differently. The fixture's FAS
 rows (fas, tcts_fas) are not checked: a FAS map compares attention sums with exactly 1.0, so one rounding

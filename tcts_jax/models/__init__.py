@@ -5,6 +5,7 @@ functions it takes (`tcts_jax.sampling.model`); params are the dict of `init_par
 """
 
 import dataclasses
+import functools
 import pathlib
 from typing import Optional, Sequence, Union
 
@@ -12,7 +13,13 @@ import jax
 import jax.numpy as jnp
 
 from tcts_jax.models import lora
-from tcts_jax.models.generator import Generator, generator_context, generator_intermediates, generator_logits
+from tcts_jax.models.generator import (
+  Generator,
+  generator_context,
+  generator_head,
+  generator_intermediates,
+  generator_logits,
+)
 from tcts_jax.models.layers import attention_maps
 from tcts_jax.models.selector import Selector
 from tcts_jax.sampling.model import MaskedGenerator, TokenSelector
@@ -73,13 +80,13 @@ class Models:
     def encode_text(params, text_ids, negative_ids):
       return generator_context(self.generator, params['generator'], *self.encode_text(params, text_ids, negative_ids))
 
-    def logits(params, tokens, context, attention_layer):
+    def forward(method, params, tokens, context, attention_layer):
       if attention_layer is None:
-        return generator_logits(self.generator, params['generator'], tokens, context)[0], None
-      logits, inter = generator_intermediates(self.generator, params['generator'], tokens, context)
+        return self.generator.apply({'params': params['generator']}, tokens, context, method=method), None
+      out, inter = generator_intermediates(self.generator, params['generator'], tokens, context, method)
       if isinstance(attention_layer, (tuple, list)):  # several layers of the same pass
-        return logits, tuple(attention_maps(inter, layer) for layer in attention_layer)
-      return logits, attention_maps(inter, attention_layer)
+        return out, tuple(attention_maps(inter, layer) for layer in attention_layer)
+      return out, attention_maps(inter, attention_layer)
 
     def aux_logits(params, tokens, context):
       if 'self_guidance' not in params:
@@ -95,7 +102,9 @@ class Models:
       mask_id=self.mask_id,
       num_layers=self.generator.num_layers,
       encode_text=encode_text,
-      logits=logits,
+      logits=functools.partial(forward, 'logits'),
+      features=functools.partial(forward, 'features'),
+      head=lambda params, features: generator_head(self.generator, params['generator'], features),
       decode=lambda params, tokens: self.decode_tokens(params['tokenizer'], tokens),
       aux_logits=aux_logits if self.self_guidance_rank else None,
     )

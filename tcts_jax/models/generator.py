@@ -44,11 +44,15 @@ class Generator(nn.Module):
   def context(self, text, text_mask, drop_text) -> Context:
     return text_context(self.null_text, self.text_proj, self.blocks, text, text_mask, drop_text)
 
-  def logits(self, tokens, context: Context, sow_attention=False):
+  def features(self, tokens, context: Context, sow_attention=False):
+    """Everything before the head: the normalised last hidden states (B, N, width)."""
     x = self.token_embedding(tokens) + self.pos_embedding
     for block, keys_values in zip(self.blocks, context.keys_values):
       x = block(x, context_keys_values=keys_values, context_mask=context.mask, sow_attention=sow_attention)
-    return self.head(self.final_norm(x))
+    return self.final_norm(x)
+
+  def logits(self, tokens, context: Context, sow_attention=False):
+    return self.head(self.features(tokens, context, sow_attention))
 
   def __call__(self, tokens, text, text_mask, drop_text, sow_attention=False):
     return self.logits(tokens, self.context(text, text_mask, drop_text), sow_attention)
@@ -73,12 +77,18 @@ def generator_logits(generator: Generator, params, tokens, context: Context, att
   )
 
 
-def generator_intermediates(generator: Generator, params, tokens, context: Context):
-  """Logits and the 'intermediates' holding every block's sown attention (`layers.attention_maps` reads them)."""
-  logits, state = generator.apply(
-    {'params': params}, tokens, context, sow_attention=True, method='logits', mutable=['intermediates']
+def generator_intermediates(generator: Generator, params, tokens, context: Context, method: str = 'logits'):
+  """Logits (or, with method='features', the features before the head) and the 'intermediates' holding every
+  block's sown attention (`layers.attention_maps` reads them)."""
+  out, state = generator.apply(
+    {'params': params}, tokens, context, sow_attention=True, method=method, mutable=['intermediates']
   )
-  return logits, state['intermediates']
+  return out, state['intermediates']
+
+
+def generator_head(generator: Generator, params, features):
+  """The head alone: features (..., width) -> logits (..., codebook_size); affine."""
+  return generator.apply({'params': params}, features, method=lambda module, h: module.head(h))
 
 
 def generator_forward(generator: Generator, params, tokens, text, text_mask, drop_text, attention_layer=None):

@@ -11,6 +11,7 @@ caption ids followed by the low-resolution tokens, one int32 row per image (`pac
 """
 
 import dataclasses
+import functools
 
 import flax.linen as nn
 import jax
@@ -56,6 +57,12 @@ class SuperResGenerator(nn.Module):
   def logits(self, tokens, context: Context, sow_attention=False):
     return self.generator.logits(tokens, context, sow_attention)
 
+  def features(self, tokens, context: Context, sow_attention=False):
+    return self.generator.features(tokens, context, sow_attention)
+
+  def head(self, features):
+    return self.generator.head(features)
+
   def __call__(self, tokens, text, text_mask, drop_text, low_tokens):
     return self.logits(tokens, self.context(text, text_mask, drop_text, low_tokens))
 
@@ -99,11 +106,11 @@ class SuperResModels:
       both = jnp.concatenate([ids, ids])
       return self.encode(params, both, jnp.concatenate([jnp.zeros(b, bool), jnp.ones(b, bool)]))
 
-    def logits(params, tokens, context, attention_layer):
+    def forward(method, params, tokens, context, attention_layer):
       apply = {'params': params['super_res']}
       if attention_layer is None:
-        return self.model.apply(apply, tokens, context, method='logits'), None
-      out, state = self.model.apply(apply, tokens, context, True, method='logits', mutable=['intermediates'])
+        return self.model.apply(apply, tokens, context, method=method), None
+      out, state = self.model.apply(apply, tokens, context, True, method=method, mutable=['intermediates'])
       inter = state['intermediates']['generator']
       if isinstance(attention_layer, (tuple, list)):
         return out, tuple(attention_maps(inter, layer) for layer in attention_layer)
@@ -115,7 +122,9 @@ class SuperResModels:
       mask_id=self.model.generator.mask_id,
       num_layers=self.model.generator.num_layers,
       encode_text=encode_text,
-      logits=logits,
+      logits=functools.partial(forward, 'logits'),
+      features=functools.partial(forward, 'features'),
+      head=lambda params, features: self.model.apply({'params': params['super_res']}, features, method='head'),
       decode=lambda params, tokens: self.decode_tokens(params['tokenizer'], tokens),
     )
 

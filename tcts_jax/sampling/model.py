@@ -41,6 +41,11 @@ class MaskedGenerator:
   num_layers: how many attention layers `attention_layer` may name (FAS reads one of them).
   aux_logits(params, tokens (B, N), text_state of B rows (the conditional half)) -> (B, N, codebook_size): the
       self-guidance auxiliary model's "semantically smoothed" logits (docs/design.md §15); None: no such model.
+  features(params, tokens, text_state, attention_layer) -> (features (R, N, D), maps) and head(params, features)
+      -> logits (R, N, codebook_size): optionally, `logits` split before an AFFINE last layer (logits =
+      head(features)). Then guidance is exact on the features, head(f_c + g (f_c - f_u)) = c + g (c - u), and the
+      sampler runs the head (the costliest layer at large codebooks) on B rows instead of 2B (docs/design.md
+      §2.1). None: the sampler guides the logits.
   """
 
   num_tokens: int
@@ -51,6 +56,8 @@ class MaskedGenerator:
   logits: Callable[..., tuple]
   decode: Optional[Callable[..., jax.Array]] = None
   aux_logits: Optional[Callable[..., jax.Array]] = None
+  features: Optional[Callable[..., tuple]] = None
+  head: Optional[Callable[..., jax.Array]] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -127,6 +127,13 @@ def guided_logits(cond, uncond, guidance, aux=None, self_guidance=0.0):
   return guided if aux is None else guided + self_guidance * (cond - aux)
 
 
+def guided_features(cond, uncond, guidance):
+  """`guided_logits` before an affine head: head(f_c + g (f_c - f_u)) = c + g (c - u). Combined in float32 and
+  returned in the features' dtype, so a bfloat16 head stays a bfloat16 matmul."""
+  c, u = cond.astype(jnp.float32), uncond.astype(jnp.float32)
+  return (c + guidance * (c - u)).astype(cond.dtype)
+
+
 def high_frequency_map(self_attention, threshold: float):
   """FAS split (docs/design.md §3): attention each token receives, averaged over heads; > threshold is 'high'."""
   received = jnp.sum(jnp.mean(self_attention, axis=1), axis=1)  # (B, N), mean over tokens is 1
@@ -229,6 +236,9 @@ class Sampler:
     self.adaptive_count = any(s.keep_count is not None for s in self.strategies)
     self.selector_guidance = float(cfg.get('selector_guidance', 1.0))
     self.self_guidance = float(cfg.get('self_guidance_scale', 0.0))
+    # Guidance on the features before an affine head (docs/design.md §2.1): the head then runs on B rows, not 2B.
+    # Self-guidance combines logits of two models, so it guides the logits.
+    self.guide_features = model.features is not None and model.head is not None and not self.self_guidance
     self._sample = jax.jit(self._sample_impl)
 
   def schedules_for(self, cfg) -> Schedules:
@@ -367,11 +377,17 @@ class Sampler:
       x, rng, midpoint = carry
       rng, r_draw, r_select = jax.random.split(rng, 3)
       kept = x != m.mask_id
-      logits, maps = as_float32(m.logits(params, jnp.concatenate([x, x]), text, attention_layer))
-      cond, uncond = logits[:b], logits[b:]
-      # Self-guidance: the auxiliary model on the same canvas and the conditional text.
-      aux = as_float32(m.aux_logits(params, x, conditional_rows(text, b))) if self.self_guidance else None
-      guided = guided_logits(cond, uncond, per_step['guidance'], aux, self.self_guidance) / per_step['temperature']
+      if self.guide_features:
+        features, maps = m.features(params, jnp.concatenate([x, x]), text, attention_layer)
+        guided = as_float32(m.head(params, guided_features(features[:b], features[b:], per_step['guidance'])))
+        maps = as_float32(maps)
+      else:
+        logits, maps = as_float32(m.logits(params, jnp.concatenate([x, x]), text, attention_layer))
+        cond, uncond = logits[:b], logits[b:]
+        # Self-guidance: the auxiliary model on the same canvas and the conditional text.
+        aux = as_float32(m.aux_logits(params, x, conditional_rows(text, b))) if self.self_guidance else None
+        guided = guided_logits(cond, uncond, per_step['guidance'], aux, self.self_guidance)
+      guided = guided / per_step['temperature']
       # Purity reads the distribution before truncation (truncation keeps its max token but renormalises).
       purity = purity_of(guided) if self.needs_purity else jnp.ones((b, n))
       guided = _truncate(guided, cfg.top_k, cfg.top_p)

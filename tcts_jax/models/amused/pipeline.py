@@ -112,6 +112,14 @@ class Amused:
         {'params': params['transformer']}, tokens, context, attention_layer, method='logits'
       )
 
+    def features(params, tokens, context, attention_layer):
+      return self.transformer.apply(
+        {'params': params['transformer']}, tokens, context, attention_layer, method='features'
+      )
+
+    def head(params, features):
+      return self.transformer.apply({'params': params['transformer']}, features, method='head')
+
     def decode(params, tokens):
       images = self.vqgan.apply(
         {'params': params['vqvae']}, tokens, (self.grid_size, self.grid_size), method='decode_indices'
@@ -125,6 +133,8 @@ class Amused:
       num_layers=self.transformer.config.num_hidden_layers,
       encode_text=encode_text,
       logits=logits,
+      features=features,
+      head=head,
       decode=decode,
     )
 

@@ -454,7 +454,14 @@ class ConvMlmLayer(nn.Module):
     self.conv2 = nn.Conv(c.codebook_size, (1, 1), use_bias=c.use_bias)
 
   def __call__(self, x):
-    return self.conv2(self.layer_norm(self.conv1(x)))
+    return self.head(self.features(x))
+
+  def features(self, x):
+    return self.layer_norm(self.conv1(x))
+
+  def head(self, features):
+    """The last 1x1 conv alone (affine): (..., H, W, in_channels) -> (..., H, W, codebook_size)."""
+    return self.conv2(features)
 
 
 class TimestepEmbedding(nn.Module):
@@ -543,6 +550,15 @@ class UVit2D(nn.Module):
     ``{'self_attention': (B, heads, H*W, H*W), 'cross_attention': (B, heads, H*W, L)}``, and the cross-attention
     scores before the softmax, ``'cross_attention_logits'`` (B, heads, H*W, L); a tuple of layers gives a tuple
     of such dicts, from the same pass."""
+    features, maps = self.features(tokens, context, attention_layer)
+    return self.head(features), maps
+
+  def head(self, features):
+    """The MLM layer's last 1x1 conv (affine): features (B, N, in_channels) -> logits (B, N, codebook_size)."""
+    return self.mlm_layer.head(features[:, :, None, :])[:, :, 0, :]
+
+  def features(self, tokens, context: dict, attention_layer: int | tuple | None = None):
+    """`logits` before the MLM layer's last (affine) conv: (features (B, H*W, in_channels), maps)."""
     several = isinstance(attention_layer, (tuple, list))
     layers = [self._layer_index(i) for i in attention_layer] if several else [self._layer_index(attention_layer)]
     grid = _token_grid(tokens)
@@ -561,10 +577,10 @@ class UVit2D(nn.Module):
         by_layer[i] = maps if (h, w) == (height, width) else lift_attention_maps(maps, height, width)
     x = self.project_from_hidden(self.project_from_hidden_norm(x)).reshape(b, h, w, channels)
     x = self.up_block(x, cond, _block_key_values(context, 'up_block'))
-    logits = self.mlm_layer(x).reshape(batch, -1, self.config.codebook_size)
+    features = self.mlm_layer.features(x).reshape(batch, height * width, -1)
     if several:
-      return logits, tuple(by_layer[i] for i in layers)
-    return logits, by_layer.get(layers[0])
+      return features, tuple(by_layer[i] for i in layers)
+    return features, by_layer.get(layers[0])
 
   def _layer_index(self, attention_layer: int | None) -> int | None:
     if attention_layer is None:
