@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tcts_jax.sampling import schedules
+from tcts_jax.sampling.model import with_row_chunks
 from tcts_jax.sampling.sampler import (
   Sampler,
   as_float32,
@@ -268,6 +269,35 @@ def test_guidance_on_the_features_is_guidance_on_the_logits_with_the_head_on_hal
     on_logits(params, ids, jax.random.key(1)).tokens
   )
   assert same.mean() > 0.9, same.mean()
+
+
+def test_forwards_in_row_chunks_are_the_same_forwards(tiny_model):
+  config, models, params = tiny_model
+  ids = models.text_tokenizer.encode_batch(PROMPTS)
+  m, selector = models.masked_generator(), models.token_selector()
+  # 3 rows at a time: the 2B = 8 rows of a guided forward make chunks of 3, 3 and a padded 2.
+  chunked, chunked_selector = with_row_chunks(m, selector, 3)
+  canvas = np.where(np.arange(models.num_tokens) % 3 == 0, REFERENCE, models.mask_id)
+  canvas = np.concatenate([canvas, canvas])
+  text = m.encode_text(params, ids, None)
+  for forward in ('logits', 'features'):
+    whole = getattr(m, forward)(params, canvas, text, config.sampler.fas_layer)
+    parts = getattr(chunked, forward)(params, canvas, text, config.sampler.fas_layer)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), whole, parts)
+  ratio = np.linspace(0.1, 0.9, 2 * len(PROMPTS)).astype(np.float32)
+  selector_text = selector.encode_text(params, ids, None)
+  np.testing.assert_allclose(
+    selector.logits(params, canvas, ratio, selector_text),
+    chunked_selector.logits(params, canvas, ratio, selector_text),
+    atol=1e-5,
+  )
+  # The sampler with forward_rows samples what it samples without (tcts_fas: generator, maps and selector).
+  cfg = sampler_config(config.sampler, strategy='tcts_fas')
+  one = make_sampler(models, cfg)(params, ids, jax.random.key(2)).tokens
+  rows = make_sampler(models, sampler_config(cfg, forward_rows=3))(params, ids, jax.random.key(2)).tokens
+  assert (np.asarray(one) == np.asarray(rows)).mean() > 0.9
+  with pytest.raises(ValueError, match='forward_rows must be an int >= 0'):
+    make_sampler(models, sampler_config(cfg, forward_rows=-1))
 
 
 def test_one_scan_with_static_length(tiny_model):

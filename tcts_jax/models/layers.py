@@ -15,7 +15,7 @@ def heads_first_scores(spec: str, query, key):
 
   Same products and sums as the einsum (equal results in tests/test_models.py; inside a whole compiled program
   XLA may round some differently), but XLA's CPU batched matmul runs the heads-first layout ~2x faster once the
-  batch has several images of 256 tokens (benchmarks/attention_layout.py).
+  batch has several images of 256 tokens (benchmarks/batch_throughput.py).
   """
   assert spec == '...qhd,...khd->...hqk', spec
   return jnp.swapaxes(query, -3, -2) @ jnp.moveaxis(key, -3, -1)
@@ -29,7 +29,7 @@ def heads_first_weighted_sum(spec: str, weights, value):
   return jnp.swapaxes(weights.astype(value.dtype) @ jnp.swapaxes(value, -3, -2), -3, -2)
 
 
-# The einsums `Attention` hands to flax's dot_product_attention; benchmarks/attention_layout.py sets both to None
+# The einsums `Attention` hands to flax's dot_product_attention; benchmarks/batch_throughput.py sets both to None
 # (flax's own einsums) to measure the difference in one run.
 ATTENTION_EINSUMS = (heads_first_scores, heads_first_weighted_sum)
 

@@ -74,6 +74,51 @@ class TokenSelector:
   logits: Callable[..., jax.Array]
 
 
+def map_row_chunks(fn: Callable, rows: int, row_inputs):
+  """`fn(row_inputs)` for a pytree `row_inputs` whose leaves share their leading (row) axis, and whose result's
+  leaves have those rows first, computed `rows` rows at a time in one `lax.map` (all at once when rows is 0 or
+  covers them). Rows are independent in every forward here, so this is the same math on a working set of
+  `rows` rows; a last, short chunk is padded with copies of the last row and the padding dropped."""
+  total = jax.tree.leaves(row_inputs)[0].shape[0]
+  if not rows or total <= rows:
+    return fn(row_inputs)
+  chunks = -(-total // rows)
+  pad = chunks * rows - total
+
+  def split(leaf):
+    leaf = jnp.concatenate([leaf, jnp.repeat(leaf[-1:], pad, axis=0)]) if pad else leaf
+    return leaf.reshape((chunks, rows) + leaf.shape[1:])
+
+  out = jax.lax.map(fn, jax.tree.map(split, row_inputs))
+  return jax.tree.map(lambda leaf: leaf.reshape((chunks * rows,) + leaf.shape[2:])[:total], out)
+
+
+def with_row_chunks(model: MaskedGenerator, selector: Optional[TokenSelector], rows: int) -> tuple:
+  """`model` and `selector` whose per-step forwards (generator logits / features, selector logits) run `rows` rows
+  at a time (`map_row_chunks`); unchanged when rows is 0. On a CPU this keeps a large batch's attention inside
+  the caches (docs/design.md §2.3)."""
+  if not rows:
+    return model, selector
+
+  def rows_of(forward):
+    if forward is None:
+      return None
+    return lambda params, tokens, state, layer: map_row_chunks(
+      lambda xs: forward(params, xs[0], xs[1], layer), rows, (tokens, state)
+    )
+
+  model = dataclasses.replace(model, logits=rows_of(model.logits), features=rows_of(model.features))
+  if selector is not None:
+    logits = selector.logits
+    selector = dataclasses.replace(
+      selector,
+      logits=lambda params, tokens, ratio, state: map_row_chunks(
+        lambda xs: logits(params, *xs), rows, (tokens, ratio, state)
+      ),
+    )
+  return model, selector
+
+
 def conditional_rows(text_state: TextState, b: int) -> TextState:
   """The first `b` rows (the conditional half) of a text state."""
   return jax.tree.map(lambda leaf: leaf[:b], text_state)

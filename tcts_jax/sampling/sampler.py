@@ -23,7 +23,13 @@ import numpy as np
 
 from tcts_jax.sampling import schedules
 from tcts_jax.sampling import strategies as strat
-from tcts_jax.sampling.model import MaskedGenerator, TokenSelector, conditional_rows, guided_selector_logits
+from tcts_jax.sampling.model import (
+  MaskedGenerator,
+  TokenSelector,
+  conditional_rows,
+  guided_selector_logits,
+  with_row_chunks,
+)
 from tcts_jax.sampling.select import draw_categorical, gumbel_top_k
 from tcts_jax.utils.precision import COMPUTE_DTYPES, cast_floating
 
@@ -215,6 +221,7 @@ class Sampler:
     strategies: Sequence[str] = (),
   ):
     validate(cfg, model, selector)
+    model, selector = with_row_chunks(model, selector, cfg.get('forward_rows', 0))
     self.model, self.selector, self.cfg = model, selector, cfg
     self.trajectory, self.diagnostics = trajectory, diagnostics
     self.decode_images = decode and model.decode is not None
@@ -495,6 +502,9 @@ def validate(cfg, model: MaskedGenerator, selector: Optional[TokenSelector] = No
     raise ValueError(f'steps must be in [1, {n}] (the number of image tokens), got {cfg.steps}')
   if cfg.get('compute_dtype', 'float32') not in COMPUTE_DTYPES:
     raise ValueError(f'compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, got {cfg.compute_dtype!r}')
+  rows = cfg.get('forward_rows', 0)
+  if not isinstance(rows, int) or rows < 0:
+    raise ValueError(f'forward_rows must be an int >= 0 (0: every row in one forward), got {rows!r}')
   if cfg.get('visible_tokens', 'keep') not in VISIBLE_TOKENS:
     raise ValueError(f'visible_tokens must be one of {VISIBLE_TOKENS}, got {cfg.visible_tokens!r}')
   if cfg.get('fas_map', 'self_attention') not in strat.FAS_MAPS:

@@ -1,15 +1,18 @@
-r"""Does sampling throughput per image hold up as the batch grows? flax's attention layout against heads-first.
+r"""Does sampling throughput per image hold up as the batch grows? flax's attention layout against heads-first,
+and forwards in row chunks (`sampler.forward_rows`).
 
-  python benchmarks/attention_layout.py [--grids=8,16] [--batches=1,8,32] [--steps=4] [--repeats=3]
+  python benchmarks/batch_throughput.py [--grids=8,16] [--batches=1,8,32] [--steps=4] [--repeats=3] \
+      [--forward_rows=16]
 
 Model: the default `configs/shapes.py` sizes (generator width 128, 4 layers, 4 heads) on a `grid` x `grid`
-canvas, random weights. For each layout, grid and batch, after warm-up, the median time of
+canvas, random weights. For each grid and batch, after warm-up, the median time of
   - the `uniform` sampler (tokens only) over `steps` steps: milliseconds per image per step;
   - one CFG generator forward (2 x batch rows): its GFLOP/s (XLA cost analysis) as a fraction of this
-    machine's fp32 matmul peak (a 2048^3 matmul, measured in the same run).
-Layouts: `flax`, flax's own einsums ('...qhd,...khd->...hqk'); `heads_first`, the (..., heads, N, d)
-matmuls `models.layers.Attention` hands to flax (`layers.ATTENTION_EINSUMS`). The LAST line printed is one
-JSON object.
+    machine's fp32 matmul peak (a 2048^3 matmul, measured in the same run);
+for the layouts `flax`, flax's own einsums ('...qhd,...khd->...hqk'), and `heads_first`, the (..., heads, N, d)
+matmuls `models.layers.Attention` hands to flax (`layers.ATTENTION_EINSUMS`); and, with heads-first, the sampler
+with `forward_rows` rows per forward (`rows_<n>`; batches of at most forward_rows / 2 images are not chunked).
+The LAST line printed is one JSON object.
 """
 
 import argparse
@@ -43,10 +46,15 @@ def measure(grid: int, batch: int, args, peak: float) -> dict:
     row[f'{name}_ms_per_image_step'] = round(seconds / args.steps / batch * 1e3, 3)
     row[f'{name}_forward_fraction_of_peak'] = round(flops / forward_seconds / 1e9 / peak, 3)
   layers.ATTENTION_EINSUMS = LAYOUTS['heads_first']
+  cfg = sampler_config(config.sampler, strategy='uniform', steps=args.steps, forward_rows=args.forward_rows)
+  sampler = Sampler(model, cfg, decode=False)
+  seconds = median_seconds(lambda: sampler(params, ids, jax.random.key(1)).tokens, args.repeats)
+  row[f'rows_{args.forward_rows}_ms_per_image_step'] = round(seconds / args.steps / batch * 1e3, 3)
   print(
     f'  {grid}x{grid} batch {batch:3d}: ms per image-step flax {row["flax_ms_per_image_step"]:8.2f}  heads-first '
-    f'{row["heads_first_ms_per_image_step"]:8.2f};  CFG forward / peak flax {row["flax_forward_fraction_of_peak"]:.2f}'
-    f'  heads-first {row["heads_first_forward_fraction_of_peak"]:.2f}',
+    f'{row["heads_first_ms_per_image_step"]:8.2f}  heads-first, {args.forward_rows} rows per forward '
+    f'{row[f"rows_{args.forward_rows}_ms_per_image_step"]:8.2f};  CFG forward / peak flax '
+    f'{row["flax_forward_fraction_of_peak"]:.2f}  heads-first {row["heads_first_forward_fraction_of_peak"]:.2f}',
     flush=True,
   )
   return row
@@ -58,6 +66,7 @@ def main():
   parser.add_argument('--batches', default='1,8,32')
   parser.add_argument('--steps', type=int, default=4)
   parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--forward_rows', type=int, default=16)
   args = parser.parse_args()
   peak = matmul_peak_gflops()
   print(f'device: {jax.devices()[0].device_kind}, fp32 matmul peak {peak:.0f} GFLOP/s', flush=True)
