@@ -106,6 +106,7 @@ def get_config(arg: str = '256') -> ml_collections.ConfigDict:
       guidance_scale=9.0,
       # FAS reads this transformer layer's self-attention (amused-256 has 22).
       fas_layer=1 if variant == 'tiny' else 11,
+      forward_rows=0,  # one forward of the whole batch fills an accelerator
     )
   )
   c.lock()

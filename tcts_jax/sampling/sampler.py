@@ -504,7 +504,7 @@ def validate(cfg, model: MaskedGenerator, selector: Optional[TokenSelector] = No
     raise ValueError(f'compute_dtype must be one of {sorted(COMPUTE_DTYPES)}, got {cfg.compute_dtype!r}')
   rows = cfg.get('forward_rows', 0)
   if not isinstance(rows, int) or rows < 0:
-    raise ValueError(f'forward_rows must be an int >= 0 (0: every row in one forward), got {rows!r}')
+    raise ValueError(f'forward_rows must be an int >= 0 (0: all rows in one forward), got {rows!r}')
   if cfg.get('visible_tokens', 'keep') not in VISIBLE_TOKENS:
     raise ValueError(f'visible_tokens must be one of {VISIBLE_TOKENS}, got {cfg.visible_tokens!r}')
   if cfg.get('fas_map', 'self_attention') not in strat.FAS_MAPS:
