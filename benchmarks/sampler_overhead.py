@@ -13,7 +13,7 @@ weights (speed does not depend on them). For each grid, codebook and strategy, a
       step's canvas depends on the previous step's logits through a cheap comparison, so XLA cannot hoist
       the forwards out of the loop;
   (a') the same with the generator's head on the B conditional rows only: the forward the sampler itself runs,
-      since it guides the features before the affine head (docs/design.md §2.1), not the 2B rows of logits;
+      since it guides the features before the affine head (docs/design.md §2.3), not the 2B rows of logits;
   (b) the full T-step sampler with the same shapes (tokens only: decoding is the same for every strategy),
 and overhead = (b) / (a) (the issue's definition: below 1 when guiding the features saves more than the
 sampling logic costs) and (b) / (a') (what the sampling logic alone costs). Also per configuration: the FLOPs of one CFG generator forward (XLA cost analysis),
@@ -43,7 +43,7 @@ def forwards_only(
 ):
   """The bound (a): text once, then `steps` CFG generator (+ selector) forwards in one lax.scan. head_rows 'all':
   the CFG forward (the head on all 2B rows); 'conditional': the generator's features for 2B rows and the head on
-  B rows, the forward a sampler that guides the features runs (docs/design.md §2.1)."""
+  B rows, the forward a sampler that guides the features runs (docs/design.md §2.3)."""
 
   def run(params, ids):
     b = ids.shape[0]

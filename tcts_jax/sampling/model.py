@@ -45,7 +45,7 @@ class MaskedGenerator:
       -> logits (R, N, codebook_size): optionally, `logits` split before an AFFINE last layer (logits =
       head(features)). Then guidance is exact on the features, head(f_c + g (f_c - f_u)) = c + g (c - u), and the
       sampler runs the head (the costliest layer at large codebooks) on B rows instead of 2B (docs/design.md
-      §2.1). None: the sampler guides the logits.
+      §2.3). None: the sampler guides the logits.
   """
 
   num_tokens: int

@@ -243,7 +243,7 @@ class Sampler:
     self.adaptive_count = any(s.keep_count is not None for s in self.strategies)
     self.selector_guidance = float(cfg.get('selector_guidance', 1.0))
     self.self_guidance = float(cfg.get('self_guidance_scale', 0.0))
-    # Guidance on the features before an affine head (docs/design.md §2.1): the head then runs on B rows, not 2B.
+    # Guidance on the features before an affine head (docs/design.md §2.3): the head then runs on B rows, not 2B.
     # Self-guidance combines logits of two models, so it guides the logits.
     self.guide_features = model.features is not None and model.head is not None and not self.self_guidance
     self._sample = jax.jit(self._sample_impl)
