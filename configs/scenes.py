@@ -4,7 +4,7 @@ r"""Shape scenes: the benchmark in the paper's regime (docs/design.md §11) and 
 freely, on plain, striped or checkered backgrounds. The stages, recipe and model sizes are configs/shapes.py's
 (`:tokenizer`, `:generator,tiny`, ...) with its `copy` recipe (the generator copies visible tokens, as the
 paper's does; the selector is trained on inputs that match sampling), the paper's sampling settings and a
-schedule sized for 2 hours on 2 CPU cores (SCHEDULE). The data, then every stage from scratch:
+schedule sized for about 2 hours on 2 CPU cores (SCHEDULE). The data, then every stage from scratch:
 
   python -m tcts_jax.data.scenes_tfds --config=default
   bash launch/train_scenes.sh
@@ -22,13 +22,14 @@ import ml_collections
 
 from tcts_jax.utils.config import load_config
 
-# Training schedule, on top of configs/shapes.py's, sized to train from scratch in under 2 hours on the 2-core
-# CPU we develop on (launch/train_scenes.sh; it took 2 h 10 min, README.md "The shape-scenes model"). A step
-# costs ~2.3x as much as on captioned shapes (144 tokens instead of 64, 80 text tokens instead of 40), so
-# batches are halved and the generator sees ~102k captions (2 epochs) instead of 192k.
+# Training schedule, on top of configs/shapes.py's, sized to train from scratch in about 2 hours on the 2-core
+# CPU we develop on (launch/train_scenes.sh; README.md "The shape-scenes model" has the measured times). A step
+# costs ~2.3x as much as on captioned shapes (144 tokens instead of 64, 80 text tokens instead of 40). The first
+# shipped generator saw 3200 x 32 = 102k captions (2 epochs, 78.5 min on an older CPU) and sat at a 6% floor
+# (results/scenes_first_model/); the current one sees 4800 x 64 = 307k (6 epochs, ~95 min alone on today's CPU).
 SCHEDULE = {
   'tokenizer': dict(batch_size=32, num_steps=1000),
-  'generator': dict(batch_size=32, num_steps=3200),
+  'generator': dict(batch_size=64, num_steps=4800),
   'selector': dict(batch_size=32, num_steps=250),
   'features': dict(num_steps=600),
 }
