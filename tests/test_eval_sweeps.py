@@ -343,14 +343,14 @@ def test_shards_keep_a_rows_arrays_and_recompute_those_made_without_them(tmp_pat
 
   store, arrays = ShardStore(tmp_path, 4, 2, 4, 8), {'diagnostics/churn': (3,)}
   calls = []
-  first = store.collect('row', 'fp', compute, arrays)
+  first = store.collect('row', lambda indices: 'fp', compute, arrays)
   assert calls == [[0, 1], [2, 3]] and first['diagnostics/churn'][:, 0].tolist() == [0, 1, 2, 3]
   old = tmp_path / 'shards' / 'row' / 'shard_00001.npz'
   with np.load(old) as f:
     np.savez(old, **{k: f[k] for k in f.files if k != 'diagnostics/churn'})
   calls.clear()
   capsys.readouterr()
-  again = store.collect('row', 'fp', compute, arrays)
+  again = store.collect('row', lambda indices: 'fp', compute, arrays)
   assert calls == [[2, 3]] and "missing or misshaped 'diagnostics/churn'; recomputing" in capsys.readouterr().err
   for key in ('tokens', 'diagnostics/churn'):
     np.testing.assert_array_equal(again[key], first[key])

@@ -153,6 +153,34 @@ def test_resume_skips_finished_and_recomputes_missing_or_corrupt(
   assert without_timing(new) == without_timing(old)
 
 
+def test_more_images_keep_the_shards_already_made(smoke_run, tiny_weights, tiny_data_dir, tmp_path):
+  """Raising num_images (24 -> 32) makes only the new shards, of a generated row and of a refinement of it:
+  a shard's fingerprint covers its own captions, not the whole held-out list."""
+  original, _ = smoke_run
+  workdir = tmp_path / 'more'
+  shutil.copytree(original, workdir)
+  rows = ('uniform@8', 'refine_revision_random')
+  made = {f: f.stat().st_mtime_ns for row in rows for f in (workdir / 'shards' / row).glob('*.npz')}
+  assert len(made) == 6
+  r = run_cli(
+    'tcts_jax.evaluate',
+    *eval_args(
+      tiny_weights,
+      tiny_data_dir,
+      workdir,
+      "--config.eval.grid=('uniform@8',)",
+      '--config.eval.num_images=32',
+      '--config.eval.reference_rows=False',
+    ),
+  )
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert 'warning:' not in r.stderr, r.stderr[-2000:]
+  assert {f: f.stat().st_mtime_ns for f in made} == made  # the 24 images' shards were not rewritten
+  for row in rows:
+    assert max(f.name for f in (workdir / 'shards' / row).glob('*.npz')) == 'shard_00003.npz'
+  assert json.loads((workdir / 'results.json').read_text())['num_images'] == 32
+
+
 def test_sharded_generation_matches_one_device(smoke_run, tiny_weights, tiny_data_dir, tmp_path):
   """8 host devices (per-device batch 1) give the tokens of the 1-device run; also: no features weights and
   an entry needing a selector are skipped with a note."""

@@ -369,7 +369,6 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
   mesh = Mesh(np.asarray(jax.devices()), ('data',))
   params = jax.device_put(t2i.params, NamedSharding(mesh, P()))
   digests = {part: params_digest(p) for part, p in t2i.params.items()}
-  data_digest = hashlib.sha256(json.dumps(held_out.captions).encode()).hexdigest()
   text_ids = t2i.encode_prompts(held_out.captions)
   # The oracles' reference: the tokens of each caption's held-out real image.
   needs_reference = any(sampler.needs_reference for _, sampler in prepared)
@@ -397,11 +396,8 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
       made_of = {
         'sampler': json.loads(sampler.cfg.to_json()),
         'seed': ev.seed,
-        'data': data_digest,
         'weights': [digests[p] for p in parts],
       }
-      if sampler.needs_reference:
-        made_of['reference'] = hashlib.sha256(reference_tokens.tobytes()).hexdigest()
       generator = []  # compiled on the first shard that needs it
 
       def generate(indices, sampler=sampler, generator=generator):
@@ -411,7 +407,13 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
         reference = reference_tokens[records] if sampler.needs_reference else None
         return generator[0](indices, text_ids[records], reference)
 
-      fp = fingerprint(made_of)
+      def fp(indices, made_of=made_of, sampler=sampler):  # what made these images: more images reuse them
+        records = indices % len(held_out)
+        inputs = {'captions': [held_out.captions[r] for r in records]}
+        if sampler.needs_reference:
+          inputs['reference'] = hashlib.sha256(reference_tokens[records].tobytes()).hexdigest()
+        return fingerprint({**made_of, **inputs})
+
       out = store.collect(entry.dirname, fp, generate, per_image_arrays(sampler))
       add(
         Row(
@@ -432,18 +434,17 @@ def run_eval(config, workdir, weights: Optional[str] = None) -> dict:
         base_out, base_fp = out, fp
     for mode, chooser in refine_methods:
       settings = {k: ev.refinement[k] for k in REFINE_SETTINGS}
-      fp = fingerprint(
-        {
-          'base': base_fp,
-          'method': [mode, chooser],
-          'settings': settings,
-          'batch': ev.batch_size,
-          'sampler': json.loads(t2i.config.sampler.to_json()),
-          'selector': digests.get('selector') if chooser == 'selector' else None,
-        }
-      )
+      made_of = {
+        'method': [mode, chooser],
+        'settings': settings,
+        'batch': ev.batch_size,
+        'sampler': json.loads(t2i.config.sampler.to_json()),
+        'selector': digests.get('selector') if chooser == 'selector' else None,
+      }
       out = store.collect(
-        f'refine_{mode}_{chooser}', fp, refinement(t2i, base_out, mode, chooser, ev, held_out.captions)
+        f'refine_{mode}_{chooser}',
+        lambda indices, made_of=made_of: fingerprint({**made_of, 'base': base_fp(indices)}),
+        refinement(t2i, base_out, mode, chooser, ev, held_out.captions),
       )
       add(
         Row(

@@ -2,9 +2,10 @@
 
 DIR/shards/<row>/shard_XXXXX.npz holds indices, tokens, uint8 images, a row's other per-image arrays (a
 generated row's sampling diagnostics and midpoint tokens), generation seconds and slots (batch places used,
-padding included) and the fingerprint of what made them. A rerun reuses every shard whose fingerprint and
-image indices match and recomputes missing, unreadable or stale ones, and those lacking an array the row
-now needs (with a warning).
+padding included) and the fingerprint of what made them (settings, weights and the shard's own captions). A
+rerun reuses every shard whose fingerprint and image indices match, so raising `num_images` keeps the shards
+already made, and recomputes missing, unreadable or stale ones, and those lacking an array the row now needs
+(with a warning).
 """
 
 import hashlib
@@ -93,15 +94,17 @@ class ShardStore:
     self.ranges = shard_ranges(num_images, shard_size)
     self.num_tokens, self.image_size, self.bar = num_tokens, image_size, bar
 
-  def collect(self, row: str, fp: str, compute, arrays=None) -> dict:
+  def collect(self, row: str, fp, compute, arrays=None) -> dict:
     """indices, tokens, images, the `arrays` ({name: per-image shape}) of all of the row's images and
-    seconds_per_image (generation wall time per batch place). `compute(indices)` -> {'tokens', 'images',
-    'seconds', 'slots', *arrays} makes a missing shard."""
+    seconds_per_image (generation wall time per batch place). `fp(indices)` is the fingerprint of what makes
+    those images; `compute(indices)` -> {'tokens', 'images', 'seconds', 'slots', *arrays} makes a missing
+    shard."""
     arrays = arrays or {}
     shards = []
     for s, indices in enumerate(self.ranges):
       path = self.root / row / f'shard_{s:05d}.npz'
-      shard, why = load_shard(path, indices, fp, self.num_tokens, self.image_size, arrays)
+      shard_fp = fp(indices)
+      shard, why = load_shard(path, indices, shard_fp, self.num_tokens, self.image_size, arrays)
       if shard is None:
         if why:
           say(f'warning: {path} {why}; recomputing it')
@@ -113,7 +116,7 @@ class ShardStore:
           **{k: out[k] for k in arrays},
           'seconds': np.float64(out['seconds']),
           'slots': np.int64(out['slots']),
-          'fingerprint': np.array(fp),
+          'fingerprint': np.array(shard_fp),
         }
         if jax.process_index() == 0:
           save_shard(path, shard)
