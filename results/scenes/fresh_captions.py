@@ -49,10 +49,10 @@ def difference(a: dict, b: dict, images: slice) -> str:
 def main(workdir: Path) -> None:
   print('| A | B | object acc., images 300-999 | all 1000 |\n|---|---|---|---|')
   for a, b in PAIRS:
-    if not all((workdir / 'per_image' / f'{r}.npz').exists() for r in (a, b)):
-      continue
-    ra, rb = alignment(workdir, a), alignment(workdir, b)
-    if len(ra['objects']) != 1000 or len(rb['objects']) != 1000:
+    missing = [r for r in (a, b) if not (workdir / 'per_image' / f'{r}.npz').exists()]
+    ra, rb = (None, None) if missing else (alignment(workdir, a), alignment(workdir, b))
+    if missing or len(ra['objects']) != 1000 or len(rb['objects']) != 1000:
+      print(f'skipped {a} - {b}: {missing or "not 1000 images"}', file=sys.stderr)
       continue
     print(f'| {a} | {b} | {difference(ra, rb, slice(FIRST_PASS, None))} | {difference(ra, rb, slice(None))} |')
 
