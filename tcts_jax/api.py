@@ -212,7 +212,8 @@ class TextToImage:
     ids = self.encode_prompts(expanded)
     negative = None if negative_prompt is None else np.repeat(self.encode_prompts([negative_prompt]), len(ids), 0)
     cfg = sampler_config(self.config.sampler, **sampler_overrides)
-    # One compiled sampler per program_key: a new guidance scale, temperature or mask schedule compiles nothing.
+    # One compiled sampler per program_key: a new guidance scale (other than to or from 0), temperature or mask
+    # schedule compiles nothing.
     key = (program_key(cfg), trajectory, diagnostics)
     if key not in self._programs:
       self._programs[key] = self.sampler(trajectory, diagnostics, **sampler_overrides)

@@ -239,6 +239,29 @@ def test_guidance_zero_is_the_conditional_path(run, tiny_model):
   assert (a.tokens != c.tokens).any()
 
 
+def test_an_unguided_sampler_runs_the_conditional_rows_alone(tiny_model):
+  # Guidance 0 at every step is c + 0 (c - u) = c: no forward runs on 2B rows, and the samples are those of the
+  # same program made to run both halves. Whether a config guides is part of its program key.
+  config, models, params = tiny_model
+  ids = models.text_tokenizer.encode_batch(PROMPTS)
+  b, n = len(PROMPTS), models.num_tokens
+  for strategy in ('uniform', 'tcts_fas'):
+    cfg = sampler_config(config.sampler, strategy=strategy, guidance_scale=0.0, forward_rows=0)
+    unguided, both_halves = make_sampler(models, cfg), make_sampler(models, cfg)
+    both_halves.guided = True  # read when the program is traced, i.e. at the first call
+    assert not unguided.guided
+    jaxpr = jax.make_jaxpr(unguided._sample_impl)(*unguided.arguments(params, ids, jax.random.key(0)))
+    shapes = [e.outvars[0].aval.shape for e in dot_generals(jaxpr.jaxpr)]
+    assert not [s for s in shapes if s[0] == 2 * b and n in s[1:]], shapes
+    for seed in (0, 1):
+      np.testing.assert_array_equal(
+        unguided(params, ids, jax.random.key(seed)).tokens, both_halves(params, ids, jax.random.key(seed)).tokens
+      )
+  assert program_key(cfg) != program_key(sampler_config(cfg, guidance_scale=3.0))
+  with pytest.raises(ValueError, match="differ from the compiled sampler in \\['guided'\\]"):
+    unguided.schedules_for(sampler_config(cfg, guidance_scale=3.0))
+
+
 def test_guidance_on_the_features_is_guidance_on_the_logits_with_the_head_on_half_the_rows(tiny_model):
   config, models, params = tiny_model
   m = models.masked_generator()

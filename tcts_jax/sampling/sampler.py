@@ -74,8 +74,10 @@ def sampler_config(base, **overrides):
 
 
 def static_settings(cfg) -> dict:
-  """The settings of sampler config `cfg` that its compiled program holds fixed: all but `PER_STEP_SETTINGS`."""
-  return {k: v for k, v in cfg.to_dict().items() if k not in PER_STEP_SETTINGS}
+  """The settings of sampler config `cfg` that its compiled program holds fixed: all but `PER_STEP_SETTINGS`, and
+  whether it guides at all ('guided': an unguided program runs no unconditional rows)."""
+  settings = {k: v for k, v in cfg.to_dict().items() if k not in PER_STEP_SETTINGS}
+  return {**settings, 'guided': cfg.guidance_scale > 0}
 
 
 def program_key(cfg) -> tuple:
@@ -246,6 +248,8 @@ class Sampler:
     # Guidance on the features before an affine head (docs/design.md §2.3): the head then runs on B rows, not 2B.
     # Self-guidance combines logits of two models, so it guides the logits.
     self.guide_features = model.features is not None and model.head is not None and not self.self_guidance
+    # Guidance 0 at every step is c + 0 (c - u) = c: the forwards run on the B conditional rows alone.
+    self.guided = cfg.guidance_scale > 0
     self._sample = jax.jit(self._sample_impl)
 
   def schedules_for(self, cfg) -> Schedules:
@@ -384,13 +388,18 @@ class Sampler:
       x, rng, midpoint = carry
       rng, r_draw, r_select = jax.random.split(rng, 3)
       kept = x != m.mask_id
+      rows, rows_text = (jnp.concatenate([x, x]), text) if self.guided else (x, conditional_rows(text, b))
+
+      def halves(out):  # (conditional, unconditional) rows of a forward; unguided, both are the conditional ones
+        return (out[:b], out[b:]) if self.guided else (out, out)
+
       if self.guide_features:
-        features, maps = m.features(params, jnp.concatenate([x, x]), text, attention_layer)
-        guided = as_float32(m.head(params, guided_features(features[:b], features[b:], per_step['guidance'])))
+        features, maps = m.features(params, rows, rows_text, attention_layer)
+        guided = as_float32(m.head(params, guided_features(*halves(features), per_step['guidance'])))
         maps = as_float32(maps)
       else:
-        logits, maps = as_float32(m.logits(params, jnp.concatenate([x, x]), text, attention_layer))
-        cond, uncond = logits[:b], logits[b:]
+        logits, maps = as_float32(m.logits(params, rows, rows_text, attention_layer))
+        cond, uncond = halves(logits)
         # Self-guidance: the auxiliary model on the same canvas and the conditional text.
         aux = as_float32(m.aux_logits(params, x, conditional_rows(text, b))) if self.self_guidance else None
         guided = guided_logits(cond, uncond, per_step['guidance'], aux, self.self_guidance)
@@ -411,7 +420,8 @@ class Sampler:
       if self.needs_cross_attention:
         # As in the authors' code, the map of the pass that ran last: the unconditional one under guidance.
         cross = cross_attention_map([_cross_logits(layer_maps) for layer_maps in maps])
-        cross = jnp.where(per_step['guidance'] == 0, cross[:b], cross[b:])
+        cross_cond, cross_uncond = halves(cross)
+        cross = jnp.where(per_step['guidance'] == 0, cross_cond, cross_uncond)
       else:
         cross = jnp.zeros((b, n))
       # The selector scores the x̂ the strategy chooses from (after the visible-token rule), in this same step.
