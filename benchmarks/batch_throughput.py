@@ -11,7 +11,8 @@ canvas, random weights. For each grid and batch, after warm-up, the median time 
     machine's fp32 matmul peak (a 2048^3 matmul, measured in the same run);
 for the layouts `flax`, flax's own einsums ('...qhd,...khd->...hqk'), and `heads_first`, the (..., heads, N, d)
 matmuls `models.layers.Attention` hands to flax (`layers.ATTENTION_EINSUMS`); and, with heads-first, the sampler
-with `forward_rows` rows per forward (`rows_<n>`; batches of at most forward_rows / 2 images are not chunked).
+with `forward_rows` rows per forward (`rows_<n>`; batches of at most forward_rows / 2 images are not chunked), and
+that sampler without guidance (`unguided`: guidance_scale 0 runs only the B conditional rows).
 The LAST line printed is one JSON object.
 """
 
@@ -50,10 +51,14 @@ def measure(grid: int, batch: int, args, peak: float) -> dict:
   sampler = Sampler(model, cfg, decode=False)
   seconds = median_seconds(lambda: sampler(params, ids, jax.random.key(1)).tokens, args.repeats)
   row[f'rows_{args.forward_rows}_ms_per_image_step'] = round(seconds / args.steps / batch * 1e3, 3)
+  sampler = Sampler(model, sampler_config(cfg, guidance_scale=0.0), decode=False)
+  seconds = median_seconds(lambda: sampler(params, ids, jax.random.key(1)).tokens, args.repeats)
+  row['unguided_ms_per_image_step'] = round(seconds / args.steps / batch * 1e3, 3)
   print(
     f'  {grid}x{grid} batch {batch:3d}: ms per image-step flax {row["flax_ms_per_image_step"]:8.2f}  heads-first '
     f'{row["heads_first_ms_per_image_step"]:8.2f}  heads-first, {args.forward_rows} rows per forward '
-    f'{row[f"rows_{args.forward_rows}_ms_per_image_step"]:8.2f};  CFG forward / peak flax '
+    f'{row[f"rows_{args.forward_rows}_ms_per_image_step"]:8.2f}  the same unguided '
+    f'{row["unguided_ms_per_image_step"]:8.2f};  CFG forward / peak flax '
     f'{row["flax_forward_fraction_of_peak"]:.2f}  heads-first {row["heads_first_forward_fraction_of_peak"]:.2f}',
     flush=True,
   )
