@@ -8,7 +8,8 @@
 #      configs/shapes.py PAPER_COMPARE among them, and more). RR@50 and refinement stay at 300 (pass 1) for lack of
 #      CPU time.
 # WORKDIR (default workdirs/scenes/eval) holds the shards. On the 2-core CPU pass 1 took 51 min, pass 2 about 60
-# (making all 1000 images of each row, before shards survived a larger num_images) and pass 3 about 80 (shared with other jobs).
+# (making all 1000 images of each row, before shards survived a larger num_images) and pass 3 about 80
+# (sharing the CPU with other jobs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WORKDIR="${WORKDIR:-workdirs/scenes/eval}"
