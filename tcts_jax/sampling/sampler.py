@@ -249,7 +249,7 @@ class Sampler:
     # Self-guidance combines logits of two models, so it guides the logits.
     self.guide_features = model.features is not None and model.head is not None and not self.self_guidance
     # Guidance 0 at every step is c + 0 (c - u) = c: the forwards run on the B conditional rows alone.
-    self.guided = cfg.guidance_scale > 0
+    self.guided = static_settings(cfg)['guided']
     self._sample = jax.jit(self._sample_impl)
 
   def schedules_for(self, cfg) -> Schedules:
