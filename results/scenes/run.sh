@@ -12,13 +12,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WORKDIR="${WORKDIR:-workdirs/scenes/eval}"
+# Every row of the paper's tables: passes 1 and 3.
+TABLES="('uniform@16','tcts_fas@16','uniform@50','purity@16','random_revoke@16','uniform@8','uniform@4',\
+'oracle@16','tcts@16','oracle_fas@16','tcts_fas@8','purity@8','random_revoke@8','fas@16','persistent@16',\
+'tcts_persistent@16','uniform@25','purity@25','random_revoke@25','tcts_fas@25','random_revoke@50')"
 evaluate() {  # num_images grid [more flags]
   python -m tcts_jax.evaluate --config=configs/scenes.py:eval --workdir="$WORKDIR" --config.eval.num_images="$1" \
     --config.eval.batch_size=100 --config.eval.shard_size=100 --config.eval.grid="$2" "${@:3}"
 }
-evaluate 300 "('uniform@16','tcts_fas@16','uniform@50','purity@16','random_revoke@16','uniform@8','uniform@4',\
-'oracle@16','tcts@16','oracle_fas@16','tcts_fas@8','purity@8','random_revoke@8','fas@16','persistent@16',\
-'tcts_persistent@16','uniform@25','purity@25','random_revoke@25','tcts_fas@25','random_revoke@50')" \
+evaluate 300 "$TABLES" \
   --config.eval.refinement.base=uniform@16
 mkdir -p results/scenes/300
 cp "$WORKDIR"/results.{md,json} "$WORKDIR"/tradeoff.png results/scenes/300/
@@ -33,9 +35,7 @@ evaluate 1000 "('uniform@8','tcts_fas@8','uniform@50','uniform@4','tcts_fas@4','
 mkdir -p results/scenes/1000
 cp "$WORKDIR"/results.{md,json} "$WORKDIR"/tradeoff.png results/scenes/1000/
 python results/scenes/fresh_captions.py "$WORKDIR" > results/scenes/1000/fresh_captions.md
-evaluate 1000 "('uniform@16','tcts_fas@16','uniform@50','purity@16','random_revoke@16','uniform@8','uniform@4',\
-'oracle@16','tcts@16','oracle_fas@16','tcts_fas@8','purity@8','random_revoke@8','fas@16','persistent@16',\
-'tcts_persistent@16','uniform@25','purity@25','random_revoke@25','tcts_fas@25','random_revoke@50')" \
+evaluate 1000 "$TABLES" \
   --config.eval.refinement.base=uniform@16 \
   --config.eval.compare="(('uniform@8','uniform@50'),('uniform@16','uniform@50'),('uniform@25','uniform@50'),\
 ('purity@16','uniform@16'),('purity@25','uniform@25'),('random_revoke@16','uniform@16'),\
