@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 HERE = pathlib.Path(__file__).parent
 DEFAULT_WEIGHT = 10.0  # sampler.persistent_weight of configs/shapes.py and configs/scenes.py: the row 'persistent@16'
-BENCHMARKS = {'shapes': 'captioned shapes, 1000 test captions', 'scenes': 'shape scenes, 300 test captions'}
+BENCHMARKS = {'shapes': 'captioned shapes, 1000 test captions', 'scenes': 'shape scenes, 1000 test captions'}
 
 
 def persistent_weight(row: dict) -> float:
@@ -32,8 +32,11 @@ for ax, (name, title) in zip(fig.subplots(1, 2), BENCHMARKS.items()):
   )
   x, y = zip(*map(point, curve))
   ax.plot(x, y, marker='o', label='persistent, w from 1 (RR) to inf (uniform)')
-  for r, xi, yi in zip(curve, x, y):
-    ax.annotate(f'w={persistent_weight(r):g}', (xi, yi), textcoords='offset points', xytext=(4, 4), fontsize=7)
+  labels = {}  # points that coincide (w = 1000 gives uniform's images) share one label
+  for r, xy in zip(curve, zip(x, y)):
+    labels.setdefault(xy, []).append(f'{persistent_weight(r):g}')
+  for xy, weights in labels.items():
+    ax.annotate('w=' + ', '.join(weights), xy, textcoords='offset points', xytext=(4, 4), fontsize=7)
   for label, marker in (('u2r@16', 's'), ('r2u@16', 'D'), ('tcts_fas@16', '*'), ('tcts_persistent@16', 'P')):
     ax.plot(*point(rows[label]), marker=marker, linestyle='none', markersize=9, label=label)
   ax.set_xlabel('FID-shapes (lower is better)')

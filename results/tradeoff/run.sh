@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The paper's Fig. 1 on both benchmarks: persistent sampling at 16 steps with its weight swept from 1 (= random
 # revoke) to large (-> uniform), the step-wise mixes U2R / R2U, and TCTS+FAS / TCTS+persistent for reference; the
-# same TEST captions and seeds in every row (captioned shapes 1000, shape scenes 300). Then plot.py.
+# same 1000 TEST captions and seeds in every row. Then plot.py.
+#   bash results/tradeoff/run.sh [shapes] [scenes]    # default: both; plot.py reads both benchmarks' json
 # SHAPES_WORKDIR / SCENES_WORKDIR hold the shards (a rerun skips finished shards; the scenes workdir may be the
 # one of results/scenes/run.sh, whose rows it shares).
 set -euo pipefail
@@ -18,6 +19,13 @@ run() {  # config workdir num_images name
   cp "$2/results.json" "results/tradeoff/$4.json"
   cp "$2/results.md" "results/tradeoff/$4.md"
 }
-run configs/shapes.py:eval "${SHAPES_WORKDIR:-workdirs/shapes/tradeoff}" 1000 shapes
-run configs/scenes.py:eval "${SCENES_WORKDIR:-workdirs/scenes/eval}" 300 scenes
+benchmarks=("$@")
+(($#)) || benchmarks=(shapes scenes)
+for benchmark in "${benchmarks[@]}"; do
+  case "$benchmark" in
+    shapes) run configs/shapes.py:eval "${SHAPES_WORKDIR:-workdirs/shapes/tradeoff}" 1000 shapes ;;
+    scenes) run configs/scenes.py:eval "${SCENES_WORKDIR:-workdirs/scenes/eval}" 1000 scenes ;;
+    *) echo "run.sh: unknown benchmark '$benchmark' (expected shapes or scenes)" >&2; exit 2 ;;
+  esac
+done
 python results/tradeoff/plot.py
