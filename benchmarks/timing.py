@@ -1,7 +1,14 @@
 """Shared by the benchmarks in this folder (run as scripts, so they import it as `timing`): timing, this
-machine's matmul peak, and the default-size shapes model with random weights on a canvas of a chosen size."""
+machine's matmul peak, where a compiled program spends its time, and the default-size shapes model with random
+weights on a canvas of a chosen size."""
 
+import collections
+import gzip
+import json
+import pathlib
+import re
 import statistics
+import tempfile
 import time
 
 import jax
@@ -32,6 +39,34 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5, dtype=jnp.float32) -> fl
   a = jax.random.normal(jax.random.key(0), (n, n), dtype)
   matmul = jax.jit(lambda x: x @ x)
   return 2 * n**3 / median_seconds(lambda: matmul(a), repeats) / 1e9
+
+
+# XLA:CPU names its matmul thunks 'ynn_fusion.<n>' (matmuls and what they fused, run by YNNPACK) or 'dot.<n>',
+# 'dot_general.<n>'; the profiler also records runtime and Python events, which are not ops of the program.
+MATMUL_OPS = ('ynn_fusion', 'dot', 'dot_general', 'convolution')
+NOT_OPS = ('$', 'ThunkExecutor', 'PjitFunction', 'SlinkyThreadPool', 'CommonPjRt', 'end: ')
+
+
+def op_time_shares(fn, repeats: int = 3, top: int = 6) -> dict:
+  """Where `fn()` (a compiled program, already warm) spends its time: a `jax.profiler` trace of `repeats` calls,
+  the time of each XLA op summed over ops of one kind (the name without its '.<n>' suffix, e.g. all
+  'copy_bitcast_fusion.<n>' together), as shares of the ops' total. Returns {'matmul': share of MATMUL_OPS, and
+  the `top` largest kinds: share}. Ops that run at once on two threads both count, so shares are of op time,
+  not of wall time."""
+  with tempfile.TemporaryDirectory() as trace_dir:
+    with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+      for _ in range(repeats):
+        jax.block_until_ready(fn())
+    (trace,) = pathlib.Path(trace_dir).rglob('*.trace.json.gz')
+    events = json.loads(gzip.decompress(trace.read_bytes()))['traceEvents']
+  kinds = collections.Counter()
+  for event in events:
+    if event.get('ph') == 'X' and not event['name'].startswith(NOT_OPS):
+      kinds[re.sub(r'\.\d+$', '', event['name'])] += event['dur']
+  total = sum(kinds.values())
+  shares = {'matmul': round(sum(kinds[k] for k in MATMUL_OPS) / total, 3)}
+  shares.update((kind, round(us / total, 3)) for kind, us in kinds.most_common(top))
+  return shares
 
 
 def shapes_model(grid: int | None = None, codebook: int | None = None):

@@ -1,7 +1,7 @@
 r"""How long does `launch/train_shapes.sh` take on this machine? Times one jitted train step per stage.
 
   python benchmarks/train_steps.py [--repeats=5] [--stages=tokenizer,generator,selector,features] \
-      [--config=configs/scenes.py] [--compute_dtype=bfloat16]
+      [--config=configs/scenes.py] [--compute_dtype=bfloat16] [--breakdown]
 
 For each stage of the config (default configs/shapes.py): the trainer's own `train_step` (real loss,
 optimiser, frozen parts, and for the generator and selector the image codes the trainer encodes once before
@@ -9,7 +9,9 @@ its first step), jitted on one device with the stage's batch size, on a batch of
 records (the dataset is built if needed) and random weights (speed does not depend on them). Reports the
 median step time after warm-up, the step's FLOPs from XLA's cost analysis, achieved GFLOP/s, the MFU (that rate
 over this machine's matmul peak in the compute dtype, measured in the same run), and steps x step time = the
-projected stage time. The LAST line printed is one JSON object.
+projected stage time. With --breakdown, also where the step spends its time (a profiler trace: the matmuls'
+share of the op time and the largest kinds of XLA op, `timing.op_time_shares`). The LAST line printed is one JSON
+object.
 """
 
 import argparse
@@ -19,7 +21,7 @@ import json
 import jax
 import numpy as np
 from flax.training import train_state
-from timing import matmul_peak_gflops, median_seconds
+from timing import matmul_peak_gflops, median_seconds, op_time_shares
 
 from tcts_jax.api import load_config
 from tcts_jax.data import get_dataset, pipeline
@@ -53,7 +55,7 @@ def synthetic_batch(config, dataset, models, stage, frozen):
   return batch
 
 
-def time_stage(config_path, name, repeats, compute_dtype, peak_gflops):
+def time_stage(config_path, name, repeats, compute_dtype, peak_gflops, breakdown=False):
   config = load_config(f'{config_path}:{name}')
   dataset = get_dataset(config.data)
   models = build_models(config, dataset.vocabulary())
@@ -69,6 +71,7 @@ def time_stage(config_path, name, repeats, compute_dtype, peak_gflops):
   cost = step.lower(state, frozen, batch, rng).compile().cost_analysis()
   flops = (cost[0] if isinstance(cost, list) else cost).get('flops', 0.0)
   seconds = median_seconds(lambda: step(state, frozen, batch, rng)[1], repeats)
+  shares = {'op_time_shares': op_time_shares(lambda: step(state, frozen, batch, rng)[1])} if breakdown else {}
   return {
     'step_s': round(seconds, 4),
     'steps': config.train.num_steps,
@@ -77,6 +80,7 @@ def time_stage(config_path, name, repeats, compute_dtype, peak_gflops):
     'gflop_per_s': round(flops / 1e9 / seconds, 1),
     'mfu': round(flops / 1e9 / seconds / peak_gflops, 3),
     'projected_min': round(seconds * config.train.num_steps / 60, 1),
+    **shares,
   }
 
 
@@ -86,6 +90,7 @@ def main():
   parser.add_argument('--stages', default='tokenizer,generator,selector,features')
   parser.add_argument('--config', default='configs/shapes.py')
   parser.add_argument('--compute_dtype', default='float32', choices=sorted(COMPUTE_DTYPES))
+  parser.add_argument('--breakdown', action='store_true', help="print each step's time by kind of XLA op")
   args = parser.parse_args()
   stages = [s for s in args.stages.split(',') if s]
   unknown = sorted(set(stages) - set(FROZEN_PARTS))
@@ -97,12 +102,14 @@ def main():
   print(f'device: {jax.devices()[0].device_kind}; {args.compute_dtype} matmul peak {peak:.1f} GFLOP/s')
   print(f'{"stage":<11}{"step s":>8}{"steps":>7}{"GFLOP":>8}{"GFLOP/s":>9}{"MFU":>6}{"min":>7}')
   for name in stages:
-    r = results[name] = time_stage(args.config, name, args.repeats, args.compute_dtype, peak)
+    r = results[name] = time_stage(args.config, name, args.repeats, args.compute_dtype, peak, args.breakdown)
     print(
       f'{name:<11}{r["step_s"]:>8.3f}{r["steps"]:>7}{r["gflop_per_step"]:>8.1f}{r["gflop_per_s"]:>9.1f}'
       f'{r["mfu"]:>6.2f}{r["projected_min"]:>7.1f}',
       flush=True,
     )
+    if args.breakdown:
+      print('  op time: ' + ', '.join(f'{k} {v:.0%}' for k, v in r['op_time_shares'].items()), flush=True)
   total = round(sum(r['projected_min'] for r in results.values()), 1)
   print(f'projected training time of these stages: {total} min (train steps only)')
   print(
