@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / 'scenes'))
-from fresh_captions import alignment, difference  # noqa: E402
+from fresh_captions import alignment, difference
 
 SETTING = '_guidance_scale_0.0_temperature_0.5_'  # how the job names the rows' files
 ROWS = ('tcts_fas@4', 'tcts_fas@8', 'uniform@4', 'uniform@8', 'random_revoke@4', 'random_revoke@8')
