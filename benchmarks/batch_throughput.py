@@ -12,8 +12,10 @@ canvas, random weights. For each grid and batch, after warm-up, the median time 
 for the layouts `flax`, flax's own einsums ('...qhd,...khd->...hqk'), and `heads_first`, the (..., heads, N, d)
 matmuls `models.layers.Attention` hands to flax (`layers.ATTENTION_EINSUMS`); and, with heads-first, the sampler
 with `forward_rows` rows per forward (`rows_<n>`; batches of at most forward_rows / 2 images are not chunked), and
-that sampler without guidance (`unguided`: guidance_scale 0 runs only the B conditional rows).
-The LAST line printed is one JSON object.
+that sampler without guidance (`unguided`: guidance_scale 0 runs only the B conditional rows). As a bound on
+the forward's share of the peak at this size, the share that the forward's own MLP matmul reaches alone
+(`mlp_matmul_fraction_of_peak`: (2 x batch x tokens, width) by (width, mlp_ratio x width), the shape with the
+most FLOPs per call). The LAST line printed is one JSON object.
 """
 
 import argparse
@@ -47,6 +49,12 @@ def measure(grid: int, batch: int, args, peak: float) -> dict:
     row[f'{name}_ms_per_image_step'] = round(seconds / args.steps / batch * 1e3, 3)
     row[f'{name}_forward_fraction_of_peak'] = round(flops / forward_seconds / 1e9 / peak, 3)
   layers.ATTENTION_EINSUMS = LAYOUTS['heads_first']
+  g = config.generator
+  rows, width, hidden = 2 * batch * models.num_tokens, g.width, g.mlp_ratio * g.width
+  x, w = jnp.ones((rows, width)), jnp.ones((width, hidden))
+  matmul = jax.jit(lambda x, w: x @ w)
+  matmul_gflops = 2 * rows * width * hidden / median_seconds(lambda: matmul(x, w), args.repeats) / 1e9
+  row['mlp_matmul_fraction_of_peak'] = round(matmul_gflops / peak, 3)
   cfg = sampler_config(config.sampler, strategy='uniform', steps=args.steps, forward_rows=args.forward_rows)
   sampler = Sampler(model, cfg, decode=False)
   seconds = median_seconds(lambda: sampler(params, ids, jax.random.key(1)).tokens, args.repeats)
@@ -59,7 +67,8 @@ def measure(grid: int, batch: int, args, peak: float) -> dict:
     f'{row["heads_first_ms_per_image_step"]:8.2f}  heads-first, {args.forward_rows} rows per forward '
     f'{row[f"rows_{args.forward_rows}_ms_per_image_step"]:8.2f}  the same unguided '
     f'{row["unguided_ms_per_image_step"]:8.2f};  CFG forward / peak flax '
-    f'{row["flax_forward_fraction_of_peak"]:.2f}  heads-first {row["heads_first_forward_fraction_of_peak"]:.2f}',
+    f'{row["flax_forward_fraction_of_peak"]:.2f}  heads-first {row["heads_first_forward_fraction_of_peak"]:.2f};  '
+    f'its MLP matmul alone {row["mlp_matmul_fraction_of_peak"]:.2f}',
     flush=True,
   )
   return row
