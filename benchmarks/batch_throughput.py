@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from tcts_jax.models import layers
 from tcts_jax.sampling.sampler import Sampler, sampler_config
-from timing import caption_ids, matmul_peak_gflops, median_seconds, shapes_model
+from timing import caption_ids, matmul_gflops, matmul_peak_gflops, median_seconds, shapes_model
 
 LAYOUTS = {'flax': (None, None), 'heads_first': layers.ATTENTION_EINSUMS}
 
@@ -50,11 +50,8 @@ def measure(grid: int, batch: int, args, peak: float) -> dict:
     row[f'{name}_forward_fraction_of_peak'] = round(flops / forward_seconds / 1e9 / peak, 3)
   layers.ATTENTION_EINSUMS = LAYOUTS['heads_first']
   g = config.generator
-  rows, width, hidden = 2 * batch * models.num_tokens, g.width, g.mlp_ratio * g.width
-  x, w = jnp.ones((rows, width)), jnp.ones((width, hidden))
-  matmul = jax.jit(lambda x, w: x @ w)
-  matmul_gflops = 2 * rows * width * hidden / median_seconds(lambda: matmul(x, w), args.repeats) / 1e9
-  row['mlp_matmul_fraction_of_peak'] = round(matmul_gflops / peak, 3)
+  mlp_gflops = matmul_gflops(2 * batch * models.num_tokens, g.width, g.mlp_ratio * g.width, args.repeats)
+  row['mlp_matmul_fraction_of_peak'] = round(mlp_gflops / peak, 3)
   cfg = sampler_config(config.sampler, strategy='uniform', steps=args.steps, forward_rows=args.forward_rows)
   sampler = Sampler(model, cfg, decode=False)
   seconds = median_seconds(lambda: sampler(params, ids, jax.random.key(1)).tokens, args.repeats)

@@ -34,11 +34,17 @@ def median_seconds(fn, repeats):
   return statistics.median(times)
 
 
+def matmul_gflops(rows: int, inner: int, cols: int, repeats: int = 5, dtype=jnp.float32) -> float:
+  """The rate of one jitted (rows, inner) @ (inner, cols) matmul in `dtype`, GFLOP/s."""
+  a = jax.random.normal(jax.random.key(0), (rows, inner), dtype)
+  b = jax.random.normal(jax.random.key(1), (inner, cols), dtype)
+  matmul = jax.jit(lambda x, y: x @ y)
+  return 2 * rows * inner * cols / median_seconds(lambda: matmul(a, b), repeats) / 1e9
+
+
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5, dtype=jnp.float32) -> float:
   """This machine's matmul rate in `dtype` (float32 unless said): an n^3 jitted matmul."""
-  a = jax.random.normal(jax.random.key(0), (n, n), dtype)
-  matmul = jax.jit(lambda x: x @ x)
-  return 2 * n**3 / median_seconds(lambda: matmul(a), repeats) / 1e9
+  return matmul_gflops(n, n, n, repeats, dtype)
 
 
 # XLA:CPU names its matmul thunks 'ynn_fusion.<n>' (matmuls and what they fused, run by YNNPACK) or 'dot.<n>',
