@@ -72,6 +72,38 @@ def doc_commands() -> list:
   return found
 
 
+BENCHMARK_COMMAND = re.compile(r'python benchmarks/(\w+)\.py([^`\n]*)')
+
+
+def benchmark_commands() -> list:
+  """(file, script, flags) of every `python benchmarks/...` command in the markdown docs and the benchmarks'
+  own docstrings (continuation lines joined; the synopses' [--optional] flags included)."""
+  docs = [
+    *REPO.glob('*.md'),
+    *REPO.glob('*/README.md'),
+    *REPO.glob('results/*/README.md'),
+    *REPO.glob('benchmarks/*.py'),
+  ]
+  return [
+    (doc.relative_to(REPO), script, re.findall(r'(?<![\w-])--(\w+)', rest))
+    for doc in docs
+    for script, rest in BENCHMARK_COMMAND.findall(re.sub(r'\\\n\s*', ' ', doc.read_text()))
+  ]
+
+
+def test_benchmark_commands_name_real_scripts_and_flags():
+  """The benchmarks time things and are not run here; their commands in the docs must still name a script in
+  benchmarks/ and only flags it defines."""
+  commands = benchmark_commands()
+  assert len({script for _, script, _ in commands}) >= 8
+  for doc, script, flags in commands:
+    path = REPO / 'benchmarks' / f'{script}.py'
+    assert path.exists(), f'{doc} names benchmarks/{script}.py, which does not exist'
+    source = path.read_text()
+    for flag in flags:
+      assert f"'--{flag}'" in source, f'{doc}: benchmarks/{script}.py has no --{flag}'
+
+
 def test_the_docs_show_every_command():
   commands = {c for _, c in doc_commands()}
   for module in ('sample', 'refine', 'edit', 'train', 'export', 'evaluate', 'tokenizer_eval', 'selector_eval'):
