@@ -2,7 +2,7 @@ r"""Does sampling throughput per image hold up as the batch grows? flax's attent
 and forwards in row chunks (`sampler.forward_rows`).
 
   python benchmarks/batch_throughput.py [--grids=8,16] [--batches=1,8,32] [--steps=4] [--repeats=3] \
-      [--forward_rows=16]
+      [--forward_rows=16] [--compute_dtype=float32]
 
 Model: the default `configs/shapes.py` sizes (generator width 128, 4 layers, 4 heads) on a `grid` x `grid`
 canvas, random weights. For each grid and batch, after warm-up, the median time of
@@ -15,7 +15,8 @@ with `forward_rows` rows per forward (`rows_<n>`; batches of at most forward_row
 that sampler without guidance (`unguided`: guidance_scale 0 runs only the B conditional rows). As a bound on
 the forward's share of the peak at this size, the share that the forward's own MLP matmul reaches alone
 (`mlp_matmul_fraction_of_peak`: (2 x batch x tokens, width) by (width, mlp_ratio x width), the shape with the
-most FLOPs per call). The LAST line printed is one JSON object.
+most FLOPs per call). With --compute_dtype=bfloat16 the sampler, the forward and the matmuls run in bf16
+(`sampler.compute_dtype`) and the peak is bf16's. The LAST line printed is one JSON object.
 """
 
 import argparse
@@ -26,31 +27,35 @@ import jax.numpy as jnp
 
 from tcts_jax.models import layers
 from tcts_jax.sampling.sampler import Sampler, sampler_config
+from tcts_jax.utils.precision import COMPUTE_DTYPES, cast_floating
 from timing import caption_ids, matmul_gflops, matmul_peak_gflops, median_seconds, shapes_model
 
 LAYOUTS = {'flax': (None, None), 'heads_first': layers.ATTENTION_EINSUMS}
 
 
 def measure(grid: int, batch: int, args, peak: float) -> dict:
-  config, models, params = shapes_model(grid)
+  config, models, params = shapes_model(grid, overrides={'sampler.compute_dtype': args.compute_dtype})
   model = models.masked_generator()
   ids = caption_ids(models, batch)
-  text = jax.jit(lambda p, i: model.encode_text(p, i, None))(params, ids)
+  # The forward timed alone runs on the params the sampler computes with (bf16 copies with --compute_dtype).
+  forward_params = cast_floating(params, COMPUTE_DTYPES[args.compute_dtype])
+  text = jax.jit(lambda p, i: model.encode_text(p, i, None))(forward_params, ids)
   canvas = jnp.full((2 * batch, models.num_tokens), models.mask_id, jnp.int32)
   row = {'grid': grid, 'batch': batch}
   for name, einsums in LAYOUTS.items():
     layers.ATTENTION_EINSUMS = einsums  # read when a function is traced: each layout gets programs of its own
     forward = jax.jit(lambda p, tokens, text: model.logits(p, tokens, text, None)[0])
-    analysis = forward.lower(params, canvas, text).compile().cost_analysis()
+    analysis = forward.lower(forward_params, canvas, text).compile().cost_analysis()
     flops = float((analysis[0] if isinstance(analysis, list) else analysis)['flops'])
-    forward_seconds = median_seconds(lambda: forward(params, canvas, text), args.repeats)
+    forward_seconds = median_seconds(lambda: forward(forward_params, canvas, text), args.repeats)
     sampler = Sampler(model, sampler_config(config.sampler, strategy='uniform', steps=args.steps), decode=False)
     seconds = median_seconds(lambda: sampler(params, ids, jax.random.key(1)).tokens, args.repeats)
     row[f'{name}_ms_per_image_step'] = round(seconds / args.steps / batch * 1e3, 3)
     row[f'{name}_forward_fraction_of_peak'] = round(flops / forward_seconds / 1e9 / peak, 3)
   layers.ATTENTION_EINSUMS = LAYOUTS['heads_first']
   g = config.generator
-  mlp_gflops = matmul_gflops(2 * batch * models.num_tokens, g.width, g.mlp_ratio * g.width, args.repeats)
+  rows, dtype = 2 * batch * models.num_tokens, COMPUTE_DTYPES[args.compute_dtype]
+  mlp_gflops = matmul_gflops(rows, g.width, g.mlp_ratio * g.width, args.repeats, dtype)
   row['mlp_matmul_fraction_of_peak'] = round(mlp_gflops / peak, 3)
   cfg = sampler_config(config.sampler, strategy='uniform', steps=args.steps, forward_rows=args.forward_rows)
   sampler = Sampler(model, cfg, decode=False)
@@ -78,11 +83,15 @@ def main():
   parser.add_argument('--steps', type=int, default=4)
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--forward_rows', type=int, default=16)
+  parser.add_argument(
+    '--compute_dtype', default='float32', choices=sorted(COMPUTE_DTYPES), help='sampler.compute_dtype'
+  )
   args = parser.parse_args()
-  peak = matmul_peak_gflops()
-  print(f'device: {jax.devices()[0].device_kind}, fp32 matmul peak {peak:.0f} GFLOP/s', flush=True)
+  peak = matmul_peak_gflops(dtype=COMPUTE_DTYPES[args.compute_dtype])
+  print(f'device: {jax.devices()[0].device_kind}, {args.compute_dtype} matmul peak {peak:.0f} GFLOP/s', flush=True)
   rows = [measure(int(g), int(b), args, peak) for g in args.grids.split(',') for b in args.batches.split(',')]
-  print(json.dumps({'device': jax.devices()[0].device_kind, 'matmul_peak_gflops': round(peak, 1), 'configs': rows}))
+  out = {'device': jax.devices()[0].device_kind, 'compute_dtype': args.compute_dtype}
+  print(json.dumps({**out, 'matmul_peak_gflops': round(peak, 1), 'configs': rows}))
 
 
 if __name__ == '__main__':

@@ -8,7 +8,16 @@ own Generator is sized to those counts (VQ-Diffusion's 32 x 32 image tokens and 
 not this one), built abstractly (jax.eval_shape: no weights are made), and one generator train step
 (corruption, forward, smoothed CE, backward, AdamW) is compiled for CPU without running: FLOPs are XLA's
 cost analysis. Device-hours follow for 200 epochs at a stated model-FLOPs utilisation on a stated peak;
-both are assumptions, written into the JSON. Nothing is run on an accelerator. JSON last line.
+both are assumptions, written into the JSON. JSON last line.
+
+  python benchmarks/paper_size.py --run [--sizes=coco_310m,cub_83m] [--run_batch=16] [--compute_dtype=bfloat16] \
+      [--steps=16] [--repeats=5]
+
+With --run (for a GPU or TPU: `results/device/run.sh`) each size is also run on this machine with random
+weights: the train step above at `run_batch` images in `compute_dtype` (the trainer's rule: bf16 copies of the
+params, float32 loss), its median time and MFU over this machine's matmul peak in that dtype (measured in the
+same run, `timing.matmul_peak_gflops`); and the `uniform` sampler (`steps` steps, tokens only) with that generator on
+`configs/shapes.py`'s text encoder, 32 x 32 tokens and 2,886 codes, in `sampler.compute_dtype`: images/s.
 """
 
 import argparse
@@ -18,10 +27,13 @@ import time
 import jax
 import jax.numpy as jnp
 import optax
+from timing import caption_ids, matmul_peak_gflops, median_seconds, shapes_model
 
 from tcts_jax.models.generator import Generator
+from tcts_jax.sampling.sampler import Sampler, sampler_config
 from tcts_jax.training.corruption import corrupt
 from tcts_jax.training.stages import smoothed_cross_entropy
+from tcts_jax.utils.precision import COMPUTE_DTYPES, cast_floating
 
 GRID, CODES, TEXT_LENGTH, TEXT_WIDTH = 32, 2886, 77, 512
 SIZES = {  # chosen so that the parameter counts match the paper's (printed below)
@@ -37,40 +49,106 @@ def generator(size) -> Generator:
   return Generator(CODES, GRID * GRID, size['width'], size['num_layers'], size['num_heads'], TEXT_WIDTH)
 
 
-def train_step_flops(model: Generator, batch: int) -> tuple[int, float]:
-  """(params, FLOPs of one train step at `batch`) from abstract shapes."""
-  tokens = jax.ShapeDtypeStruct((batch, GRID * GRID), jnp.int32)
-  text = jax.ShapeDtypeStruct((batch, TEXT_LENGTH, TEXT_WIDTH), jnp.float32)
-  mask = jax.ShapeDtypeStruct((batch, TEXT_LENGTH), bool)
-  drop = jax.ShapeDtypeStruct((batch,), bool)
-  params = jax.eval_shape(
-    lambda t, x, m, d: model.init(jax.random.key(0), t, x, m, d)['params'], tokens, text, mask, drop
+def train_inputs(batch: int, concrete: bool = False):
+  """(codes, text features, text mask, condition-drop flags) of a batch: shapes only, or random values."""
+  shapes = (
+    jax.ShapeDtypeStruct((batch, GRID * GRID), jnp.int32),
+    jax.ShapeDtypeStruct((batch, TEXT_LENGTH, TEXT_WIDTH), jnp.float32),
+    jax.ShapeDtypeStruct((batch, TEXT_LENGTH), bool),
+    jax.ShapeDtypeStruct((batch,), bool),
   )
-  tx = optax.adamw(1e-4, weight_decay=0.01)
+  if not concrete:
+    return shapes
+  k = jax.random.split(jax.random.key(1), 2)
+  return (
+    jax.random.randint(k[0], shapes[0].shape, 0, CODES),
+    jax.random.normal(k[1], shapes[1].shape),
+    jnp.ones(shapes[2].shape, bool),
+    jnp.zeros(shapes[3].shape, bool),
+  )
+
+
+def make_train_step(model: Generator, tx, compute_dtype: str = 'float32'):
+  """One generator train step (corruption, forward, smoothed CE, backward, AdamW), the forward and backward on
+  `compute_dtype` copies of the params as the trainer runs them."""
+  dtype = COMPUTE_DTYPES[compute_dtype]
 
   def step(params, opt_state, codes, text, mask, drop, rng):
     def loss(p):
       inputs, _, _ = corrupt(rng, codes, mask_id=CODES, codebook_size=CODES, corrupt_prob=0.0)
-      return jnp.mean(smoothed_cross_entropy(model.apply({'params': p}, inputs, text, mask, drop), codes, 0.1))
+      logits = model.apply({'params': cast_floating(p, dtype)}, inputs, text.astype(dtype), mask, drop)
+      return jnp.mean(smoothed_cross_entropy(logits.astype(jnp.float32), codes, 0.1))
 
     grads = jax.grad(loss)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
+  return jax.jit(step)
+
+
+def train_step_flops(model: Generator, batch: int) -> tuple[int, float]:
+  """(params, FLOPs of one train step at `batch`) from abstract shapes."""
+  inputs = train_inputs(batch)
+  params = jax.eval_shape(lambda *a: model.init(jax.random.key(0), *a)['params'], *inputs)
+  tx = optax.adamw(1e-4, weight_decay=0.01)
   opt_state = jax.eval_shape(tx.init, params)
   rng = jax.eval_shape(lambda: jax.random.key(0))
-  lowered = jax.jit(step).lower(params, opt_state, tokens, text, mask, drop, rng)
-  flops = lowered.compile().cost_analysis()['flops']
+  flops = make_train_step(model, tx).lower(params, opt_state, *inputs, rng).compile().cost_analysis()['flops']
   return sum(x.size for x in jax.tree.leaves(params)), float(flops)
+
+
+def run_train_step(model: Generator, batch: int, compute_dtype: str, repeats: int) -> dict:
+  """The train step run at `batch` on this machine: median seconds and XLA's FLOP count."""
+  inputs = train_inputs(batch, concrete=True)
+  params = jax.jit(lambda *a: model.init(jax.random.key(0), *a)['params'])(*inputs)
+  tx = optax.adamw(1e-4, weight_decay=0.01)
+  opt_state = jax.jit(tx.init)(params)
+  step = make_train_step(model, tx, compute_dtype)
+  rng = jax.random.key(2)
+  compiled = step.lower(params, opt_state, *inputs, rng).compile()
+  cost = compiled.cost_analysis()
+  flops = float((cost[0] if isinstance(cost, list) else cost)['flops'])
+  seconds = median_seconds(lambda: compiled(params, opt_state, *inputs, rng), repeats)
+  return {'step_s': round(seconds, 4), 'tflop_per_step': round(flops / 1e12, 3), 'tflop_per_s': flops / seconds / 1e12}
+
+
+def run_sampler(size: dict, batch: int, compute_dtype: str, steps: int, repeats: int) -> dict:
+  """The `uniform` sampler with a generator of `size` on 32 x 32 tokens and 2,886 codes: images/s."""
+  generator = {f'generator.{k}': size[k] for k in ('width', 'num_layers', 'num_heads')}
+  config, models, params = shapes_model(GRID, CODES, {**generator, 'sampler.compute_dtype': compute_dtype})
+  cfg = sampler_config(config.sampler, strategy='uniform', steps=steps, forward_rows=0)
+  sampler = Sampler(models.masked_generator(), cfg, decode=False)
+  ids = caption_ids(models, batch)
+  seconds = median_seconds(lambda: sampler(params, ids, jax.random.key(1)).tokens, repeats)
+  return {'sampler_images_per_s': round(batch / seconds, 3), 'sampler_steps': steps}
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--batch', type=int, default=256, help='global batch (images per step)')
   parser.add_argument('--epochs', type=int, default=200, help="the paper's 200")
+  parser.add_argument('--sizes', default=','.join(SIZES), help=f'comma-separated, from {list(SIZES)}')
+  parser.add_argument('--run', action='store_true', help='also run each size here: train step and sampler')
+  parser.add_argument('--run_batch', type=int, default=16, help='images per train step and sampler call (--run)')
+  parser.add_argument('--compute_dtype', default='bfloat16', choices=sorted(COMPUTE_DTYPES), help='(--run)')
+  parser.add_argument('--steps', type=int, default=16, help='sampler steps (--run)')
+  parser.add_argument('--repeats', type=int, default=5, help='timed calls after warm-up (--run)')
   args = parser.parse_args()
+  sizes = args.sizes.split(',')
+  if unknown := sorted(set(sizes) - set(SIZES)):
+    parser.error(f'unknown size(s) {unknown}; expected some of {list(SIZES)}')
   out = {'batch': args.batch, 'epochs': args.epochs, 'assumed_mfu': ASSUMED_MFU, 'peak_bf16_flops': PEAKS}
-  for name, size in SIZES.items():
+  if args.run:
+    peak_gflops = matmul_peak_gflops(dtype=COMPUTE_DTYPES[args.compute_dtype])
+    out['run'] = {
+      'device': jax.devices()[0].device_kind,
+      'date': time.strftime('%Y-%m-%d'),
+      'compute_dtype': args.compute_dtype,
+      'matmul_peak_tflop_per_s': round(peak_gflops / 1e3, 2),
+    }
+    print(f'{out["run"]["device"]}: {args.compute_dtype} matmul peak {peak_gflops / 1e3:.1f} TFLOP/s', flush=True)
+  for name in sizes:
+    size = SIZES[name]
     start = time.perf_counter()
     params, flops = train_step_flops(generator(size), args.batch)
     steps = args.epochs * size['train_images'] / args.batch
@@ -84,6 +162,16 @@ def main():
       'compile_s': round(time.perf_counter() - start, 1),
     }
     print(f'{name}: {params / 1e6:.1f}M params, {flops / 1e12:.2f} TFLOP per step', flush=True)
+    if args.run:
+      run = run_train_step(generator(size), args.run_batch, args.compute_dtype, args.repeats)
+      run['mfu'] = round(run.pop('tflop_per_s') * 1e3 / peak_gflops, 3)
+      run.update(run_sampler(size, args.run_batch, args.compute_dtype, args.steps, args.repeats))
+      out[name]['run'] = {'batch': args.run_batch, **run}
+      print(
+        f'  batch {args.run_batch}: train step {run["step_s"]:.3f} s ({run["tflop_per_step"]:.2f} TFLOP), MFU '
+        f'{run["mfu"]:.2f}; sampler {run["sampler_images_per_s"]:.2f} images/s at {args.steps} steps',
+        flush=True,
+      )
   print(json.dumps(out))
 
 

@@ -72,17 +72,18 @@ def doc_commands() -> list:
   return found
 
 
-BENCHMARK_COMMAND = re.compile(r'python benchmarks/(\w+)\.py([^`\n]*)')
+BENCHMARK_COMMAND = re.compile(r'(?:python|bench \S+) benchmarks/(\w+)\.py([^`\n]*)')
 
 
 def benchmark_commands() -> list:
-  """(file, script, flags) of every `python benchmarks/...` command in the markdown docs and the benchmarks'
-  own docstrings (continuation lines joined; the synopses' [--optional] flags included)."""
+  """(file, script, flags) of every `python benchmarks/...` command in the markdown docs, the benchmarks' own
+  docstrings and the results' run scripts (continuation lines joined; the synopses' [--optional] flags included)."""
   docs = [
     *REPO.glob('*.md'),
     *REPO.glob('*/README.md'),
     *REPO.glob('results/*/README.md'),
     *REPO.glob('benchmarks/*.py'),
+    *REPO.glob('results/*/run.sh'),
   ]
   return [
     (doc.relative_to(REPO), script, re.findall(r'(?<![\w-])--(\w+)', rest))
