@@ -105,6 +105,22 @@ def test_benchmark_commands_name_real_scripts_and_flags():
       assert f"'--{flag}'" in source, f'{doc}: benchmarks/{script}.py has no --{flag}'
 
 
+REPO_PATH = re.compile(
+  r'(?<![\w./-])((?:tcts_jax|configs|benchmarks|results|docs|launch|tests|colabs|weights)/[\w./-]*\w)'
+)
+NOT_YET = {'weights/shapes_copy': "written by the copy recipe's training run (the docs say so)"}
+
+
+def test_the_docs_name_only_files_that_exist():
+  """Every repository path the prose docs name exists (or starts the name of one: `results/sampler_scaling` for
+  its .json and .png)."""
+  docs = [*REPO.glob('*.md'), *REPO.glob('docs/*.md'), *REPO.glob('*/README.md'), *REPO.glob('results/*/README.md')]
+  for doc in docs:
+    for path in set(REPO_PATH.findall(doc.read_text())) - set(NOT_YET):
+      found = (REPO / path).exists() or any((REPO / path).parent.glob((REPO / path).name + '*'))
+      assert found, f'{doc.relative_to(REPO)} names {path}, which does not exist'
+
+
 def test_the_docs_show_every_command():
   commands = {c for _, c in doc_commands()}
   for module in ('sample', 'refine', 'edit', 'train', 'export', 'evaluate', 'tokenizer_eval', 'selector_eval'):
