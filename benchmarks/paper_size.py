@@ -11,11 +11,11 @@ cost analysis. Device-hours follow for 200 epochs at a stated model-FLOPs utilis
 both are assumptions, written into the JSON. JSON last line.
 
   python benchmarks/paper_size.py --run [--sizes=coco_310m,cub_83m] [--run_batch=16] [--compute_dtype=bfloat16] \
-      [--steps=16] [--repeats=5]
+      [--attention=heads_first] [--steps=16] [--repeats=5]
 
 With --run (for a GPU or TPU: `results/device/run.sh`) each size is also run on this machine with random
 weights: the train step above at `run_batch` images in `compute_dtype` (the trainer's rule: bf16 copies of the
-params, float32 loss), its median time and MFU over this machine's matmul peak in that dtype (measured in the
+params, float32 loss) with the generator's layers attending by `attention` (docs/design.md §8), its median time and MFU over this machine's matmul peak in that dtype (measured in the
 same run, `timing.matmul_peak_gflops`); and the `uniform` sampler (`steps` steps, tokens only) with that generator on
 `configs/shapes.py`'s text encoder, 32 x 32 tokens and 2,886 codes, in `sampler.compute_dtype`: images/s.
 """
@@ -30,6 +30,7 @@ import optax
 from timing import caption_ids, matmul_peak_gflops, median_seconds, shapes_model
 
 from tcts_jax.models.generator import Generator
+from tcts_jax.models.layers import ATTENTION_IMPLEMENTATIONS
 from tcts_jax.sampling.sampler import Sampler, sampler_config
 from tcts_jax.training.corruption import corrupt
 from tcts_jax.training.stages import smoothed_cross_entropy
@@ -45,8 +46,8 @@ PEAKS = {'tpu_v4': 275e12, 'tpu_v5e': 197e12, 'h100_sxm': 989e12}
 ASSUMED_MFU = 0.4
 
 
-def generator(size) -> Generator:
-  return Generator(CODES, GRID * GRID, size['width'], size['num_layers'], size['num_heads'], TEXT_WIDTH)
+def generator(size, attention: str = 'heads_first') -> Generator:
+  return Generator(CODES, GRID * GRID, size['width'], size['num_layers'], size['num_heads'], TEXT_WIDTH, 4, attention)
 
 
 def train_inputs(batch: int, concrete: bool = False):
@@ -112,10 +113,11 @@ def run_train_step(model: Generator, batch: int, compute_dtype: str, repeats: in
   return {'step_s': round(seconds, 4), 'tflop_per_step': round(flops / 1e12, 3), 'tflop_per_s': flops / seconds / 1e12}
 
 
-def run_sampler(size: dict, batch: int, compute_dtype: str, steps: int, repeats: int) -> dict:
+def run_sampler(size: dict, batch: int, compute_dtype: str, attention: str, steps: int, repeats: int) -> dict:
   """The `uniform` sampler with a generator of `size` on 32 x 32 tokens and 2,886 codes: images/s."""
   generator = {f'generator.{k}': size[k] for k in ('width', 'num_layers', 'num_heads')}
-  config, models, params = shapes_model(GRID, CODES, {**generator, 'sampler.compute_dtype': compute_dtype})
+  overrides = {**generator, 'generator.attention': attention, 'sampler.compute_dtype': compute_dtype}
+  config, models, params = shapes_model(GRID, CODES, overrides)
   cfg = sampler_config(config.sampler, strategy='uniform', steps=steps, forward_rows=0)
   sampler = Sampler(models.masked_generator(), cfg, decode=False)
   ids = caption_ids(models, batch)
@@ -131,6 +133,7 @@ def main():
   parser.add_argument('--run', action='store_true', help='also run each size here: train step and sampler')
   parser.add_argument('--run_batch', type=int, default=16, help='images per train step and sampler call (--run)')
   parser.add_argument('--compute_dtype', default='bfloat16', choices=sorted(COMPUTE_DTYPES), help='(--run)')
+  parser.add_argument('--attention', default='heads_first', choices=ATTENTION_IMPLEMENTATIONS, help='(--run)')
   parser.add_argument('--steps', type=int, default=16, help='sampler steps (--run)')
   parser.add_argument('--repeats', type=int, default=5, help='timed calls after warm-up (--run)')
   args = parser.parse_args()
@@ -144,6 +147,7 @@ def main():
       'device': jax.devices()[0].device_kind,
       'date': time.strftime('%Y-%m-%d'),
       'compute_dtype': args.compute_dtype,
+      'attention': args.attention,
       'matmul_peak_tflop_per_s': round(peak_gflops / 1e3, 2),
     }
     print(f'{out["run"]["device"]}: {args.compute_dtype} matmul peak {peak_gflops / 1e3:.1f} TFLOP/s', flush=True)
@@ -163,9 +167,9 @@ def main():
     }
     print(f'{name}: {params / 1e6:.1f}M params, {flops / 1e12:.2f} TFLOP per step', flush=True)
     if args.run:
-      run = run_train_step(generator(size), args.run_batch, args.compute_dtype, args.repeats)
+      run = run_train_step(generator(size, args.attention), args.run_batch, args.compute_dtype, args.repeats)
       run['mfu'] = round(run.pop('tflop_per_s') * 1e3 / peak_gflops, 3)
-      run.update(run_sampler(size, args.run_batch, args.compute_dtype, args.steps, args.repeats))
+      run.update(run_sampler(size, args.run_batch, args.compute_dtype, args.attention, args.steps, args.repeats))
       out[name]['run'] = {'batch': args.run_batch, **run}
       print(
         f'  batch {args.run_batch}: train step {run["step_s"]:.3f} s ({run["tflop_per_step"]:.2f} TFLOP), MFU '

@@ -99,6 +99,8 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
     c.sampler.top_p = 0.86
     c.sampler.compute_dtype = 'bfloat16'  # as the training passes: forwards in bf16, logits and the draw float32
     c.sampler.forward_rows = 0  # one forward of the whole batch fills an accelerator
+    # On NVIDIA GPUs `--config.generator.attention=cudnn` (and selector.attention) runs cuDNN's flash attention in
+    # the layers that return no maps (docs/design.md §8); not yet measured on one (results/device/).
     if 'eval' in c:
       if not smoke:  # the paper's protocol: 30K images for the held-out captions (FID-30K, CLIP-S, MID-L)
         c.eval.update(num_images=30_000, batch_size=256, shard_size=1024)

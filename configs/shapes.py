@@ -188,6 +188,9 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
   c.generator = dict(
     **size['generator'],
     mlp_ratio=4,
+    # 'heads_first' (fastest on CPU), 'xla' or 'cudnn' (jax.nn.dot_product_attention; cuDNN's flash attention on
+    # NVIDIA GPUs in bf16): how layers that return no attention maps attend (docs/design.md §8).
+    attention='heads_first',
     # Training corruption (docs/design.md §2.4): uniform replacement of visible tokens (corrupt_prob, in
     # RECIPES), loss weight of visible ones, label smoothing of masked and (in RECIPES) visible positions.
     **recipe['generator'],
@@ -210,6 +213,7 @@ def get_config(arg: str = 'sample') -> ml_collections.ConfigDict:
   c.selector = dict(
     **size['selector'],
     mlp_ratio=4,
+    attention='heads_first',  # as the generator's
     # Positive label: 'corrupted' (the position was masked or replaced in the generator input) or
     # 'mismatch' (the sampled token differs from the real one).
     label='corrupted',

@@ -132,3 +132,61 @@ def test_heads_first_attention_is_flax_attention(masked, monkeypatch):
   if masked:
     assert np.isneginf(state['intermediates']['attention_logits'][0][2, :, :, 1:]).all()
     assert (state['intermediates']['attention_weights'][0][2, :, :, 1:] == 0).all()
+
+
+@pytest.mark.parametrize('masked', [False, True])
+def test_xla_attention_is_heads_first_attention(masked):
+  """attention='xla' (jax.nn.dot_product_attention) gives the heads-first outputs with the same params, masked
+  keys included; asked for its maps, a layer takes the heads-first path and sows them."""
+  from tcts_jax.models import layers
+
+  x = jax.random.normal(jax.random.key(0), (3, 10, 16))
+  context = jax.random.normal(jax.random.key(1), (3, 7, 16))
+  mask = (jnp.arange(7) < jnp.array([[3], [7], [1]]))[:, None, None, :] if masked else None
+  heads_first, xla = layers.Attention(2, 16), layers.Attention(2, 16, 'xla')
+  params = heads_first.init(jax.random.key(2), x)
+
+  def run(attention, **kwargs):
+    keys_values = attention.apply(params, context, method='keys_values')
+    return attention.apply(params, x, keys_values, mask, mutable=['intermediates'], **kwargs)
+
+  (y, _), (y_xla, sown) = run(heads_first), run(xla)
+  np.testing.assert_allclose(y_xla, y, rtol=1e-5, atol=1e-6)
+  assert not sown  # no maps written
+  assert str(jax.make_jaxpr(lambda: run(xla))()) != str(jax.make_jaxpr(lambda: run(heads_first))())  # another path
+  (y_maps, state), (y_xla_maps, state_xla) = run(heads_first, sow_weights=True), run(xla, sow_weights=True)
+  np.testing.assert_array_equal(y_xla_maps, y_maps)
+  np.testing.assert_array_equal(
+    state_xla['intermediates']['attention_weights'][0], state['intermediates']['attention_weights'][0]
+  )
+
+
+def test_generator_attention_by_config(tiny_config):
+  """The config's generator.attention reaches every layer: 'xla' gives the heads-first logits and maps; an
+  unknown name is a one-line error naming it."""
+  from tcts_jax.data import get_dataset
+  from tcts_jax.models import build_models, init_params
+
+  vocabulary = get_dataset(tiny_config.data).vocabulary()
+  models = build_models(tiny_config, vocabulary)
+  params = init_params(models, tiny_config.data.image_size, jax.random.key(0))
+  config = tiny_config.copy_and_resolve_references()
+  config.generator.attention = 'xla'
+  xla = build_models(config, vocabulary)
+  assert xla.generator.attention == 'xla'
+  ids = models.text_tokenizer.encode_batch(['a red circle', 'a small blue square at the top'])
+  text, mask = models.text_encoder.apply({'params': params['text']}, ids)
+  tokens = jnp.full((2, models.num_tokens), models.mask_id).at[:, :5].set(3)
+  args = (params['generator'], tokens, text, mask, jnp.array([False, True]))
+  programs = [str(jax.make_jaxpr(lambda: generator_forward(m.generator, *args))()) for m in (models, xla)]
+  assert programs[0] != programs[1]
+  for out, out_xla in zip(
+    generator_forward(models.generator, *args, attention_layer=1),
+    generator_forward(xla.generator, *args, attention_layer=1),
+  ):
+    np.testing.assert_allclose(out_xla, out, rtol=1e-4, atol=1e-5)
+  config.generator.attention = 'flash'
+  with pytest.raises(
+    ValueError, match=r"generator.attention must be one of \('heads_first', 'xla', 'cudnn'\), got 'flash'"
+  ):
+    build_models(config, vocabulary)

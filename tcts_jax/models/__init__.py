@@ -20,7 +20,7 @@ from tcts_jax.models.generator import (
   generator_intermediates,
   generator_logits,
 )
-from tcts_jax.models.layers import attention_maps
+from tcts_jax.models.layers import ATTENTION_IMPLEMENTATIONS, attention_maps
 from tcts_jax.models.selector import Selector
 from tcts_jax.sampling.model import MaskedGenerator, TokenSelector
 from tcts_jax.models.text import (
@@ -174,7 +174,9 @@ def build_models(config, vocabulary: Sequence[str], clip_dir: Optional[str] = No
     tokenizer=VQTokenizer(tuple(t.channels), t.num_res_blocks, t.codebook_size, t.code_dim, t.commitment_cost),
     text_tokenizer=text_tokenizer,
     text_encoder=text_encoder,
-    generator=Generator(t.codebook_size, grid * grid, g.width, g.num_layers, g.num_heads, width, g.mlp_ratio),
+    generator=Generator(
+      t.codebook_size, grid * grid, g.width, g.num_layers, g.num_heads, width, g.mlp_ratio, _attention(g, 'generator')
+    ),
     grid_size=grid,
     selector=_build_selector(config, grid * grid, width),
     self_guidance_rank=self_guidance.get('rank', 0),
@@ -215,8 +217,23 @@ def _build_selector(config, num_tokens: int, text_width: int) -> Optional[Select
     return None
   s = config.selector
   return Selector(
-    config.tokenizer.codebook_size, num_tokens, s.width, s.num_layers, s.num_heads, text_width, s.mlp_ratio
+    config.tokenizer.codebook_size,
+    num_tokens,
+    s.width,
+    s.num_layers,
+    s.num_heads,
+    text_width,
+    s.mlp_ratio,
+    _attention(s, 'selector'),
   )
+
+
+def _attention(section, name: str) -> str:
+  """Config section `name`'s `attention` (layers.ATTENTION_IMPLEMENTATIONS; configs older than it: 'heads_first')."""
+  attention = section.get('attention', 'heads_first')
+  if attention not in ATTENTION_IMPLEMENTATIONS:
+    raise ValueError(f'{name}.attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}')
+  return attention
 
 
 def init_selector(models: Models, rng, text_width: int) -> dict:

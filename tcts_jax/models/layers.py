@@ -7,6 +7,7 @@ its queries: the sampler projects the text once, before its loop, instead of at 
 
 import flax.linen as nn
 import flax.struct
+import jax
 import jax.numpy as jnp
 
 
@@ -32,6 +33,11 @@ def heads_first_weighted_sum(spec: str, weights, value):
 # The einsums `Attention` hands to flax's dot_product_attention; benchmarks/batch_throughput.py sets both to None
 # (flax's own einsums) to measure the difference in one run.
 ATTENTION_EINSUMS = (heads_first_scores, heads_first_weighted_sum)
+# How a layer that returns no attention maps computes attention (config `generator.attention`, `selector.attention`):
+# flax's softmax attention on the heads-first matmuls above (the fastest on CPU), or `jax.nn.dot_product_attention`
+# with XLA's attention ('xla') or cuDNN's fused flash attention ('cudnn': NVIDIA GPUs, bf16/fp16 only). A layer
+# asked for its maps (FAS, editing) always takes the first, which materialises them.
+ATTENTION_IMPLEMENTATIONS = ('heads_first', 'xla', 'cudnn')
 
 
 class MlpBlock(nn.Module):
@@ -53,8 +59,11 @@ class Attention(nn.Module):
 
   num_heads: int
   width: int
+  implementation: str = 'heads_first'  # one of ATTENTION_IMPLEMENTATIONS
 
   def setup(self):
+    if self.implementation not in ATTENTION_IMPLEMENTATIONS:
+      raise ValueError(f'attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {self.implementation!r}')
     head_features = (self.num_heads, self.width // self.num_heads)
     self.query = nn.DenseGeneral(head_features, axis=-1)
     self.key = nn.DenseGeneral(head_features, axis=-1)
@@ -68,6 +77,9 @@ class Attention(nn.Module):
     """Self-attention over `x`, or attention to precomputed `keys_values` (from `self.keys_values`)."""
     keys, values = self.keys_values(x) if keys_values is None else keys_values
     query = self.query(x)
+    if self.implementation != 'heads_first' and not sow_weights:
+      mask = None if mask is None else mask.astype(bool)
+      return self.out(jax.nn.dot_product_attention(query, keys, values, mask=mask, implementation=self.implementation))
     scores_einsum, weighted_sum_einsum = ATTENTION_EINSUMS
     if sow_weights:  # the scores flax's dot_product_attention computes inside; unused ones vanish under jit
       spec, scaled = '...qhd,...khd->...hqk', query / jnp.sqrt(query.shape[-1]).astype(query.dtype)
@@ -110,14 +122,15 @@ class TransformerBlock(nn.Module):
   width: int
   mlp_ratio: int = 4
   cross_attention: bool = False
+  attention: str = 'heads_first'  # Attention.implementation
 
   def setup(self):
     # Submodule names are the parameter names of the checkpoints: LayerNorm_<i> in order of use.
-    self.self_attn = Attention(self.num_heads, self.width)
+    self.self_attn = Attention(self.num_heads, self.width, self.attention)
     num_norms = 3 if self.cross_attention else 2
     self.norms = [nn.LayerNorm(name=f'LayerNorm_{i}') for i in range(num_norms)]
     if self.cross_attention:
-      self.cross_attn = Attention(self.num_heads, self.width)
+      self.cross_attn = Attention(self.num_heads, self.width, self.attention)
     self.mlp = MlpBlock(self.mlp_ratio * self.width, name='MlpBlock_0')
 
   def context_keys_values(self, context):

@@ -35,6 +35,7 @@ class Selector(nn.Module):
   num_heads: int
   text_width: int
   mlp_ratio: int = 4
+  attention: str = 'heads_first'  # layers.ATTENTION_IMPLEMENTATIONS
 
   def setup(self):
     # Parameters are declared in the order (and under the names) of the checkpoints.
@@ -45,7 +46,7 @@ class Selector(nn.Module):
     self.ratio_out = nn.Dense(self.width)
     self.text_proj = nn.Dense(self.width)
     self.blocks = [
-      TransformerBlock(self.num_heads, self.width, self.mlp_ratio, cross_attention=True, name=f'block_{i}')
+      TransformerBlock(self.num_heads, self.width, self.mlp_ratio, True, self.attention, name=f'block_{i}')
       for i in range(self.num_layers)
     ]
     self.final_norm = nn.LayerNorm(name='LayerNorm_0')
