@@ -36,7 +36,9 @@ class Generator(nn.Module):
     self.pos_embedding = self.param('pos_embedding', nn.initializers.normal(0.02), (1, self.num_tokens, self.width))
     self.text_proj = nn.Dense(self.width)
     self.blocks = [
-      TransformerBlock(self.num_heads, self.width, self.mlp_ratio, True, self.attention, name=f'block_{i}')
+      TransformerBlock(
+        self.num_heads, self.width, self.mlp_ratio, cross_attention=True, attention=self.attention, name=f'block_{i}'
+      )
       for i in range(self.num_layers)
     ]
     self.final_norm = nn.LayerNorm(name='LayerNorm_0')
