@@ -13,7 +13,7 @@
 #  2. train_steps: the default-size generator and selector train steps, bf16 and fp32: MFU;
 #  3. batch_throughput: the default-size sampler's per-image time at batch 1, 8, 32, bf16 and fp32;
 #  4. sampler_overhead: the sampler against its forwards-only bound (fp32, the benchmark's defaults).
-# train_steps reads a batch of captioned shapes and builds the dataset (~50 MB) under $TFDS_DATA_DIR (default
+# train_steps reads a batch of captioned shapes and builds the dataset (~50 MB, ~1 min) under $TFDS_DATA_DIR (default
 # .tfds/ here) when it is missing: copy ~/tensorflow_datasets/captioned_shapes into .tfds/ and carry it to skip that.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,7 +38,8 @@ bench() {
 }
 
 bench paper_size benchmarks/paper_size.py --run --compute_dtype=bfloat16 --run_batch=16 --steps=16
-bench paper_size_cudnn benchmarks/paper_size.py --run --compute_dtype=bfloat16 --run_batch=16 --steps=16 --attention=cudnn
+bench paper_size_cudnn benchmarks/paper_size.py --run --compute_dtype=bfloat16 --run_batch=16 --steps=16 \
+  --attention=cudnn
 for dtype in bfloat16 float32; do
   bench "train_steps_$dtype" benchmarks/train_steps.py --stages=generator,selector --compute_dtype=$dtype
   bench "batch_throughput_$dtype" benchmarks/batch_throughput.py --grids=16,32 --batches=1,8,32 --steps=8 \
