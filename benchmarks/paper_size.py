@@ -98,8 +98,8 @@ def train_step_flops(model: Generator, batch: int) -> tuple[int, float]:
   return sum(x.size for x in jax.tree.leaves(params)), float(flops)
 
 
-def run_train_step(model: Generator, batch: int, compute_dtype: str, repeats: int) -> dict:
-  """The train step run at `batch` on this machine: median seconds and XLA's FLOP count."""
+def run_train_step(model: Generator, batch: int, compute_dtype: str, repeats: int) -> tuple[float, float]:
+  """(median seconds, XLA's FLOP count) of the train step run at `batch` on this machine."""
   inputs = train_inputs(batch, concrete=True)
   params = jax.jit(lambda *a: model.init(jax.random.key(0), *a)['params'])(*inputs)
   tx = optax.adamw(1e-4, weight_decay=0.01)
@@ -109,8 +109,7 @@ def run_train_step(model: Generator, batch: int, compute_dtype: str, repeats: in
   compiled = step.lower(params, opt_state, *inputs, rng).compile()
   cost = compiled.cost_analysis()
   flops = float((cost[0] if isinstance(cost, list) else cost)['flops'])
-  seconds = median_seconds(lambda: compiled(params, opt_state, *inputs, rng), repeats)
-  return {'step_s': round(seconds, 4), 'tflop_per_step': round(flops / 1e12, 3), 'tflop_per_s': flops / seconds / 1e12}
+  return median_seconds(lambda: compiled(params, opt_state, *inputs, rng), repeats), flops
 
 
 def run_sampler(size: dict, batch: int, compute_dtype: str, attention: str, steps: int, repeats: int) -> dict:
@@ -167,8 +166,14 @@ def main():
     }
     print(f'{name}: {params / 1e6:.1f}M params, {flops / 1e12:.2f} TFLOP per step', flush=True)
     if args.run:
-      run = run_train_step(generator(size, args.attention), args.run_batch, args.compute_dtype, args.repeats)
-      run['mfu'] = round(run.pop('tflop_per_s') * 1e3 / peak_gflops, 3)
+      seconds, step_flops = run_train_step(
+        generator(size, args.attention), args.run_batch, args.compute_dtype, args.repeats
+      )
+      run = {
+        'step_s': round(seconds, 4),
+        'tflop_per_step': round(step_flops / 1e12, 3),
+        'mfu': round(step_flops / seconds / 1e9 / peak_gflops, 3),
+      }
       run.update(run_sampler(size, args.run_batch, args.compute_dtype, args.attention, args.steps, args.repeats))
       out[name]['run'] = {'batch': args.run_batch, **run}
       print(
