@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from tcts_jax.models import layers
 from tcts_jax.sampling.sampler import Sampler, sampler_config
 from tcts_jax.utils.precision import COMPUTE_DTYPES, cast_floating
-from timing import caption_ids, matmul_gflops, matmul_peak_gflops, median_seconds, shapes_model
+from timing import caption_ids, compiled_flops, matmul_gflops, matmul_peak_gflops, median_seconds, shapes_model
 
 LAYOUTS = {'flax': (None, None), 'heads_first': layers.ATTENTION_EINSUMS}
 
@@ -45,8 +45,7 @@ def measure(grid: int, batch: int, args, peak: float) -> dict:
   for name, einsums in LAYOUTS.items():
     layers.ATTENTION_EINSUMS = einsums  # read when a function is traced: each layout gets programs of its own
     forward = jax.jit(lambda p, tokens, text: model.logits(p, tokens, text, None)[0])
-    analysis = forward.lower(forward_params, canvas, text).compile().cost_analysis()
-    flops = float((analysis[0] if isinstance(analysis, list) else analysis)['flops'])
+    flops = compiled_flops(forward.lower(forward_params, canvas, text).compile())
     forward_seconds = median_seconds(lambda: forward(forward_params, canvas, text), args.repeats)
     sampler = Sampler(model, sampler_config(config.sampler, strategy='uniform', steps=args.steps), decode=False)
     seconds = median_seconds(lambda: sampler(params, ids, jax.random.key(1)).tokens, args.repeats)

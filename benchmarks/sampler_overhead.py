@@ -30,12 +30,7 @@ import jax.numpy as jnp
 
 from tcts_jax.sampling.model import guided_selector_logits
 from tcts_jax.sampling.sampler import Sampler, sampler_config
-from timing import caption_ids, matmul_peak_gflops, median_seconds, shapes_model
-
-
-def flops(jitted, *args) -> float:
-  analysis = jitted.lower(*args).compile().cost_analysis()
-  return float((analysis[0] if isinstance(analysis, list) else analysis)['flops'])
+from timing import caption_ids, compiled_flops, matmul_peak_gflops, median_seconds, shapes_model
 
 
 def forwards_only(
@@ -80,7 +75,7 @@ def measure(grid: int, codebook: int, strategies, args, peak: float) -> dict:
   text = jax.jit(lambda p, i: model.encode_text(p, i, None))(params, ids)
   canvas = jnp.full((2 * b, models.num_tokens), models.mask_id, jnp.int32)
   cfg_forward = jax.jit(lambda p, tokens, text: model.logits(p, tokens, text, None)[0])
-  forward_flops = flops(cfg_forward, params, canvas, text)
+  forward_flops = compiled_flops(cfg_forward.lower(params, canvas, text).compile())
   forward_seconds = median_seconds(lambda: cfg_forward(params, canvas, text), args.repeats)
 
   overhead, own_overhead = {}, {}

@@ -34,6 +34,12 @@ def median_seconds(fn, repeats):
   return statistics.median(times)
 
 
+def compiled_flops(compiled) -> float:
+  """XLA's FLOP count of a compiled program (`jax.jit(f).lower(...).compile()`; some versions return a list)."""
+  cost = compiled.cost_analysis()
+  return float((cost[0] if isinstance(cost, (list, tuple)) else cost).get('flops', 0.0))
+
+
 def matmul_gflops(rows: int, inner: int, cols: int, repeats: int = 5, dtype=jnp.float32) -> float:
   """The rate of one jitted (rows, inner) @ (inner, cols) matmul in `dtype`, GFLOP/s."""
   a = jax.random.normal(jax.random.key(0), (rows, inner), dtype)

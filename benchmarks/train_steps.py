@@ -21,7 +21,7 @@ import json
 import jax
 import numpy as np
 from flax.training import train_state
-from timing import matmul_peak_gflops, median_seconds, op_time_shares
+from timing import compiled_flops, matmul_peak_gflops, median_seconds, op_time_shares
 
 from tcts_jax.api import load_config
 from tcts_jax.data import get_dataset, pipeline
@@ -68,8 +68,7 @@ def time_stage(config_path, name, repeats, compute_dtype, peak_gflops, breakdown
     apply_fn=None, params=jit_one_off(stage.init)(rng, batch), tx=make_optimizer(config.train)
   )
   step = jax.jit(functools.partial(train_step, stage, compute_dtype=compute_dtype))
-  cost = step.lower(state, frozen, batch, rng).compile().cost_analysis()
-  flops = (cost[0] if isinstance(cost, list) else cost).get('flops', 0.0)
+  flops = compiled_flops(step.lower(state, frozen, batch, rng).compile())
   seconds = median_seconds(lambda: step(state, frozen, batch, rng)[1], repeats)
   shares = {'op_time_shares': op_time_shares(lambda: step(state, frozen, batch, rng)[1])} if breakdown else {}
   return {

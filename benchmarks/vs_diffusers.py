@@ -44,7 +44,7 @@ from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokeni
 
 from tcts_jax.api import TextToImage, load_config
 from tcts_jax.utils.config import REPO_ROOT
-from timing import median_seconds
+from timing import compiled_flops, median_seconds
 
 sys.path.insert(0, os.path.join(REPO_ROOT, 'tests', 'fixtures'))
 from make_tiny_amused import MODEL_INDEX  # noqa: E402  (what AmusedPipeline.from_pretrained reads)
@@ -186,9 +186,7 @@ def cfg_forward_gflop(t2i):
   context = jax.eval_shape(model.encode_text, t2i.params, ids, None)
   tokens = jax.ShapeDtypeStruct((2, model.num_tokens), jnp.int32)
   forward = jax.jit(lambda params, x, c: model.logits(params, x, c, None)[0])
-  cost = forward.lower(t2i.params, tokens, context).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return cost['flops'] / 1e9
+  return compiled_flops(forward.lower(t2i.params, tokens, context).compile()) / 1e9
 
 
 def jax_generation(t2i, steps):

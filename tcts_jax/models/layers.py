@@ -62,8 +62,6 @@ class Attention(nn.Module):
   implementation: str = 'heads_first'  # one of ATTENTION_IMPLEMENTATIONS
 
   def setup(self):
-    if self.implementation not in ATTENTION_IMPLEMENTATIONS:
-      raise ValueError(f'attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {self.implementation!r}')
     head_features = (self.num_heads, self.width // self.num_heads)
     self.query = nn.DenseGeneral(head_features, axis=-1)
     self.key = nn.DenseGeneral(head_features, axis=-1)
